@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from compute.models import SAE, Corpus, Job, LanguageModel
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "status", "progress", "message", "created_at"]
+    list_filter = ["kind", "status"]
+    readonly_fields = [f.name for f in Job._meta.fields]
+
+
+@admin.register(LanguageModel)
+class LanguageModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "source", "location", "default_hook"]
+
+
+@admin.register(Corpus)
+class CorpusAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "source", "location"]
+    list_filter = ["kind", "source"]
+
+
+@admin.register(SAE)
+class SAEAdmin(admin.ModelAdmin):
+    list_display = ["name", "method", "architecture", "status", "hook_name", "d_sae"]
+    list_filter = ["method", "status"]

@@ -1,0 +1,6 @@
+"""Records of the science: language models, corpora, SAEs, jobs, evaluations and dashboards."""
+
+from compute.models.jobs import Job, JobKind, JobStatus
+from compute.models.registry import SAE, Corpus, LanguageModel
+
+__all__ = ["SAE", "Corpus", "Job", "JobKind", "JobStatus", "LanguageModel"]

@@ -1,0 +1,100 @@
+"""What the science works on: language models, corpora and SAEs."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class LanguageModel(models.Model):
+    class Source(models.TextChoices):
+        HUB = "hub", "Hugging Face name"
+        LOCAL = "local", "Local path"
+        PACKAGE = "package", "Python package (offline)"
+
+    name = models.SlugField(max_length=100, unique=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    location = models.CharField(max_length=500, help_text="Hub name, local path, or package name.")
+    gguf_file = models.CharField(max_length=200, blank=True)
+    default_hook = models.CharField(max_length=100, blank=True)
+    info = models.JSONField(default=dict, blank=True, help_text="d_model, n_layers, vocab size, ...")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Corpus(models.Model):
+    class Kind(models.TextChoices):
+        GENERAL = "general", "General (web text)"
+        DOMAIN = "domain", "Domain"
+
+    class Source(models.TextChoices):
+        HUB = "hub", "Hugging Face dataset"
+        FILES = "files", "Local files"
+        UPLOAD = "upload", "Uploaded file"
+        DEMO = "demo", "Offline demo corpus"
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    location = models.CharField(max_length=500, help_text="Dataset name, file path/glob, or demo corpus name.")
+    split = models.CharField(max_length=50, blank=True, default="train")
+    text_column = models.CharField(max_length=100, blank=True, default="text")
+    upload = models.FileField(upload_to="corpora/", storage="artifacts", blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "corpora"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SAE(models.Model):
+    class Method(models.TextChoices):
+        GSAE = "gsae", "General SAE"
+        FINETUNE = "finetune", "GSAE fine-tuned on D"
+        DIRECT = "direct", "Direct SAE"
+        SSAE = "ssae", "Specialized SAE"
+
+    class Status(models.TextChoices):
+        TRAINING = "training", "Training"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200, unique=True)
+    method = models.CharField(max_length=10, choices=Method.choices)
+    architecture = models.CharField(max_length=20, default="standard")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.TRAINING, db_index=True)
+    language_model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="saes")
+    hook_name = models.CharField(max_length=100)
+    d_in = models.PositiveIntegerField()
+    d_sae = models.PositiveIntegerField()
+    gsae = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="derived",
+        help_text="The GSAE a fine-tune starts from, or whose residual an SSAE reconstructs.",
+    )
+    train_corpus = models.ForeignKey(Corpus, null=True, blank=True, on_delete=models.PROTECT, related_name="saes")
+    hyperparams = models.JSONField(default=dict, blank=True)
+    stats = models.JSONField(default=dict, blank=True, help_text="Training statistics.")
+    artifact_path = models.CharField(max_length=500, blank=True, help_text="Folder in artifact storage.")
+    pretrained_release = models.CharField(max_length=200, blank=True)
+    pretrained_id = models.CharField(max_length=200, blank=True)
+    job = models.ForeignKey("compute.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="saes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "SAE"
+
+    def __str__(self) -> str:
+        return self.name
