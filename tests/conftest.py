@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+pytest_plugins = ("celery.contrib.pytest",)
+
 import pytest
 from django.contrib.auth import get_user_model
 
