@@ -1,0 +1,21 @@
+"""Deployment checks of our own settings (run by `manage.py check --deploy`)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+
+@register(Tags.security, deploy=True)
+def check_secret_key_is_set(app_configs, **kwargs) -> list[Warning]:
+    from labelsite.settings import _DEV_SECRET
+
+    if settings.SECRET_KEY == _DEV_SECRET:
+        return [
+            Warning(
+                "SECRET_KEY is the built-in development key.",
+                hint="Set the SECRET_KEY environment variable to a long random string in production.",
+                id="labelsite.W001",
+            )
+        ]
+    return []
