@@ -1,0 +1,40 @@
+"""`make demo`'s command brings up the server and workers on the embedded default and runs a job in a worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.services
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_starts_web_and_workers_on_the_embedded_default(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(LABELSITE_VAR_DIR=str(tmp_path), DEMO_DATA_DIR=str(ROOT / "var" / "data"), PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--smoke", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    report = json.loads(next(line for line in out.stdout.splitlines() if line.startswith('{"smoke"')))
+    assert report["smoke"] == "ok"
+    assert report["worker"].startswith("default@")
+    assert (tmp_path / "labelsite.sqlite3").exists()
+    assert (tmp_path / "broker" / "queue").is_dir()
