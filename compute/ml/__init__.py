@@ -1,0 +1,1 @@
+"""Pure ML (no Django): language models, corpora, activations, SAE training, evaluation, dashboards."""

@@ -1,0 +1,89 @@
+"""Activations at one hook, streamed batch by batch (never a whole corpus's activations in memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from compute.ml.lm import LoadedModel, hook_layer
+
+
+class ActivationBatch(NamedTuple):
+    tokens: Tensor  # [batch, seq] long
+    acts: Tensor  # [batch, seq, d_in]
+    mask: Tensor  # [batch, seq] bool: False at BOS / special / padding positions
+
+    def flat(self) -> Tensor:
+        """The activations at the positions that count: [n_kept, d_in]."""
+        return self.acts[self.mask]
+
+
+def token_mask(tokens: Tensor, special_token_ids: set[int], lengths: Tensor | None = None) -> Tensor:
+    """True where a token is an ordinary token inside its window: [batch, seq] bool."""
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    if special_token_ids:
+        specials = torch.tensor(sorted(special_token_ids), device=tokens.device)
+        mask &= ~torch.isin(tokens, specials)
+    if lengths is not None:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        mask &= positions[None, :] < lengths[:, None]
+    return mask
+
+
+def iter_windows_in_batches(windows: Iterable[Sequence[int]], batch_size: int) -> Iterator[list[Sequence[int]]]:
+    batch: list[Sequence[int]] = []
+    for window in windows:
+        batch.append(window)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def pad_windows(windows: list[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Right-pad to the longest window: (tokens [batch, seq], lengths [batch])."""
+    lengths = torch.tensor([len(w) for w in windows], dtype=torch.long)
+    tokens = torch.full((len(windows), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, window in enumerate(windows):
+        tokens[row, : len(window)] = torch.as_tensor(list(window), dtype=torch.long)
+    return tokens, lengths
+
+
+@torch.no_grad()
+def hook_activations(loaded: LoadedModel, tokens: Tensor, *, hook_name: str) -> Tensor:
+    """One forward pass, stopped right after the hook's block: [batch, seq, d_in]."""
+    layer = hook_layer(hook_name)
+    stop = layer + 1 if layer is not None and layer + 1 < loaded.n_layers else None
+    _, cache = loaded.model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=stop)
+    return cache[hook_name]
+
+
+def iter_activation_batches(
+    loaded: LoadedModel,
+    windows: Iterable[Sequence[int]],
+    *,
+    hook_name: str,
+    batch_size: int,
+    device: str | None = None,
+) -> Iterator[ActivationBatch]:
+    """Run the model over windows of token ids, `batch_size` windows at a time, yielding the hook's activations.
+
+    Windows may differ in length (right padding; padding is masked out, and causal attention keeps
+    it from changing earlier positions).
+    """
+    if not loaded.has_hook(hook_name):
+        raise ValueError(f"The model has no hook {hook_name!r}.")
+    device = device or loaded.device
+    pad_id = loaded.tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = loaded.tokenizer.eos_token_id or 0
+    for batch in iter_windows_in_batches(windows, batch_size):
+        tokens, lengths = pad_windows(batch, pad_id)
+        tokens = tokens.to(device)
+        acts = hook_activations(loaded, tokens, hook_name=hook_name)  # [batch, seq, d_in]
+        mask = token_mask(tokens, loaded.special_token_ids, lengths.to(device))
+        yield ActivationBatch(tokens=tokens, acts=acts, mask=mask)
