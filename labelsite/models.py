@@ -1,0 +1,206 @@
+"""Blind labelling campaigns: campaigns, their sources (SAEs), blind items, leases and judgments.
+
+Overlap and "never twice" are enforced by the database, not only by Python:
+- `Item.slots_taken <= Item.overlap` and `Item.judgment_count <= Item.overlap` (check constraints),
+- one Assignment and one Judgment per (item, labeller) (unique constraints).
+Services change the counters with F() updates inside the transaction that holds the item's row lock.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+DEFAULT_RUBRIC: list[dict] = [
+    {"score": 0, "label": "No coherent explanation"},
+    {"score": 1, "label": "Coherent but generic (syntax, formatting, common words)"},
+    {"score": 2, "label": "Related to the subject but not specific to it"},
+    {"score": 3, "label": "A concept specific to the subject"},
+]
+
+# The questions an item can ask; a later issue adds decomposition questions (new keys here).
+QUESTION_DOMAIN = "domain"
+QUESTION_GENERAL = "general"
+QUESTION_NICE = "nice"
+QUESTION_COMMENT = "comment"
+ALL_QUESTIONS: tuple[str, ...] = (QUESTION_DOMAIN, QUESTION_GENERAL, QUESTION_NICE, QUESTION_COMMENT)
+
+# 2**31 - 1 is prime, so x -> (a*x + b) mod P is a permutation of [0, P): a stable per-labeller shuffle.
+SHUFFLE_PRIME = 2_147_483_647
+
+
+def default_rubric() -> list[dict]:
+    return [dict(level) for level in DEFAULT_RUBRIC]
+
+
+def default_questions() -> list[str]:
+    return list(ALL_QUESTIONS)
+
+
+def new_item_code() -> str:
+    """A random opaque code: 72 random bits, URL-safe, no relation to source or creation order."""
+    return secrets.token_urlsafe(9)
+
+
+def new_shuffle_key() -> int:
+    return secrets.randbelow(SHUFFLE_PRIME)
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PREPARING = "preparing", "Preparing dashboards"
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class PanelOrder(models.TextChoices):
+        DOMAIN_FIRST = "domain_first", "Domain examples first"
+        GENERAL_FIRST = "general_first", "General examples first"
+        RANDOM = "random", "Randomised per item and labeller"
+
+    name = models.CharField(max_length=200, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown, shown to labellers.")
+    rubric = models.JSONField(default=default_rubric, help_text='List of {"score": int, "label": str}.')
+    questions = models.JSONField(default=default_questions)
+    domain_corpus = models.ForeignKey("compute.Corpus", on_delete=models.PROTECT, related_name="+")
+    general_corpus = models.ForeignKey("compute.Corpus", on_delete=models.PROTECT, related_name="+")
+    min_frequency = models.FloatField(
+        null=True, blank=True, help_text="Skip features firing less often than this on the domain corpus."
+    )
+    seed = models.PositiveIntegerField(default=0)
+    panel_order = models.CharField(max_length=20, choices=PanelOrder.choices, default=PanelOrder.DOMAIN_FIRST)
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Judgments per item (k).")
+    hide_mapping_until_closed = models.BooleanField(default=False)
+    lease_seconds = models.PositiveIntegerField(default=30 * 60)
+    labellers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="label_campaigns")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    build_jobs = models.ManyToManyField("compute.Job", blank=True, related_name="+")
+    prepare_error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_at_least_1")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+    @property
+    def mapping_visible(self) -> bool:
+        """Whether admins may see which SAE an item came from."""
+        return not self.hide_mapping_until_closed or self.status == self.Status.CLOSED
+
+    @property
+    def scores(self) -> list[int]:
+        return [int(level["score"]) for level in self.rubric]
+
+
+class CampaignSAE(models.Model):
+    """One source of a campaign: an SAE and how many random features to sample from it."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="sources")
+    sae = models.ForeignKey("compute.SAE", on_delete=models.PROTECT, related_name="+")
+    n_features = models.PositiveIntegerField(default=100)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "sae"], name="campaign_sae_once")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} · {self.sae}"
+
+
+class Item(models.Model):
+    """One feature to judge, known to labellers only by its random code."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    source = models.ForeignKey(CampaignSAE, on_delete=models.PROTECT, related_name="items")
+    feature_index = models.PositiveIntegerField()
+    code = models.CharField(max_length=16, unique=True, default=new_item_code)
+    shuffle_key = models.BigIntegerField(default=new_shuffle_key)
+    overlap = models.PositiveSmallIntegerField()
+    slots_taken = models.PositiveSmallIntegerField(default=0, help_text="Active leases + judgments.")
+    judgment_count = models.PositiveSmallIntegerField(default=0)
+    # Rendered once when the campaign opens, so the labelling page is one row read.
+    domain_html = models.TextField(blank=True)
+    general_html = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "source", "feature_index"], name="item_feature_once"),
+            models.CheckConstraint(condition=Q(slots_taken__lte=models.F("overlap")), name="item_slots_at_most_k"),
+            models.CheckConstraint(
+                condition=Q(judgment_count__lte=models.F("overlap")), name="item_judgments_at_most_k"
+            ),
+        ]
+        indexes = [models.Index(fields=["campaign", "slots_taken"], name="item_open_slots")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Assignment(models.Model):
+    """A labeller's hold on an item: a lease while open, then done (judged) or skipped."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        DONE = "done", "Judged"
+        SKIPPED = "skipped", "Skipped"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    labeller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD)
+    reason = models.CharField(max_length=40, blank=True, help_text="Which stage picked the item.")
+    skip_reason = models.CharField(max_length=500, blank=True)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "labeller"], name="assignment_once_per_labeller")]
+        indexes = [
+            models.Index(fields=["campaign", "labeller", "status"], name="assignment_by_labeller"),
+            models.Index(fields=["campaign", "status", "expires_at"], name="assignment_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} · {self.labeller_id} · {self.status}"
+
+
+class Judgment(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="judgments")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="judgments")
+    labeller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments")
+    domain_explanation = models.TextField(blank=True)
+    domain_score = models.SmallIntegerField(null=True, blank=True)
+    general_explanation = models.TextField(blank=True)
+    general_score = models.SmallIntegerField(null=True, blank=True)
+    nice = models.BooleanField(default=False)
+    comment = models.TextField(blank=True)
+    # Answers to questions added later (e.g. decomposition), keyed by question key.
+    extra = models.JSONField(default=dict, blank=True)
+    panel_order = models.CharField(max_length=20, blank=True, help_text="Which panel the labeller saw first.")
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    revisions = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["item", "labeller"], name="judgment_once_per_labeller")]
+        indexes = [models.Index(fields=["campaign", "labeller"], name="judgment_by_labeller")]
+
+    def __str__(self) -> str:
+        return f"Judgment of {self.item_id} by {self.labeller_id}"

@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from compute.urls import api_urlpatterns as compute_api
-from labelsite import views
+from labelsite import campaign_urls, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,4 +15,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("compute/", include("compute.urls")),
     path("api/compute/", include((compute_api, "compute-api"))),
+    path("label/", include(campaign_urls.label_patterns)),
+    path("manage/", include(campaign_urls.manage_patterns)),
+    path("api/label/", include(campaign_urls.api_label_patterns)),
+    path("api/manage/", include(campaign_urls.api_manage_patterns)),
 ]

@@ -1,4 +1,4 @@
-"""Pages every signed-in user sees."""
+"""Pages every signed-in user sees; the labelling pages live in `labelling`, admin pages in `manage`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from labelsite.selectors.blind import blind_campaigns
+
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "labelsite/home.html")
+    return render(request, "labelsite/home.html", {"campaigns": blind_campaigns(labeller=request.user)})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

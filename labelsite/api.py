@@ -1,0 +1,320 @@
+"""JSON API. /api/label/: a labeller's own campaigns, blind items and own judgments.
+/api/manage/: admins (staff) see and run everything. Serializers exist only at this edge."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.http import Http404
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labelsite.models import ALL_QUESTIONS, Campaign
+from labelsite.roles import IsAdmin
+from labelsite.selectors.admin import campaign_items, campaign_progress, judgment_rows, score_summary
+from labelsite.selectors.blind import (
+    BlindItem,
+    blind_campaign,
+    blind_campaigns,
+    blind_item,
+    labeller_progress,
+    own_judgments,
+)
+from labelsite.services import LabelError
+from labelsite.services.assignment import assignment_next_code, assignment_skip
+from labelsite.services.campaigns import (
+    SourceSpec,
+    campaign_close,
+    campaign_create,
+    campaign_open,
+    campaign_reassign,
+    campaign_reopen,
+)
+from labelsite.services.judgments import Answers, judgment_submit
+
+
+def _error(exc: LabelError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"detail": str(exc)}, status=code)
+
+
+def _progress(progress) -> dict:
+    return {**asdict(progress), "remaining": progress.remaining, "percent": progress.percent}
+
+
+def _blind_item_json(item: BlindItem) -> dict:
+    answers = {k: v for k, v in item.answers.items() if k != "updated_at"}
+    return {
+        "code": item.code,
+        "campaign": item.campaign.id,
+        "status": item.status,
+        "editable": item.editable,
+        "panels": [asdict(p) for p in item.panels],
+        "rubric": item.campaign.rubric,
+        "questions": item.campaign.questions,
+        "answers": answers or None,
+    }
+
+
+# --- labellers ------------------------------------------------------------------------------------
+
+
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def label_campaigns(request: Request) -> Response:
+    return Response([{**asdict(c), "progress": _progress(p)} for c, p in blind_campaigns(labeller=request.user)])
+
+
+def _own_campaign(request: Request, campaign_id: int):
+    campaign = blind_campaign(campaign_id=campaign_id, labeller=request.user)
+    if campaign is None:
+        raise Http404
+    return campaign
+
+
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def label_campaign(request: Request, campaign_id: int) -> Response:
+    campaign = _own_campaign(request, campaign_id)
+    progress = labeller_progress(campaign_id=campaign.id, labeller_id=request.user.pk)
+    return Response({**asdict(campaign), "progress": _progress(progress)})
+
+
+@api_view(["POST"])
+@permission_classes([IsAuthenticated])
+def label_next(request: Request, campaign_id: int) -> Response:
+    campaign = _own_campaign(request, campaign_id)
+    try:
+        code = assignment_next_code(campaign_id=campaign.id, labeller=request.user)
+    except LabelError as exc:
+        return _error(exc, status.HTTP_409_CONFLICT)
+    if code is None:
+        return Response({"item": None, "detail": "Nothing left for you in this campaign."})
+    return Response({"item": _blind_item_json(blind_item(item_code=code, labeller=request.user))})
+
+
+def _own_item(request: Request, code: str) -> BlindItem:
+    item = blind_item(item_code=code, labeller=request.user)
+    if item is None:
+        raise Http404
+    return item
+
+
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def label_item(request: Request, code: str) -> Response:
+    return Response(_blind_item_json(_own_item(request, code)))
+
+
+class JudgmentIn(serializers.Serializer):
+    domain_explanation = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    domain_score = serializers.IntegerField(required=False, allow_null=True, default=None)
+    general_explanation = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    general_score = serializers.IntegerField(required=False, allow_null=True, default=None)
+    nice = serializers.BooleanField(required=False, default=False)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    time_spent_ms = serializers.IntegerField(required=False, min_value=0, default=0)
+
+
+@api_view(["POST"])
+@permission_classes([IsAuthenticated])
+def label_judge(request: Request, code: str) -> Response:
+    item = _own_item(request, code)
+    data = JudgmentIn(data=request.data)
+    data.is_valid(raise_exception=True)
+    values = dict(data.validated_data)
+    time_spent_ms = values.pop("time_spent_ms")
+    try:
+        judgment, changed = judgment_submit(
+            item_code=item.code,
+            labeller=request.user,
+            answers=Answers(**values),
+            time_spent_ms=time_spent_ms,
+            panel_order=item.panel_order,
+        )
+    except LabelError as exc:
+        return _error(exc, status.HTTP_409_CONFLICT)
+    body = {"item_code": item.code, "changed": changed, "revisions": judgment.revisions}
+    body.update({k: getattr(judgment, k) for k in JudgmentIn().fields})
+    return Response(body, status=status.HTTP_201_CREATED if changed and judgment.revisions == 0 else 200)
+
+
+@api_view(["POST"])
+@permission_classes([IsAuthenticated])
+def label_skip(request: Request, code: str) -> Response:
+    item = _own_item(request, code)
+    try:
+        assignment_skip(item_code=item.code, labeller=request.user, reason=str(request.data.get("reason", "")))
+    except LabelError as exc:
+        return _error(exc)
+    return Response({"item_code": item.code, "status": "skipped"})
+
+
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def label_judgments(request: Request, campaign_id: int) -> Response:
+    campaign = _own_campaign(request, campaign_id)
+    rows = own_judgments(campaign_id=campaign.id, labeller=request.user)
+    return Response([{"item_code": r.pop("item__code"), **r} for r in rows])
+
+
+# --- admins ---------------------------------------------------------------------------------------
+
+
+class SourceIn(serializers.Serializer):
+    sae_id = serializers.IntegerField()
+    n_features = serializers.IntegerField(min_value=1, default=100)
+
+
+class CampaignIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+    rubric = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=None)
+    questions = serializers.ListField(
+        child=serializers.ChoiceField(choices=ALL_QUESTIONS), required=False, default=list(ALL_QUESTIONS)
+    )
+    sources = SourceIn(many=True)
+    domain_corpus_id = serializers.IntegerField()
+    general_corpus_id = serializers.IntegerField()
+    labeller_ids = serializers.ListField(child=serializers.IntegerField(), default=list)
+    min_frequency = serializers.FloatField(required=False, allow_null=True, default=None)
+    seed = serializers.IntegerField(min_value=0, default=0)
+    panel_order = serializers.ChoiceField(choices=Campaign.PanelOrder.choices, default=Campaign.PanelOrder.DOMAIN_FIRST)
+    overlap = serializers.IntegerField(min_value=1, default=1)
+    hide_mapping_until_closed = serializers.BooleanField(default=False)
+    lease_seconds = serializers.IntegerField(min_value=60, default=30 * 60)
+
+
+def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
+    body = {
+        "id": campaign.pk,
+        "name": campaign.name,
+        "status": campaign.status,
+        "guidelines": campaign.guidelines,
+        "rubric": campaign.rubric,
+        "questions": campaign.questions,
+        "domain_corpus_id": campaign.domain_corpus_id,
+        "general_corpus_id": campaign.general_corpus_id,
+        "min_frequency": campaign.min_frequency,
+        "seed": campaign.seed,
+        "panel_order": campaign.panel_order,
+        "overlap": campaign.overlap,
+        "hide_mapping_until_closed": campaign.hide_mapping_until_closed,
+        "mapping_visible": campaign.mapping_visible,
+        "lease_seconds": campaign.lease_seconds,
+        "labeller_ids": sorted(u.pk for u in campaign.labellers.all()),
+        "build_job_ids": sorted(j.pk for j in campaign.build_jobs.all()),
+        "prepare_error": campaign.prepare_error,
+        "created_at": campaign.created_at,
+    }
+    if campaign.mapping_visible:
+        body["sources"] = [
+            {"sae_id": s.sae_id, "sae": s.sae.name, "method": s.sae.method, "n_features": s.n_features}
+            for s in campaign.sources.all()
+        ]
+    if detail:
+        body["progress"] = campaign_progress(campaign=campaign)
+    return body
+
+
+def _campaign_or_404(campaign_id: int) -> Campaign:
+    campaign = (
+        Campaign.objects.prefetch_related("sources__sae", "labellers", "build_jobs").filter(pk=campaign_id).first()
+    )
+    if campaign is None:
+        raise Http404
+    return campaign
+
+
+@api_view(["GET", "POST"])
+@permission_classes([IsAdmin])
+def manage_campaigns(request: Request) -> Response:
+    if request.method == "GET":
+        campaigns = Campaign.objects.prefetch_related("sources__sae", "labellers", "build_jobs")
+        return Response([_campaign_json(c) for c in campaigns])
+    data = CampaignIn(data=request.data)
+    data.is_valid(raise_exception=True)
+    values = dict(data.validated_data)
+    values["sources"] = [SourceSpec(**s) for s in values["sources"]]
+    try:
+        campaign = campaign_create(created_by=request.user, **values)
+    except LabelError as exc:
+        return _error(exc)
+    return Response(_campaign_json(_campaign_or_404(campaign.pk), detail=True), status=status.HTTP_201_CREATED)
+
+
+@api_view(["GET"])
+@permission_classes([IsAdmin])
+def manage_campaign(request: Request, campaign_id: int) -> Response:
+    return Response(_campaign_json(_campaign_or_404(campaign_id), detail=True))
+
+
+def _action(campaign_id: int, action) -> Response:
+    campaign = _campaign_or_404(campaign_id)
+    try:
+        action(campaign_id=campaign.pk)
+    except LabelError as exc:
+        return _error(exc, status.HTTP_409_CONFLICT)
+    return Response(_campaign_json(_campaign_or_404(campaign.pk), detail=True))
+
+
+@api_view(["POST"])
+@permission_classes([IsAdmin])
+def manage_open(request: Request, campaign_id: int) -> Response:
+    return _action(campaign_id, lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user))
+
+
+@api_view(["POST"])
+@permission_classes([IsAdmin])
+def manage_close(request: Request, campaign_id: int) -> Response:
+    return _action(campaign_id, campaign_close)
+
+
+@api_view(["POST"])
+@permission_classes([IsAdmin])
+def manage_reopen(request: Request, campaign_id: int) -> Response:
+    return _action(campaign_id, campaign_reopen)
+
+
+class ReassignIn(serializers.Serializer):
+    from_user_id = serializers.IntegerField()
+    to_user_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+@api_view(["POST"])
+@permission_classes([IsAdmin])
+def manage_reassign(request: Request, campaign_id: int) -> Response:
+    campaign = _campaign_or_404(campaign_id)
+    data = ReassignIn(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        released = campaign_reassign(campaign_id=campaign.pk, **data.validated_data)
+    except LabelError as exc:
+        return _error(exc)
+    return Response({"released": released})
+
+
+@api_view(["GET"])
+@permission_classes([IsAdmin])
+def manage_items(request: Request, campaign_id: int) -> Response:
+    return Response(campaign_items(campaign=_campaign_or_404(campaign_id), limit=100_000))
+
+
+@api_view(["GET"])
+@permission_classes([IsAdmin])
+def manage_judgments(request: Request, campaign_id: int) -> Response:
+    try:
+        return Response(judgment_rows(campaign=_campaign_or_404(campaign_id)))
+    except LabelError as exc:
+        return _error(exc, status.HTTP_409_CONFLICT)
+
+
+@api_view(["GET"])
+@permission_classes([IsAdmin])
+def manage_summary(request: Request, campaign_id: int) -> Response:
+    try:
+        return Response(score_summary(campaign=_campaign_or_404(campaign_id)))
+    except LabelError as exc:
+        return _error(exc, status.HTTP_409_CONFLICT)

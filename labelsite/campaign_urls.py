@@ -1,0 +1,63 @@
+"""URLs of the labelling product: labeller pages (/label/), admin pages (/manage/) and their APIs."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from labelsite import api
+from labelsite.views import labelling, manage
+
+label_patterns = (
+    [
+        path("", labelling.label_index, name="index"),
+        path("c/<int:campaign_id>/", labelling.campaign_page, name="campaign"),
+        path("c/<int:campaign_id>/next/", labelling.next_item, name="next"),
+        path("c/<int:campaign_id>/mine/", labelling.my_judgments, name="mine"),
+        path("i/<str:code>/", labelling.item_page, name="item"),
+        path("i/<str:code>/skip/", labelling.skip_item, name="skip"),
+    ],
+    "label",
+)
+
+manage_patterns = (
+    [
+        path("campaigns/", manage.campaign_list, name="campaign-list"),
+        path("campaigns/new/", manage.campaign_new, name="campaign-new"),
+        path("campaigns/<int:campaign_id>/", manage.campaign_detail, name="campaign"),
+        path("campaigns/<int:campaign_id>/open/", manage.campaign_open_view, name="campaign-open"),
+        path("campaigns/<int:campaign_id>/close/", manage.campaign_close_view, name="campaign-close"),
+        path("campaigns/<int:campaign_id>/reopen/", manage.campaign_reopen_view, name="campaign-reopen"),
+        path("campaigns/<int:campaign_id>/reassign/", manage.campaign_reassign_view, name="campaign-reassign"),
+        path("campaigns/<int:campaign_id>/judgments.csv", manage.export_csv, name="campaign-export-csv"),
+        path("campaigns/<int:campaign_id>/summary.json", manage.export_json, name="campaign-export-json"),
+    ],
+    "manage",
+)
+
+api_label_patterns = (
+    [
+        path("campaigns/", api.label_campaigns, name="campaigns"),
+        path("campaigns/<int:campaign_id>/", api.label_campaign, name="campaign"),
+        path("campaigns/<int:campaign_id>/next/", api.label_next, name="next"),
+        path("campaigns/<int:campaign_id>/judgments/", api.label_judgments, name="judgments"),
+        path("items/<str:code>/", api.label_item, name="item"),
+        path("items/<str:code>/judgment/", api.label_judge, name="judge"),
+        path("items/<str:code>/skip/", api.label_skip, name="skip"),
+    ],
+    "label-api",
+)
+
+api_manage_patterns = (
+    [
+        path("campaigns/", api.manage_campaigns, name="campaigns"),
+        path("campaigns/<int:campaign_id>/", api.manage_campaign, name="campaign"),
+        path("campaigns/<int:campaign_id>/open/", api.manage_open, name="open"),
+        path("campaigns/<int:campaign_id>/close/", api.manage_close, name="close"),
+        path("campaigns/<int:campaign_id>/reopen/", api.manage_reopen, name="reopen"),
+        path("campaigns/<int:campaign_id>/reassign/", api.manage_reassign, name="reassign"),
+        path("campaigns/<int:campaign_id>/items/", api.manage_items, name="items"),
+        path("campaigns/<int:campaign_id>/judgments/", api.manage_judgments, name="judgments"),
+        path("campaigns/<int:campaign_id>/summary/", api.manage_summary, name="summary"),
+    ],
+    "manage-api",
+)

@@ -1,0 +1,187 @@
+"""What a labeller may see: blind items, their own judgments, their campaigns and progress."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import markdown
+import nh3
+from django.conf import settings
+from django.db.models import Count, Exists, F, OuterRef, Q
+
+from labelsite.models import Assignment, Campaign, Item, Judgment
+
+PANEL_TITLES = {"domain": "Top activations on domain text", "general": "Top activations on general web text"}
+
+
+@dataclass(frozen=True)
+class Panel:
+    kind: str  # "domain" or "general": which corpus the examples come from (not which SAE)
+    title: str
+    html: str
+
+
+@dataclass(frozen=True)
+class BlindCampaign:
+    id: int
+    name: str
+    status: str
+    status_label: str
+    guidelines_html: str
+    rubric: list[dict]
+    questions: list[str]
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    held: int
+    skipped: int
+    available: int
+
+    @property
+    def remaining(self) -> int:
+        return self.held + self.available
+
+    @property
+    def percent(self) -> int:
+        total = self.done + self.remaining
+        return round(100 * self.done / total) if total else 100
+
+
+@dataclass(frozen=True)
+class BlindItem:
+    code: str
+    campaign: BlindCampaign
+    panels: list[Panel]
+    status: str  # held / done / skipped
+    answers: dict = field(default_factory=dict)  # the labeller's own judgment, if any
+
+    @property
+    def editable(self) -> bool:
+        return self.campaign.status == Campaign.Status.OPEN and self.status != Assignment.Status.SKIPPED
+
+    @property
+    def panel_order(self) -> str:
+        return ",".join(p.kind for p in self.panels)
+
+
+@lru_cache(maxsize=256)
+def guidelines_render(text: str) -> str:
+    """Markdown to HTML, then sanitised (admins write it, labellers read it)."""
+    return nh3.clean(markdown.markdown(text, extensions=["sane_lists", "tables", "fenced_code"]))
+
+
+def _campaign(row: dict, prefix: str = "") -> BlindCampaign:
+    status = row[f"{prefix}status"]
+    return BlindCampaign(
+        id=row[f"{prefix}id"],
+        name=row[f"{prefix}name"],
+        status=status,
+        status_label=Campaign.Status(status).label,
+        guidelines_html=guidelines_render(row[f"{prefix}guidelines"]),
+        rubric=row[f"{prefix}rubric"],
+        questions=row[f"{prefix}questions"],
+    )
+
+
+_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "rubric", "questions")
+
+
+def blind_campaign(*, campaign_id: int, labeller) -> BlindCampaign | None:
+    """The campaign if the user labels in it (and it is past the draft stage)."""
+    row = (
+        Campaign.objects.filter(pk=campaign_id, labellers=labeller)
+        .exclude(status=Campaign.Status.DRAFT)
+        .values(*_CAMPAIGN_FIELDS)
+        .first()
+    )
+    return _campaign(row) if row else None
+
+
+def blind_campaigns(*, labeller) -> list[tuple[BlindCampaign, Progress]]:
+    rows = (
+        Campaign.objects.filter(labellers=labeller)
+        .exclude(status=Campaign.Status.DRAFT)
+        .order_by("-created_at", "-id")
+        .values(*_CAMPAIGN_FIELDS)
+    )
+    return [(c, labeller_progress(campaign_id=c.id, labeller_id=labeller.pk)) for c in map(_campaign, rows)]
+
+
+def panel_kinds(*, panel_order: str, item_code: str, labeller_id: int) -> list[str]:
+    if panel_order == Campaign.PanelOrder.GENERAL_FIRST:
+        return ["general", "domain"]
+    if panel_order == Campaign.PanelOrder.RANDOM:
+        digest = hmac.new(settings.SECRET_KEY.encode(), f"panels:{item_code}:{labeller_id}".encode(), hashlib.sha256)
+        if digest.digest()[0] & 1:
+            return ["general", "domain"]
+    return ["domain", "general"]
+
+
+ANSWER_FIELDS = (
+    "domain_explanation",
+    "domain_score",
+    "general_explanation",
+    "general_score",
+    "nice",
+    "comment",
+    "time_spent_ms",
+    "revisions",
+    "updated_at",
+)
+
+
+def blind_item(*, item_code: str, labeller) -> BlindItem | None:
+    """The item if it is (or was) assigned to this labeller; constant number of queries."""
+    row = (
+        Assignment.objects.filter(item__code=item_code, labeller=labeller, campaign__labellers=labeller)
+        .values(
+            "status",
+            "item__code",
+            "item__domain_html",
+            "item__general_html",
+            *(f"campaign__{f}" for f in _CAMPAIGN_FIELDS),
+            "campaign__panel_order",
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    campaign = _campaign(row, "campaign__")
+    kinds = panel_kinds(panel_order=row["campaign__panel_order"], item_code=item_code, labeller_id=labeller.pk)
+    answers = Judgment.objects.filter(item__code=item_code, labeller=labeller).values(*ANSWER_FIELDS).first() or {}
+    return BlindItem(
+        code=row["item__code"],
+        campaign=campaign,
+        panels=[Panel(kind=k, title=PANEL_TITLES[k], html=row[f"item__{k}_html"]) for k in kinds],
+        status=row["status"],
+        answers=answers,
+    )
+
+
+def labeller_progress(*, campaign_id: int, labeller_id: int) -> Progress:
+    """Done, held and skipped by this labeller, and how many more items are open to them (2 queries)."""
+    mine = Assignment.objects.filter(campaign_id=campaign_id, labeller_id=labeller_id).aggregate(
+        done=Count("pk", filter=Q(status=Assignment.Status.DONE)),
+        held=Count("pk", filter=Q(status=Assignment.Status.HELD)),
+        skipped=Count("pk", filter=Q(status=Assignment.Status.SKIPPED)),
+    )
+    available = (
+        Item.objects.filter(campaign_id=campaign_id, slots_taken__lt=F("overlap"))
+        .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"), labeller_id=labeller_id)))
+        .count()
+    )
+    return Progress(available=available, **mine)
+
+
+def own_judgments(*, campaign_id: int, labeller, limit: int = 500) -> list[dict]:
+    """The labeller's own judgments in a campaign, newest first, keyed by item code only."""
+    return list(
+        Judgment.objects.filter(campaign_id=campaign_id, labeller=labeller)
+        .order_by("-updated_at", "-id")
+        .values("item__code", *ANSWER_FIELDS)[:limit]
+    )

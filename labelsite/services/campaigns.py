@@ -1,0 +1,320 @@
+"""Campaign life cycle: create -> (preparing: dashboards build) -> open -> closed <-> open."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from labelsite.models import ALL_QUESTIONS, Assignment, Campaign, CampaignSAE, Item, default_questions
+from labelsite.services import LabelError
+
+MAX_RUBRIC_SCORE = 9  # scores are typed with one number key
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    sae_id: int
+    n_features: int = 100
+
+
+def rubric_validate(rubric: object) -> list[dict]:
+    """A rubric is a non-empty list of {"score": 0..9, "label": text} with distinct scores."""
+    if not isinstance(rubric, list) or not rubric:
+        raise LabelError("The rubric needs at least one level.")
+    levels: list[dict] = []
+    for level in rubric:
+        if not isinstance(level, dict) or "score" not in level or not str(level.get("label", "")).strip():
+            raise LabelError('Each rubric level needs a "score" and a "label".')
+        try:
+            score = int(level["score"])
+        except (TypeError, ValueError):
+            raise LabelError(f"Rubric score {level['score']!r} is not a whole number.") from None
+        if not 0 <= score <= MAX_RUBRIC_SCORE:
+            raise LabelError(f"Rubric scores must be between 0 and {MAX_RUBRIC_SCORE} (one number key each).")
+        levels.append({"score": score, "label": str(level["label"]).strip()})
+    if len({lv["score"] for lv in levels}) != len(levels):
+        raise LabelError("Rubric scores must be distinct.")
+    return sorted(levels, key=lambda lv: lv["score"])
+
+
+def rubric_parse(text: str) -> list[dict]:
+    """Parse the admin form's rubric: one level per line, "score: label" (or "score - label")."""
+    levels = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        for sep in (":", "—", " - ", "="):
+            if sep in line:
+                score, label = line.split(sep, 1)
+                break
+        else:
+            raise LabelError(f'Rubric line "{line.strip()}" should look like "2: related to the subject".')
+        levels.append({"score": score.strip(), "label": label.strip()})
+    return rubric_validate(levels)
+
+
+def rubric_format(rubric: Sequence[dict]) -> str:
+    return "\n".join(f"{level['score']}: {level['label']}" for level in rubric)
+
+
+def campaign_create(
+    *,
+    name: str,
+    domain_corpus_id: int,
+    general_corpus_id: int,
+    sources: Iterable[SourceSpec],
+    labeller_ids: Iterable[int],
+    guidelines: str = "",
+    rubric: list[dict] | None = None,
+    questions: list[str] | None = None,
+    min_frequency: float | None = None,
+    seed: int = 0,
+    panel_order: str = Campaign.PanelOrder.DOMAIN_FIRST,
+    overlap: int = 1,
+    hide_mapping_until_closed: bool = False,
+    lease_seconds: int = 30 * 60,
+    created_by=None,
+) -> Campaign:
+    """Record a draft campaign after checking everything an admin could get wrong."""
+    from compute.models import SAE, Corpus
+
+    name = name.strip()
+    if not name:
+        raise LabelError("The campaign needs a name.")
+    if Campaign.objects.filter(name=name).exists():
+        raise LabelError(f'A campaign named "{name}" already exists.')
+    corpora = Corpus.objects.in_bulk([domain_corpus_id, general_corpus_id])
+    domain, general = corpora.get(domain_corpus_id), corpora.get(general_corpus_id)
+    if domain is None or general is None:
+        raise LabelError("Choose an existing domain corpus and general corpus.")
+    if domain.kind != Corpus.Kind.DOMAIN:
+        raise LabelError(f'"{domain}" is a {domain.get_kind_display()} corpus; the domain panel needs a domain corpus.')
+    if general.kind != Corpus.Kind.GENERAL:
+        raise LabelError(f'"{general}" is a {general.get_kind_display()} corpus; the general panel needs web text.')
+    sources = list(sources)
+    if not sources:
+        raise LabelError("Choose at least one SAE to sample features from.")
+    if len({s.sae_id for s in sources}) != len(sources):
+        raise LabelError("Each SAE can be chosen once.")
+    saes = SAE.objects.in_bulk([s.sae_id for s in sources])
+    for spec in sources:
+        sae = saes.get(spec.sae_id)
+        if sae is None:
+            raise LabelError(f"SAE {spec.sae_id} does not exist.")
+        if sae.status != SAE.Status.READY:
+            raise LabelError(f'SAE "{sae}" is {sae.get_status_display().lower()}, not ready.')
+        if not 1 <= spec.n_features <= sae.d_sae:
+            raise LabelError(f'SAE "{sae}" has {sae.d_sae} features; sample between 1 and {sae.d_sae}.')
+    labeller_ids = sorted(set(labeller_ids))
+    users = get_user_model().objects.filter(pk__in=labeller_ids, is_active=True)
+    if len(users) != len(labeller_ids):
+        raise LabelError("Some chosen labellers do not exist or are inactive.")
+    if overlap < 1:
+        raise LabelError("Overlap k must be at least 1.")
+    if labeller_ids and overlap > len(labeller_ids):
+        raise LabelError(f"Overlap k = {overlap} needs at least {overlap} labellers; {len(labeller_ids)} chosen.")
+    if min_frequency is not None and not 0.0 <= min_frequency <= 1.0:
+        raise LabelError("The minimum firing frequency is a fraction of tokens, between 0 and 1.")
+    questions = list(questions) if questions is not None else default_questions()
+    unknown = set(questions) - set(ALL_QUESTIONS)
+    if unknown or not questions:
+        raise LabelError(f"Unknown or no questions: {sorted(unknown)}; choose from {list(ALL_QUESTIONS)}.")
+    if lease_seconds < 60:
+        raise LabelError("A lease must last at least 60 seconds.")
+    with transaction.atomic():
+        campaign = Campaign.objects.create(
+            name=name,
+            guidelines=guidelines,
+            rubric=rubric_validate(rubric) if rubric is not None else Campaign._meta.get_field("rubric").default(),
+            questions=[q for q in ALL_QUESTIONS if q in questions],
+            domain_corpus=domain,
+            general_corpus=general,
+            min_frequency=min_frequency,
+            seed=seed,
+            panel_order=panel_order,
+            overlap=overlap,
+            hide_mapping_until_closed=hide_mapping_until_closed,
+            lease_seconds=lease_seconds,
+            created_by=created_by,
+        )
+        CampaignSAE.objects.bulk_create(
+            [CampaignSAE(campaign=campaign, sae_id=s.sae_id, n_features=s.n_features) for s in sources]
+        )
+        campaign.labellers.set(users)
+    return campaign
+
+
+def _dashboard_pairs(campaign: Campaign) -> list[tuple[int, int]]:
+    """(sae_id, corpus_id) for every dashboard the campaign shows."""
+    sae_ids = list(campaign.sources.values_list("sae_id", flat=True))
+    return [(s, c) for s in sae_ids for c in (campaign.domain_corpus_id, campaign.general_corpus_id)]
+
+
+def campaign_open(*, campaign_id: int, user=None) -> Campaign:
+    """Open a draft campaign, or move a preparing one on. Idempotent: call it again to advance.
+
+    Missing dashboards are built by jobs first (the campaign waits in PREPARING); once every
+    dashboard is ready the items are sampled, their panels rendered, and the campaign opens.
+    """
+    from compute.models import JobStatus
+    from compute.services.dashboards import dashboard_build, dashboards_ready
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status == Campaign.Status.OPEN:
+            return campaign
+        if campaign.status == Campaign.Status.CLOSED:
+            raise LabelError("This campaign is closed; reopen it instead.")
+        missing = [(s, c) for s, c in _dashboard_pairs(campaign) if not dashboards_ready(sae_id=s, corpus_id=c)]
+        if missing:
+            jobs = [dashboard_build(sae_id=s, corpus_id=c, created_by=user) for s, c in missing]
+            campaign.build_jobs.add(*jobs)
+            failed = [j for j in jobs if j.status in (JobStatus.FAILED, JobStatus.CANCELLED)]
+            campaign.prepare_error = (
+                "Dashboard job(s) " + ", ".join(str(j.pk) for j in failed) + " failed; retry them, then open again."
+                if failed
+                else ""
+            )
+            campaign.status = Campaign.Status.PREPARING
+            campaign.save(update_fields=["status", "prepare_error"])
+            return campaign
+        items_sample(campaign=campaign)
+        items_render_panels(campaign=campaign)
+        campaign.status = Campaign.Status.OPEN
+        campaign.prepare_error = ""
+        campaign.opened_at = campaign.opened_at or timezone.now()
+        campaign.save(update_fields=["status", "prepare_error", "opened_at"])
+    return campaign
+
+
+def items_sample(*, campaign: Campaign) -> int:
+    """Create the campaign's items once: `n_features` seeded random features per SAE.
+
+    Features firing less often than `min_frequency` on the domain corpus are never drawn. The
+    draw depends only on (seed, SAE), so the same settings give the same features. Items are
+    inserted in a shuffled order so that even row ids do not group by source.
+    """
+    from compute.services.dashboards import feature_frequencies
+
+    if campaign.items.exists():
+        return 0
+    rng = random.Random(f"items:{campaign.seed}")
+    items: list[Item] = []
+    for source in campaign.sources.select_related("sae"):
+        eligible: Sequence[int] = range(source.sae.d_sae)
+        if campaign.min_frequency is not None:
+            freqs = feature_frequencies(sae_id=source.sae_id, corpus_id=campaign.domain_corpus_id)
+            if freqs is None:
+                raise LabelError(f'No firing frequencies for "{source.sae}" on the domain corpus yet.')
+            eligible = [i for i, f in enumerate(freqs) if f >= campaign.min_frequency]
+        if len(eligible) < source.n_features:
+            raise LabelError(
+                f'"{source.sae}" has only {len(eligible)} features firing at least {campaign.min_frequency} '
+                f"of the time; ask for at most that many or lower the minimum frequency."
+            )
+        chosen = random.Random(f"{campaign.seed}:{source.sae_id}").sample(list(eligible), source.n_features)
+        items += [
+            Item(campaign=campaign, source=source, feature_index=i, overlap=campaign.overlap) for i in sorted(chosen)
+        ]
+    rng.shuffle(items)
+    Item.objects.bulk_create(items, batch_size=1000)
+    return len(items)
+
+
+def items_render_panels(*, campaign: Campaign) -> int:
+    """Cache each item's two blind dashboard panels on its row (the labelling page then reads one row)."""
+    from compute.services.dashboards import dashboard_html
+
+    todo = list(campaign.items.filter(Q(domain_html="") | Q(general_html="")).select_related("source").order_by("pk"))
+    for item in todo:
+        for field, corpus_id in (
+            ("domain_html", campaign.domain_corpus_id),
+            ("general_html", campaign.general_corpus_id),
+        ):
+            html = dashboard_html(
+                sae_id=item.source.sae_id, corpus_id=corpus_id, feature_index=item.feature_index, blind=True
+            )
+            setattr(item, field, html)
+    Item.objects.bulk_update(todo, ["domain_html", "general_html"], batch_size=500)
+    return len(todo)
+
+
+def campaign_close(*, campaign_id: int) -> Campaign:
+    """Stop labelling: no more submissions or revisions; outstanding leases are released."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Campaign.Status.OPEN:
+            raise LabelError(f"Only an open campaign can be closed; this one is {campaign.get_status_display()}.")
+        _release(campaign, Assignment.objects.filter(campaign=campaign, status=Assignment.Status.HELD))
+        campaign.status = Campaign.Status.CLOSED
+        campaign.closed_at = timezone.now()
+        campaign.save(update_fields=["status", "closed_at"])
+    return campaign
+
+
+def campaign_reopen(*, campaign_id: int) -> Campaign:
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Campaign.Status.CLOSED:
+            raise LabelError(f"Only a closed campaign can be reopened; this one is {campaign.get_status_display()}.")
+        campaign.status = Campaign.Status.OPEN
+        campaign.closed_at = None
+        campaign.save(update_fields=["status", "closed_at"])
+    return campaign
+
+
+def campaign_reassign(*, campaign_id: int, from_user_id: int, to_user_id: int | None = None) -> int:
+    """Hand a labeller's remaining work to someone else (or to the pool).
+
+    The labeller's held leases are released so others can take those items; with `to_user_id` the
+    new labeller joins and the old one leaves the campaign. Judgments already made are kept.
+    Returns the number of leases released.
+    """
+    user_model = get_user_model()
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if not campaign.labellers.filter(pk=from_user_id).exists():
+            raise LabelError("That user is not a labeller of this campaign.")
+        released = _release(
+            campaign, Assignment.objects.filter(campaign=campaign, labeller_id=from_user_id, status="held")
+        )
+        if to_user_id is not None:
+            if to_user_id == from_user_id:
+                raise LabelError("Choose a different labeller to reassign to.")
+            new = user_model.objects.filter(pk=to_user_id, is_active=True).first()
+            if new is None:
+                raise LabelError("The new labeller does not exist or is inactive.")
+            campaign.labellers.add(new)
+            campaign.labellers.remove(from_user_id)
+    return released
+
+
+def _release(campaign: Campaign, held) -> int:
+    """Delete held leases and give their slots back, locking items first (same order as every service)."""
+    item_ids = sorted(set(held.values_list("item_id", flat=True)))
+    if not item_ids:
+        return 0
+    list(Item.objects.select_for_update().filter(pk__in=item_ids).order_by("pk").values_list("pk", flat=True))
+    deleted, _ = held.filter(item_id__in=item_ids, status=Assignment.Status.HELD).delete()
+    items_recount_slots(item_ids=item_ids)
+    return deleted
+
+
+def items_recount_slots(*, item_ids: Sequence[int]) -> None:
+    """slots_taken := held + judged assignments (call with the items locked)."""
+    counts = dict(
+        Assignment.objects.filter(item_id__in=item_ids, status__in=[Assignment.Status.HELD, Assignment.Status.DONE])
+        .values("item_id")
+        .annotate(n=Count("id"))
+        .values_list("item_id", "n")
+    )
+    for item_id in item_ids:
+        Item.objects.filter(pk=item_id).exclude(slots_taken=counts.get(item_id, 0)).update(
+            slots_taken=counts.get(item_id, 0)
+        )

@@ -1,0 +1,169 @@
+"""Labeller pages under /label/: campaigns, the blind item form (HTMX, plain POST fallback), skip, own history.
+
+These views only ever see blind dataclasses and item codes (labelsite.selectors.blind), never an SAE.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect, push_url
+
+from labelsite.forms import JudgmentForm, SkipForm
+from labelsite.selectors.blind import (
+    BlindItem,
+    blind_campaign,
+    blind_campaigns,
+    blind_item,
+    labeller_progress,
+    own_judgments,
+)
+from labelsite.services import LabelError
+from labelsite.services.assignment import assignment_next_code, assignment_skip
+from labelsite.services.judgments import judgment_submit
+
+NO_STORE = "no-store"  # judgments are personal; never cache them in shared caches
+
+
+@login_required
+def label_index(request: HttpRequest) -> HttpResponse:
+    return render(request, "labelsite/label_index.html", {"campaigns": blind_campaigns(labeller=request.user)})
+
+
+@login_required
+def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = blind_campaign(campaign_id=campaign_id, labeller=request.user)
+    if campaign is None:
+        raise Http404("No such campaign.")
+    progress = labeller_progress(campaign_id=campaign.id, labeller_id=request.user.pk)
+    return render(request, "labelsite/label_campaign.html", {"campaign": campaign, "progress": progress})
+
+
+@login_required
+@require_POST
+def next_item(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    return _go_next(request, campaign_id)
+
+
+def _go_next(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """Send the labeller to their next item, or back to the campaign page when nothing is left."""
+    try:
+        code = assignment_next_code(campaign_id=campaign_id, labeller=request.user)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+        code = None
+    else:
+        if code is None:
+            messages.success(request, "Nothing left for you in this campaign. Thank you!")
+    if code is None:
+        url = reverse("label:campaign", args=[campaign_id])
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    if request.htmx:
+        response = _render_item(request, _item_or_404(request, code), partial=True)
+        return push_url(response, reverse("label:item", args=[code]))
+    return redirect("label:item", code=code)
+
+
+def _item_or_404(request: HttpRequest, code: str) -> BlindItem:
+    item = blind_item(item_code=code, labeller=request.user)
+    if item is None:
+        raise Http404("This item is not assigned to you.")
+    return item
+
+
+def _render_item(
+    request: HttpRequest,
+    item: BlindItem,
+    *,
+    form: JudgmentForm | None = None,
+    skip_form: SkipForm | None = None,
+    partial: bool = False,
+    status: int = 200,
+) -> HttpResponse:
+    if form is None:
+        form = JudgmentForm(campaign=item.campaign, initial={**item.answers, "time_spent_ms": ""})
+    context = {
+        "item": item,
+        "campaign": item.campaign,
+        "form": form,
+        "skip_form": skip_form or SkipForm(),
+        "progress": labeller_progress(campaign_id=item.campaign.id, labeller_id=request.user.pk),
+        "shown_at_ms": int(time.time() * 1000),
+    }
+    template = "labelsite/label_item.html#workspace" if partial else "labelsite/label_item.html"
+    response = render(request, template, context, status=status)
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+@login_required
+def item_page(request: HttpRequest, code: str) -> HttpResponse:
+    item = _item_or_404(request, code)
+    if request.method != "POST":
+        return _render_item(request, item)
+    form = JudgmentForm(request.POST, campaign=item.campaign)
+    if form.is_valid():
+        revising = item.status == "done"
+        try:
+            judgment_submit(
+                item_code=item.code,
+                labeller=request.user,
+                answers=form.answers(),
+                time_spent_ms=_time_spent(request, form),
+                panel_order=item.panel_order,
+            )
+        except LabelError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if revising:
+                messages.success(request, "Your judgment was revised.")
+                url = reverse("label:mine", args=[item.campaign.id])
+                return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+            return _go_next(request, item.campaign.id)
+    return _render_item(request, item, form=form, partial=bool(request.htmx))
+
+
+def _time_spent(request: HttpRequest, form: JudgmentForm) -> int:
+    """The page's own measure of visible time when JavaScript ran; else the time since the page was served."""
+    measured = form.cleaned_data.get("time_spent_ms")
+    if measured:
+        return measured
+    try:
+        shown_at = int(request.POST.get("shown_at_ms", ""))
+    except ValueError:
+        return 0
+    return max(0, int(time.time() * 1000) - shown_at)
+
+
+@login_required
+@require_POST
+def skip_item(request: HttpRequest, code: str) -> HttpResponse:
+    item = _item_or_404(request, code)
+    skip_form = SkipForm(request.POST)
+    if skip_form.is_valid():
+        try:
+            assignment_skip(item_code=item.code, labeller=request.user, reason=skip_form.cleaned_data["reason"])
+        except LabelError as exc:
+            skip_form.add_error(None, str(exc))
+        else:
+            return _go_next(request, item.campaign.id)
+    return _render_item(request, item, skip_form=skip_form, partial=bool(request.htmx))
+
+
+@login_required
+def my_judgments(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = blind_campaign(campaign_id=campaign_id, labeller=request.user)
+    if campaign is None:
+        raise Http404("No such campaign.")
+    context = {
+        "campaign": campaign,
+        "judgments": own_judgments(campaign_id=campaign.id, labeller=request.user),
+        "progress": labeller_progress(campaign_id=campaign.id, labeller_id=request.user.pk),
+    }
+    return render(request, "labelsite/label_mine.html", context)

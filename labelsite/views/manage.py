@@ -1,0 +1,163 @@
+"""Admin campaign pages under /manage/ (the settings' STAFF_ONLY_PATH_PREFIXES also guard this prefix)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from labelsite.forms import CampaignForm, ReassignForm
+from labelsite.models import Campaign
+from labelsite.roles import admin_required
+from labelsite.selectors.admin import EXPORT_FIELDS, campaign_items, campaign_progress, judgment_rows, score_summary
+from labelsite.services import LabelError
+from labelsite.services.campaigns import (
+    SourceSpec,
+    campaign_close,
+    campaign_create,
+    campaign_open,
+    campaign_reassign,
+    campaign_reopen,
+)
+
+
+@admin_required
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    campaigns = Campaign.objects.prefetch_related("sources__sae", "labellers")
+    return render(request, "labelsite/manage/campaign_list.html", {"campaigns": campaigns})
+
+
+@admin_required
+def campaign_new(request: HttpRequest) -> HttpResponse:
+    form = CampaignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            campaign = campaign_create(
+                name=data["name"],
+                guidelines=data["guidelines"],
+                rubric=data["rubric"],
+                questions=data["questions"],
+                sources=[SourceSpec(sae_id=sae.pk, n_features=data["features_per_sae"]) for sae in data["saes"]],
+                domain_corpus_id=data["domain_corpus"].pk,
+                general_corpus_id=data["general_corpus"].pk,
+                min_frequency=data["min_frequency"],
+                seed=data["seed"],
+                panel_order=data["panel_order"],
+                labeller_ids=[u.pk for u in data["labellers"]],
+                overlap=data["overlap"],
+                hide_mapping_until_closed=data["hide_mapping_until_closed"],
+                lease_seconds=data["lease_minutes"] * 60,
+                created_by=request.user,
+            )
+        except LabelError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f'Campaign "{campaign.name}" created. Open it when you are ready.')
+            return redirect("manage:campaign", campaign_id=campaign.pk)
+    return render(request, "labelsite/manage/campaign_new.html", {"form": form})
+
+
+@admin_required
+def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign.objects.select_related("domain_corpus", "general_corpus"), pk=campaign_id)
+    if campaign.status == Campaign.Status.PREPARING:
+        # Polling this page moves a preparing campaign on as soon as its dashboard jobs are done.
+        try:
+            campaign = campaign_open(campaign_id=campaign.pk, user=request.user)
+        except LabelError as exc:
+            campaign.prepare_error = str(exc)
+    context = {
+        "campaign": campaign,
+        "sources": campaign.sources.select_related("sae"),
+        "progress": campaign_progress(campaign=campaign),
+        "items": campaign_items(campaign=campaign, limit=500),
+        "build_jobs": campaign.build_jobs.all(),
+        "reassign_form": ReassignForm(campaign=campaign),
+    }
+    template = "labelsite/manage/campaign_detail.html"
+    return render(request, f"{template}#status-panel" if request.htmx else template, context)
+
+
+def _act(request: HttpRequest, campaign_id: int, action, done: str) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        campaign = action(campaign_id=campaign.pk)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done.format(status=campaign.get_status_display().lower()))
+    return redirect("manage:campaign", campaign_id=campaign.pk)
+
+
+@admin_required
+@require_POST
+def campaign_open_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    return _act(
+        request,
+        campaign_id,
+        lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user),
+        "Campaign is {status}.",
+    )
+
+
+@admin_required
+@require_POST
+def campaign_close_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    return _act(request, campaign_id, campaign_close, "Campaign closed; labellers can no longer submit or revise.")
+
+
+@admin_required
+@require_POST
+def campaign_reopen_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    return _act(request, campaign_id, campaign_reopen, "Campaign reopened.")
+
+
+@admin_required
+@require_POST
+def campaign_reassign_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    form = ReassignForm(request.POST, campaign=campaign)
+    if not form.is_valid():
+        messages.error(request, "Choose a labeller of this campaign (and optionally someone to hand over to).")
+        return redirect("manage:campaign", campaign_id=campaign.pk)
+    old, new = form.cleaned_data["from_user"], form.cleaned_data["to_user"]
+    try:
+        released = campaign_reassign(campaign_id=campaign.pk, from_user_id=old.pk, to_user_id=new.pk if new else None)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        to = f" and handed over to {new.get_username()}" if new else ""
+        messages.success(request, f"Released {released} held item(s) of {old.get_username()}{to}.")
+    return redirect("manage:campaign", campaign_id=campaign.pk)
+
+
+@admin_required
+def export_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        rows = judgment_rows(campaign=campaign)
+    except LabelError as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.csv"'
+    writer = csv.DictWriter(response, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return response
+
+
+@admin_required
+def export_json(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        summary = score_summary(campaign=campaign)
+    except LabelError as exc:
+        return JsonResponse({"detail": str(exc)}, status=409)
+    response = HttpResponse(json.dumps(summary, indent=2, default=str), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-summary.json"'
+    return response
