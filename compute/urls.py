@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from compute import api, views
+from compute import api, dashboard_views, views
 
 app_name = "compute"
 
@@ -17,6 +17,28 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry_view, name="job-retry"),
+    path("saes/<int:sae_id>/dashboards/", dashboard_views.sae_dashboards, name="sae-dashboards"),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/build/",
+        dashboard_views.dashboard_build_view,
+        name="dashboard-build",
+    ),
+    path("saes/<int:sae_id>/dashboards/<int:corpus_id>/", dashboard_views.feature_browser, name="feature-browser"),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/export.jsonl",
+        dashboard_views.set_export,
+        name="dashboard-set-export",
+    ),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/",
+        dashboard_views.feature_dashboard,
+        name="feature-dashboard",
+    ),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>.json",
+        dashboard_views.feature_export,
+        name="feature-export",
+    ),
 ]
 
 api_urlpatterns = [path("", include(router.urls))]

@@ -1,0 +1,127 @@
+"""Admin feature browser: dashboard sets of an SAE, a sortable feature list, one feature's dashboards, exports."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from compute.models import SAE, Corpus, DashboardSet
+from compute.services.dashboards import (
+    dashboard_build,
+    dashboard_export,
+    dashboard_get,
+    dashboard_html,
+    dashboard_set_export_lines,
+    neuronpedia_records,
+)
+from labelsite.roles import admin_required
+
+SORTS = {"index": "feature_index", "frequency": "-frequency", "max": "-max_activation", "rare": "frequency"}
+EXPORT_STYLES = ("ours", "neuronpedia")
+
+
+@admin_required
+def sae_dashboards(request: HttpRequest, sae_id: int) -> HttpResponse:
+    sae = get_object_or_404(SAE.objects.select_related("language_model"), pk=sae_id)
+    sets = {s.corpus_id: s for s in DashboardSet.objects.filter(sae=sae).select_related("job")}
+    rows = [{"corpus": corpus, "set": sets.get(corpus.pk)} for corpus in Corpus.objects.all()]
+    return render(request, "compute/dashboard_sets.html", {"sae": sae, "rows": rows})
+
+
+@admin_required
+@require_POST
+def dashboard_build_view(request: HttpRequest, sae_id: int, corpus_id: int) -> HttpResponse:
+    sae = get_object_or_404(SAE, pk=sae_id)
+    corpus = get_object_or_404(Corpus, pk=corpus_id)
+    if sae.status != SAE.Status.READY:
+        messages.error(request, f"SAE {sae.name} is {sae.get_status_display().lower()}; dashboards need a ready SAE.")
+        return redirect("compute:sae-dashboards", sae_id=sae.pk)
+    job = dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk, created_by=request.user)
+    messages.success(request, f"Dashboards of {sae.name} on {corpus.name}: job {job.pk} ({job.status}).")
+    return redirect("compute:job-detail", job_id=job.pk)
+
+
+def _ready_set_or_404(sae_id: int, corpus_id: int) -> DashboardSet:
+    dset = (
+        DashboardSet.objects.select_related("sae", "corpus")
+        .filter(sae_id=sae_id, corpus_id=corpus_id, status=DashboardSet.Status.READY)
+        .first()
+    )
+    if dset is None:
+        raise Http404("No finished dashboards for this SAE and corpus; build them first.")
+    return dset
+
+
+@admin_required
+def feature_browser(request: HttpRequest, sae_id: int, corpus_id: int) -> HttpResponse:
+    dset = _ready_set_or_404(sae_id, corpus_id)
+    jump = request.GET.get("feature", "").strip()
+    if jump:
+        if jump.isdigit() and int(jump) < dset.n_features:
+            return redirect("compute:feature-dashboard", sae_id=sae_id, corpus_id=corpus_id, feature_index=int(jump))
+        messages.error(request, f"Feature must be a number from 0 to {dset.n_features - 1}.")
+    sort = request.GET.get("sort", "index")
+    order = SORTS.get(sort, "feature_index")
+    features = dset.features.order_by(order, "feature_index").only(
+        "feature_index", "n_firing", "frequency", "max_activation"
+    )
+    page = Paginator(features, 100).get_page(request.GET.get("page"))
+    context = {"dset": dset, "page": page, "sort": sort, "sorts": list(SORTS)}
+    return render(request, "compute/dashboard_browser.html", context)
+
+
+@admin_required
+def feature_dashboard(request: HttpRequest, sae_id: int, corpus_id: int, feature_index: int) -> HttpResponse:
+    """One feature on this corpus, and beside it on every other corpus with finished dashboards."""
+    dset = _ready_set_or_404(sae_id, corpus_id)
+    if feature_index >= dset.n_features:
+        raise Http404(f"This SAE has features 0 to {dset.n_features - 1}.")
+    others = DashboardSet.objects.filter(sae_id=sae_id, status=DashboardSet.Status.READY).exclude(pk=dset.pk)
+    panels = [
+        {
+            "corpus": s.corpus,
+            "html": mark_safe(
+                dashboard_html(sae_id=sae_id, corpus_id=s.corpus_id, feature_index=feature_index, blind=False)
+            ),
+        }
+        for s in [dset, *others.select_related("corpus")]
+    ]
+    context = {
+        "dset": dset,
+        "feature_index": feature_index,
+        "panels": panels,
+        "prev": feature_index - 1 if feature_index > 0 else None,
+        "next": feature_index + 1 if feature_index + 1 < dset.n_features else None,
+    }
+    return render(request, "compute/feature_dashboard.html", context)
+
+
+@admin_required
+def feature_export(request: HttpRequest, sae_id: int, corpus_id: int, feature_index: int) -> HttpResponse:
+    style = request.GET.get("style", "ours")
+    if style not in EXPORT_STYLES:
+        return JsonResponse({"detail": f"style must be one of {', '.join(EXPORT_STYLES)}."}, status=400)
+    found = dashboard_get(sae_id=sae_id, corpus_id=corpus_id, feature_index=feature_index)
+    if found is None:
+        return JsonResponse({"detail": "No finished dashboard for this SAE, corpus and feature."}, status=404)
+    dset, row = found
+    if style == "neuronpedia":
+        return JsonResponse(neuronpedia_records(dset=dset, row=row), safe=False)
+    return JsonResponse(dashboard_export(dset=dset, row=row))
+
+
+@admin_required
+def set_export(request: HttpRequest, sae_id: int, corpus_id: int) -> HttpResponse:
+    style = request.GET.get("style", "ours")
+    if style not in EXPORT_STYLES:
+        return JsonResponse({"detail": f"style must be one of {', '.join(EXPORT_STYLES)}."}, status=400)
+    dset = _ready_set_or_404(sae_id, corpus_id)
+    response = StreamingHttpResponse(
+        dashboard_set_export_lines(dset=dset, style=style), content_type="application/x-ndjson"
+    )
+    response["Content-Disposition"] = f'attachment; filename="dashboards-sae{sae_id}-corpus{corpus_id}-{style}.jsonl"'
+    return response

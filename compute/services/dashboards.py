@@ -1,0 +1,570 @@
+"""Feature dashboards: build them (a gpu-queue job), read them, render them, export them.
+
+Imported by the web process: torch, sae_lens and compute.ml are imported only inside the job
+handler and the helpers it calls.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+
+from compute.jobs import JobContext, JobInputError, job_create
+from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job, JobKind, JobStatus
+
+# Build parameters a job may override, with their defaults and bounds.
+BUILD_DEFAULTS: dict[str, int] = {
+    "max_tokens": 262_144,
+    "context_size": 128,
+    "batch_size": 16,
+    "feature_chunk": 16_384,
+    "top_k": 20,
+    "ctx_before": 24,
+    "ctx_after": 8,
+    "n_quantile_bins": 10,
+    "per_bin": 5,
+    "n_logit_tokens": 10,
+}
+_BOUNDS: dict[str, tuple[int, int]] = {
+    "max_tokens": (64, 10**9),
+    "context_size": (8, 8192),
+    "batch_size": (1, 4096),
+    "feature_chunk": (1, 10**7),
+    "top_k": (1, 200),
+    "ctx_before": (0, 256),
+    "ctx_after": (0, 256),
+    "n_quantile_bins": (1, 50),
+    "per_bin": (1, 50),
+    "n_logit_tokens": (0, 100),
+}
+_CONFIG_KEYS = ("top_k", "ctx_before", "ctx_after", "n_quantile_bins", "per_bin", "n_logit_tokens")
+_ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+# ----------------------------------------------------------------------------- public contract
+
+
+def dashboard_build(*, sae_id: int, corpus_id: int, created_by=None, params: dict[str, Any] | None = None) -> Job:
+    """The build job for this SAE x corpus: the queued, running or succeeded one if any, else a new one."""
+    with transaction.atomic():
+        sae = SAE.objects.select_for_update().get(pk=sae_id)
+        corpus = Corpus.objects.get(pk=corpus_id)
+        dset, _ = DashboardSet.objects.get_or_create(sae=sae, corpus=corpus)
+        dset = DashboardSet.objects.select_for_update().get(pk=dset.pk)
+        job = dset.job
+        if job is not None and (job.status in _ACTIVE or (job.status == JobStatus.SUCCEEDED and _ready(dset))):
+            return job
+        job = job_create(
+            kind=JobKind.BUILD_DASHBOARDS,
+            params={**(params or {}), "sae_id": sae.pk, "corpus_id": corpus.pk},
+            created_by=created_by,
+        )
+        DashboardSet.objects.filter(pk=dset.pk).update(job=job, status=DashboardSet.Status.BUILDING)
+    return job
+
+
+def dashboards_ready(*, sae_id: int, corpus_id: int) -> bool:
+    return DashboardSet.objects.filter(sae_id=sae_id, corpus_id=corpus_id, status=DashboardSet.Status.READY).exists()
+
+
+def feature_frequencies(*, sae_id: int, corpus_id: int) -> list[float] | None:
+    """Firing frequency of every feature (index order) on this corpus; None until built."""
+    dset = _ready_set(sae_id=sae_id, corpus_id=corpus_id)
+    if dset is None:
+        return None
+    return list(dset.features.order_by("feature_index").values_list("frequency", flat=True))
+
+
+def dashboard_html(*, sae_id: int, corpus_id: int, feature_index: int, blind: bool) -> str:
+    """The dashboard partial of one feature on one corpus; blind leaves out everything identifying."""
+    dset = _ready_set(sae_id=sae_id, corpus_id=corpus_id)
+    if dset is None:
+        return render_to_string("compute/_dashboard.html", {"missing": "Dashboards for this corpus are not built yet."})
+    row = dset.features.filter(feature_index=feature_index).first()
+    if row is None:
+        return render_to_string("compute/_dashboard.html", {"missing": f"No feature {feature_index} in this SAE."})
+    return render_to_string("compute/_dashboard.html", dashboard_context(dset=dset, row=row, blind=blind))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _ready(dset: DashboardSet) -> bool:
+    return dset.status == DashboardSet.Status.READY
+
+
+def _ready_set(*, sae_id: int, corpus_id: int) -> DashboardSet | None:
+    return (
+        DashboardSet.objects.select_related("sae", "corpus")
+        .filter(sae_id=sae_id, corpus_id=corpus_id, status=DashboardSet.Status.READY)
+        .first()
+    )
+
+
+def dashboard_get(*, sae_id: int, corpus_id: int, feature_index: int) -> tuple[DashboardSet, FeatureDashboard] | None:
+    dset = _ready_set(sae_id=sae_id, corpus_id=corpus_id)
+    if dset is None:
+        return None
+    row = dset.features.filter(feature_index=feature_index).first()
+    return (dset, row) if row is not None else None
+
+
+def _expand(example: dict[str, Any], strings: list[str]) -> dict[str, Any]:
+    return {
+        "tokens": [strings[i] for i in example["t"]],
+        "values": example["v"],
+        "max_index": example["c"],
+        "max_value": example["x"],
+        "sequence": example["s"],
+        "position": example["p"],
+    }
+
+
+def dashboard_export(*, dset: DashboardSet, row: FeatureDashboard) -> dict[str, Any]:
+    """Our JSON format: one feature's dashboard with token strings spelled out."""
+    data = row.data
+    strings = data["strings"]
+    return {
+        "format": "labelsite-dashboard/1",
+        "sae": {"id": dset.sae_id, "name": dset.sae.name, "hook_name": dset.sae.hook_name, "d_sae": dset.sae.d_sae},
+        "corpus": {"id": dset.corpus_id, "name": dset.corpus.name, "kind": dset.corpus.kind},
+        "config": dset.config,
+        "feature_index": row.feature_index,
+        "n_tokens": dset.n_tokens,
+        "n_firing": row.n_firing,
+        "frequency": row.frequency,
+        "max_activation": row.max_activation,
+        "mean_activation": data["mean"],
+        "histogram": data["histogram"],
+        "top_examples": [_expand(ex, strings) for ex in data["top"]],
+        "quantiles": [
+            {**{k: q[k] for k in ("lo", "hi", "count")}, "examples": [_expand(ex, strings) for ex in q["examples"]]}
+            for q in data["quantiles"]
+        ],
+        "logits": data["logits"],
+    }
+
+
+def neuronpedia_records(*, dset: DashboardSet, row: FeatureDashboard) -> list[dict[str, Any]]:
+    """Neuronpedia-style activation records (tokens, values, maxValue, maxValueTokenIndex) of the top examples."""
+    data = row.data
+    strings = data["strings"]
+    return [
+        {
+            "index": row.feature_index,
+            "tokens": [strings[i] for i in ex["t"]],
+            "values": ex["v"],
+            "maxValue": ex["x"],
+            "maxValueTokenIndex": ex["c"],
+        }
+        for ex in data["top"]
+    ]
+
+
+def dashboard_set_export_lines(*, dset: DashboardSet, style: str) -> Iterator[str]:
+    """JSON Lines for a whole set, one feature at a time (memory stays flat for wide SAEs)."""
+    import json
+
+    for row in dset.features.order_by("feature_index").iterator(chunk_size=200):
+        if style == "neuronpedia":
+            for record in neuronpedia_records(dset=dset, row=row):
+                yield json.dumps(record) + "\n"
+        else:
+            yield json.dumps(dashboard_export(dset=dset, row=row)) + "\n"
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+_WS = {"\n": "↵", "\t": "⇥", "\r": ""}
+
+
+def _count(n: int) -> str:
+    """1234567 -> '1.2M' (plain numbers read faster than digits in a sentence)."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + suffix
+    return str(n)
+
+
+def _num(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _token_html(text: str, value: float, scale: float, is_max: bool) -> str:
+    shown = []
+    for ch in text:
+        if ch in _WS:
+            shown.append(f'<span class="ws">{_WS[ch]}</span>' if _WS[ch] else "")
+        else:
+            shown.append(escape(ch))
+    body = "".join(shown) or '<span class="ws">∅</span>'
+    if value > 0:
+        alpha = min(1.0, value / scale) if scale > 0 else 0.0
+        cls = "tok max" if is_max else "tok"
+        return (
+            f'<span class="{cls}" style="background:rgba(255,120,0,{0.08 + 0.77 * alpha:.2f})" '
+            f'title="{escape(repr(text))}: {value:.3g}">{body}</span>'
+        )
+    return f'<span class="tok" title="{escape(repr(text))}: 0">{body}</span>'
+
+
+def _example_html(example: dict[str, Any], strings: list[str], scale: float) -> str:
+    center = example["c"]
+    return "".join(
+        _token_html(strings[t], v, scale, i == center)
+        for i, (t, v) in enumerate(zip(example["t"], example["v"], strict=True))
+    )
+
+
+def _histogram_svg(counts: list[int], hi: float) -> str:
+    if not counts or not any(counts):
+        return ""
+    width, height = 300, 60
+    bar = width / len(counts)
+    top = max(counts)
+    bars = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - height * c / top:.1f}" width="{max(bar - 1, 1):.1f}" '
+        f'height="{height * c / top:.1f}"><title>{hi * i / len(counts):.3g}–{hi * (i + 1) / len(counts):.3g}: '
+        f"{c}</title></rect>"
+        for i, c in enumerate(counts)
+        if c
+    )
+    return (
+        f'<svg class="dash-hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="histogram of activation values">{bars}</svg>'
+    )
+
+
+def _frequency_sentence(n_firing: int, n_tokens: int) -> str:
+    if n_firing == 0:
+        return f"Never fires on the {_count(n_tokens)} tokens of this corpus."
+    percent = 100 * n_firing / n_tokens if n_tokens else 0.0
+    return f"Fires on {_count(n_firing)} of {_count(n_tokens)} tokens ({percent:.3g}%)."
+
+
+def dashboard_context(*, dset: DashboardSet, row: FeatureDashboard, blind: bool) -> dict[str, Any]:
+    """Everything the partial needs, with token runs already built as HTML (fast for 2000+ tokens)."""
+    data = row.data
+    strings = data["strings"]
+    scale = row.max_activation
+    top = [{"value": _num(ex["x"]), "html": mark_safe(_example_html(ex, strings, scale))} for ex in data["top"]]
+    quantiles = [
+        {
+            "lo": q["lo"],
+            "hi": q["hi"],
+            "count": q["count"],
+            "examples": [
+                {"value": ex["x"], "html": mark_safe(_example_html(ex, strings, scale))} for ex in q["examples"]
+            ],
+        }
+        for q in reversed(data["quantiles"])
+    ]
+    rare = row.n_firing < dset.config.get("top_k", 20)
+    context: dict[str, Any] = {
+        "blind": blind,
+        "corpus_kind": dset.corpus.get_kind_display(),
+        "frequency_sentence": _frequency_sentence(row.n_firing, dset.n_tokens),
+        "rare": rare,
+        "n_firing": row.n_firing,
+        "max_activation": _num(row.max_activation),
+        "mean_activation": _num(data["mean"]),
+        "histogram": mark_safe(_histogram_svg(data["histogram"]["counts"], data["histogram"]["hi"])),
+        "top": top,
+        "quantiles": quantiles if len(quantiles) > 1 else [],
+        "logits_pos": data["logits"].get("pos", []),
+        "logits_neg": data["logits"].get("neg", []),
+    }
+    if not blind:
+        context.update(
+            {
+                "sae_name": dset.sae.name,
+                "sae_method": dset.sae.get_method_display(),
+                "hook_name": dset.sae.hook_name,
+                "feature_index": row.feature_index,
+                "corpus_name": dset.corpus.name,
+            }
+        )
+    return context
+
+
+# ----------------------------------------------------------------------------- building (worker side)
+
+
+def _build_params(raw: dict[str, Any]) -> dict[str, int]:
+    params: dict[str, int] = {}
+    for key, default in BUILD_DEFAULTS.items():
+        value = raw.get(key, default)
+        lo, hi = _BOUNDS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise JobInputError(f"{key} must be a whole number from {lo} to {hi}; got {value!r}.")
+        params[key] = value
+    return params
+
+
+def _local_folder(folder: str, scratch: Path) -> Path:
+    """A local path for an artifact-storage folder (copied to scratch when storage is remote)."""
+    from labelsite.storage import artifact_storage
+
+    storage = artifact_storage()
+    try:
+        return Path(storage.path(folder))
+    except NotImplementedError:
+        target = scratch / "sae"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in storage.listdir(folder)[1]:
+            with storage.open(f"{folder}/{name}", "rb") as src, open(target / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        return target
+
+
+def load_sae(*, sae: SAE, device: str, scratch: Path):
+    """The trained SAE from its artifact folder (sae_lens format)."""
+    from sae_lens import SAE as LensSAE
+
+    folder = _local_folder(sae.artifact_path, scratch)
+    if not (folder / "cfg.json").exists():
+        raise JobInputError(f"SAE {sae.name!r}: no cfg.json in artifact folder {sae.artifact_path!r}.")
+    return LensSAE.load_from_disk(folder, device=device)
+
+
+@lru_cache(maxsize=4)
+def _rounder(digits: int):
+    return lambda v: float(f"{v:.{digits}g}") if v else 0
+
+
+def _pack_feature(
+    feature: dict[str, Any], to_str, logits: dict[str, list], round_value=None
+) -> tuple[FeatureDashboard, int]:
+    """One ml dashboard dict -> a row (token ids mapped to a per-row string table)."""
+    rnd = round_value or _rounder(4)
+    local: dict[int, int] = {}
+    strings: list[str] = []
+
+    def pack_example(ex: dict[str, Any]) -> dict[str, Any]:
+        ids = []
+        for t in ex["tokens"]:
+            if t not in local:
+                local[t] = len(strings)
+                strings.append(to_str(t))
+            ids.append(local[t])
+        return {
+            "t": ids,
+            "v": [rnd(v) for v in ex["values"]],
+            "c": ex["center"],
+            "x": rnd(ex["value"]),
+            "s": ex["seq"],
+            "p": ex["pos"],
+        }
+
+    data = {
+        "top": [pack_example(ex) for ex in feature["top"]],
+        "quantiles": [
+            {
+                "lo": rnd(q["lo"]),
+                "hi": rnd(q["hi"]),
+                "count": q["count"],
+                "examples": [pack_example(e) for e in q["examples"]],
+            }
+            for q in feature["quantiles"]
+        ],
+        "histogram": feature["histogram"],
+        "mean": rnd(feature["mean"]),
+        "logits": logits,
+    }
+    data["strings"] = strings
+    row = FeatureDashboard(
+        feature_index=feature["index"],
+        n_firing=feature["n_firing"],
+        frequency=feature["frequency"],
+        max_activation=feature["max"],
+        payload=FeatureDashboard.pack(data),
+    )
+    return row, feature["n_firing"]
+
+
+def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
+    """Job handler (kind build_dashboards, gpu queue): all features of one SAE on one corpus.
+
+    Safe to run twice: a set that another job already built is reused; a rerun of this job
+    replaces its own partial rows.
+    """
+    from compute.ml import corpora as ml_corpora
+    from compute.ml import lm as ml_lm
+
+    params = _build_params(ctx.params)
+    try:
+        sae = SAE.objects.select_related("language_model").get(pk=ctx.params.get("sae_id"))
+        corpus = Corpus.objects.get(pk=ctx.params.get("corpus_id"))
+    except (SAE.DoesNotExist, Corpus.DoesNotExist, ValueError, TypeError) as exc:
+        raise JobInputError("sae_id and corpus_id must name an existing SAE and corpus.") from exc
+    if sae.status != SAE.Status.READY or not sae.artifact_path:
+        raise JobInputError(f"SAE {sae.name!r} is {sae.status}, not ready (no trained weights to read).")
+    dset, _ = DashboardSet.objects.get_or_create(sae=sae, corpus=corpus)
+    if dset.status == DashboardSet.Status.READY and dset.job_id not in (None, ctx.job.pk):
+        return {"reused_set": dset.pk, "n_features": dset.n_features}
+    DashboardSet.objects.filter(pk=dset.pk).update(job=ctx.job, status=DashboardSet.Status.BUILDING)
+
+    device = ml_lm.default_device()
+    ctx.set_device(device)
+    scratch = Path(tempfile.mkdtemp(prefix=f"dash-{ctx.job.pk}-", dir=_scratch_dir()))
+    try:
+        return _build(ctx, sae=sae, corpus=corpus, dset=dset, params=params, device=device, scratch=scratch)
+    except (ml_corpora.CorpusError, ml_lm.ModelLoadError) as exc:
+        _set_failed(dset)
+        raise JobInputError(str(exc)) from exc
+    except BaseException:
+        _set_failed(dset)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _set_failed(dset: DashboardSet) -> None:
+    DashboardSet.objects.filter(pk=dset.pk).exclude(status=DashboardSet.Status.READY).update(
+        status=DashboardSet.Status.FAILED
+    )
+
+
+def _build(
+    ctx: JobContext, *, sae: SAE, corpus: Corpus, dset: DashboardSet, params: dict[str, int], device: str, scratch: Path
+) -> dict[str, Any]:
+    import torch
+
+    from compute.ml import activations as ml_acts
+    from compute.ml import corpora as ml_corpora
+    from compute.ml import lm as ml_lm
+    from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
+
+    timings: dict[str, float] = {}
+    ctx.progress(0.01, "loading SAE and model")
+    t0 = time.perf_counter()
+    lens_sae = load_sae(sae=sae, device=device, scratch=scratch)
+    if lens_sae.cfg.d_sae != sae.d_sae:
+        raise JobInputError(f"SAE {sae.name!r}: weights have d_sae={lens_sae.cfg.d_sae}, record says {sae.d_sae}.")
+    lm = sae.language_model
+    loaded = ml_lm.load_language_model(source=lm.source, location=lm.location, gguf_file=lm.gguf_file, device=device)
+    if not loaded.has_hook(sae.hook_name):
+        raise JobInputError(f"Model {lm.name!r} has no hook {sae.hook_name!r}.")
+    timings["load_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    windows = _windows_for(ml_corpora, corpus, loaded, params)
+    batches = ml_acts.iter_activation_batches(
+        loaded, windows, hook_name=sae.hook_name, batch_size=params["batch_size"], device=device
+    )
+    cache = ActivationCache(scratch / "acts")
+    n_tokens = cache.write(_with_progress(batches, ctx, params))
+    if n_tokens == 0:
+        raise JobInputError(f"Corpus {corpus.name!r} yielded no tokens.")
+    timings["activations_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    config = DashboardConfig(**{k: params[k] for k in _CONFIG_KEYS})
+    logits = _logit_tables(lens_sae, loaded, params["n_logit_tokens"], output_logit_tokens)
+    to_str = _token_strings(loaded)
+    FeatureDashboard.objects.filter(dashboard_set=dset).delete()
+    n_dead = 0
+
+    def on_progress(fraction: float, message: str) -> None:
+        ctx.progress(0.5 + 0.49 * fraction, message)
+
+    with torch.no_grad():
+        for chunk in compute_dashboards(
+            batches=cache,
+            encode=lens_sae.encode,
+            d_sae=sae.d_sae,
+            config=config,
+            feature_chunk=params["feature_chunk"],
+            device=device,
+            progress=on_progress,
+        ):
+            rows = []
+            for feature in chunk:
+                row, fired = _pack_feature(feature, to_str, logits[feature["index"]])
+                row.dashboard_set = dset
+                rows.append(row)
+                n_dead += fired == 0
+            FeatureDashboard.objects.bulk_create(rows, batch_size=500)
+    timings["dashboards_s"] = time.perf_counter() - t0
+    cache.remove()
+
+    DashboardSet.objects.filter(pk=dset.pk).update(
+        status=DashboardSet.Status.READY,
+        config={**config.as_dict(), "max_tokens": params["max_tokens"], "context_size": params["context_size"]},
+        n_tokens=n_tokens,
+        n_features=sae.d_sae,
+        n_dead=n_dead,
+        stats={k: round(v, 3) for k, v in timings.items()},
+        finished_at=timezone.now(),
+    )
+    return {"dashboard_set": dset.pk, "n_tokens": n_tokens, "n_features": sae.d_sae, "n_dead": n_dead, **timings}
+
+
+def _scratch_dir() -> str:
+    Path(settings.WORKER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
+    return str(settings.WORKER_SCRATCH_DIR)
+
+
+def _windows_for(ml_corpora, corpus: Corpus, loaded, params: dict[str, int]):
+    """Token windows of the whole corpus (train and eval alike), up to the token budget."""
+    texts = ml_corpora.iter_texts(
+        corpus.source,
+        corpus.upload.path if corpus.source == Corpus.Source.UPLOAD and corpus.upload else corpus.location,
+        split=corpus.split or "train",
+        text_column=corpus.text_column or "text",
+        data_dir=settings.DEMO_DATA_DIR,
+    )
+    max_windows = max(1, params["max_tokens"] // params["context_size"])
+    return ml_corpora.token_windows(texts, loaded.tokenizer, params["context_size"], max_windows=max_windows)
+
+
+def _with_progress(batches, ctx: JobContext, params: dict[str, int]):
+    per_batch = params["batch_size"] * params["context_size"]
+    total = max(1, params["max_tokens"])
+    done = 0
+    for batch in batches:
+        yield batch
+        done += per_batch
+        ctx.progress(0.05 + 0.45 * min(1.0, done / total), f"activations: {min(done, total)} of {total} tokens")
+
+
+def _token_strings(loaded):
+    cache: dict[int, str] = {}
+
+    def to_str(token_id: int) -> str:
+        if token_id not in cache:
+            cache[token_id] = loaded.to_str_tokens([token_id])[0]
+        return cache[token_id]
+
+    return to_str
+
+
+def _logit_tables(lens_sae, loaded, k: int, output_logit_tokens) -> list[dict[str, list]]:
+    """Per feature: top positive and negative output-logit tokens of its decoder direction (empty without W_U)."""
+    d_sae = lens_sae.cfg.d_sae
+    if k == 0 or loaded.unembed is None:
+        return [{"pos": [], "neg": []} for _ in range(d_sae)]
+    pos_v, pos_i, neg_v, neg_i = output_logit_tokens(w_dec=lens_sae.W_dec.detach(), unembed=loaded.unembed, k=k)
+    ids = sorted(set(pos_i.flatten().tolist()) | set(neg_i.flatten().tolist()))
+    strings = dict(zip(ids, loaded.to_str_tokens(ids), strict=True))
+    pv, pi, nv, ni = pos_v.tolist(), pos_i.tolist(), neg_v.tolist(), neg_i.tolist()
+    return [
+        {
+            "pos": [[strings[t], round(v, 3)] for t, v in zip(pi[f], pv[f], strict=True)],
+            "neg": [[strings[t], round(v, 3)] for t, v in zip(ni[f], nv[f], strict=True)],
+        }
+        for f in range(d_sae)
+    ]

@@ -1,0 +1,220 @@
+"""Dashboards end to end on a tiny random model and a random sae_lens SAE: job, storage, rendering, pages, exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import torch
+
+from compute.jobs import job_run
+from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, JobStatus, LanguageModel
+from compute.services.dashboards import (
+    dashboard_build,
+    dashboard_html,
+    dashboards_ready,
+    feature_frequencies,
+)
+
+pytestmark = pytest.mark.django_db
+
+HOOK = "blocks.1.hook_resid_post"
+D_SAE = 48
+DEAD = 7
+PARAMS = {"max_tokens": 32 * 16, "context_size": 32, "batch_size": 4, "top_k": 5, "feature_chunk": 20}
+PARAGRAPHS = [
+    "The patient was given 5 mg of warfarin daily.\nINR was checked weekly.",
+    "Stocks fell sharply on Monday as investors weighed the news.",
+    "def add(a, b):\n\treturn a + b",
+    "The patient was given 5 mg of warfarin daily.\nINR was checked weekly.",  # a duplicated document
+    "Rain is expected across the north of the country by the evening.",
+] * 12
+
+
+@pytest.fixture
+def setup(tmp_path, settings):
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from compute.ml.lm import byte_level_tokenizer
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "artifacts")},
+        },
+    }
+    settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
+    tokenizer = byte_level_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tiny-model"
+    LlamaForCausalLM(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=D_SAE))
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.2)
+        sae.b_enc[DEAD] = -1e4
+    sae.save_model(tmp_path / "artifacts" / "saes" / "tiny")
+
+    corpus_file = tmp_path / "domain.txt"
+    corpus_file.write_text("\n\n".join(PARAGRAPHS))
+    lm = LanguageModel.objects.create(name="tiny", source="local", location=str(model_dir), default_hook=HOOK)
+    corpus = Corpus.objects.create(name="domain-notes", kind="domain", source="files", location=str(corpus_file))
+    record = SAE.objects.create(
+        name="tiny-ssae-secret",
+        method="ssae",
+        status="ready",
+        language_model=lm,
+        hook_name=HOOK,
+        d_in=16,
+        d_sae=D_SAE,
+        artifact_path="saes/tiny",
+    )
+    return {"sae": record, "corpus": corpus, "lens_sae": sae, "model_dir": model_dir, "corpus_file": corpus_file}
+
+
+def _built(setup):
+    job = dashboard_build(sae_id=setup["sae"].pk, corpus_id=setup["corpus"].pk, params=PARAMS)
+    assert job_run(job_id=job.pk, attempt=job.attempt) == JobStatus.SUCCEEDED, job.error
+    return job
+
+
+def _brute_force(setup):
+    """All activations of the same token windows at once, encoded in one go."""
+    from compute.ml.activations import iter_activation_batches
+    from compute.ml.corpora import iter_texts, token_windows
+    from compute.ml.lm import load_language_model
+
+    loaded = load_language_model(source="local", location=str(setup["model_dir"]), device="cpu")
+    windows = list(token_windows(iter_texts("files", str(setup["corpus_file"])), loaded.tokenizer, 32, max_windows=16))
+    batches = list(iter_activation_batches(loaded, windows, hook_name=HOOK, batch_size=16))
+    tokens = torch.cat([b.tokens for b in batches])
+    mask = torch.cat([b.mask for b in batches])
+    with torch.no_grad():
+        feats = setup["lens_sae"].encode(torch.cat([b.acts for b in batches]))  # [n_win, 32, d_sae]
+    return tokens, mask, feats * mask[..., None], loaded
+
+
+def test_job_builds_dashboards_equal_to_brute_force(setup):
+    job = _built(setup)
+    sae, corpus = setup["sae"], setup["corpus"]
+    assert dashboards_ready(sae_id=sae.pk, corpus_id=corpus.pk)
+    dset = DashboardSet.objects.get(sae=sae, corpus=corpus)
+    assert dset.job_id == job.pk and dset.n_features == D_SAE
+    tokens, mask, feats, loaded = _brute_force(setup)
+    assert dset.n_tokens == int(mask.sum())
+    want = ((feats > 0).sum((0, 1)).double() / mask.sum()).tolist()
+    assert feature_frequencies(sae_id=sae.pk, corpus_id=corpus.pk) == pytest.approx(want)
+    assert want[DEAD] == 0 and dset.n_dead == sum(1 for w in want if w == 0)
+    rows = {r.feature_index: r for r in FeatureDashboard.objects.filter(dashboard_set=dset)}
+    flat = feats.reshape(-1, D_SAE)
+    for f in range(D_SAE):
+        assert rows[f].max_activation == pytest.approx(float(flat[:, f].max()), rel=1e-5)
+        data = rows[f].data
+        if want[f]:
+            best = data["top"][0]
+            seq, pos = divmod(int(flat[:, f].argmax()), 32)
+            assert (best["s"], best["p"]) == (seq, pos)
+            shown = "".join(data["strings"][t] for t in best["t"])
+            lo = max(0, pos - 24)
+            assert shown == "".join(loaded.to_str_tokens(tokens[seq, lo : pos + 9]))
+            assert tokens[seq, pos] not in loaded.special_token_ids  # BOS/EOS never a max token
+            texts = ["".join(data["strings"][t] for t in ex["t"]) for ex in data["top"]]
+            assert len(texts) == len(set(texts))  # duplicated documents shown once
+
+
+def test_build_is_idempotent_and_reused(setup):
+    sae, corpus = setup["sae"], setup["corpus"]
+    first = dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk, params=PARAMS)
+    assert dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk).pk == first.pk  # queued: same job
+    assert not dashboards_ready(sae_id=sae.pk, corpus_id=corpus.pk)
+    assert feature_frequencies(sae_id=sae.pk, corpus_id=corpus.pk) is None
+    assert job_run(job_id=first.pk, attempt=1) == JobStatus.SUCCEEDED
+    assert dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk).pk == first.pk  # succeeded: same job
+    assert FeatureDashboard.objects.count() == D_SAE
+
+
+def test_missing_weights_fail_with_a_plain_message(setup):
+    SAE.objects.filter(pk=setup["sae"].pk).update(artifact_path="saes/nowhere")
+    job = dashboard_build(sae_id=setup["sae"].pk, corpus_id=setup["corpus"].pk, params=PARAMS)
+    assert job_run(job_id=job.pk, attempt=1) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert "no cfg.json" in job.error
+    assert DashboardSet.objects.get(job=job).status == DashboardSet.Status.FAILED
+    assert dashboard_build(sae_id=setup["sae"].pk, corpus_id=setup["corpus"].pk).pk != job.pk  # can try again
+
+
+def test_bad_params_fail_before_any_work(setup):
+    job = dashboard_build(sae_id=setup["sae"].pk, corpus_id=setup["corpus"].pk, params={"top_k": 0})
+    assert job_run(job_id=job.pk, attempt=1) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert "top_k must be a whole number" in job.error
+
+
+def test_dashboard_html_admin_blind_and_dead(setup):
+    _built(setup)
+    sae, corpus = setup["sae"], setup["corpus"]
+    live = next(i for i, f in enumerate(feature_frequencies(sae_id=sae.pk, corpus_id=corpus.pk)) if f > 0)
+    dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk, feature_index=live, blind=False)  # template compiled once
+    started = time.perf_counter()
+    admin = dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk, feature_index=live, blind=False)
+    assert time.perf_counter() - started < 0.1
+    assert "tiny-ssae-secret" in admin and f"feature {live}" in admin and HOOK in admin
+    assert 'class="tok max"' in admin and "Fires on" in admin and "<svg" in admin
+    blind = dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk, feature_index=live, blind=True)
+    assert 'class="tok max"' in blind
+    for secret in ("tiny-ssae-secret", "Specialized", HOOK, f"feature {live}", "domain-notes"):
+        assert secret not in blind
+    assert not re.search(r"\b(id|data-[\w-]+)=", blind)
+    dead = dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk, feature_index=DEAD, blind=True)
+    assert "Never fires on the" in dead and 'class="tok' not in dead
+    missing = dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk + 99, feature_index=0, blind=True)
+    assert "not built yet" in missing
+
+
+def test_admin_pages_and_exports(setup, admin_client, bob):
+    from django.test import Client
+
+    labeller_client = Client()
+    labeller_client.force_login(bob)
+    _built(setup)
+    sae, corpus = setup["sae"], setup["corpus"]
+    base = f"/compute/saes/{sae.pk}/dashboards/"
+    assert admin_client.get(base).status_code == 200
+    browser = admin_client.get(f"{base}{corpus.pk}/?sort=frequency")
+    assert browser.status_code == 200 and b"Features of tiny-ssae-secret" in browser.content
+    page = admin_client.get(f"{base}{corpus.pk}/features/3/")
+    assert page.status_code == 200 and b"feature 3" in page.content
+    assert admin_client.get(f"{base}{corpus.pk}/?feature=2").status_code == 302
+    ours = admin_client.get(f"{base}{corpus.pk}/features/3.json").json()
+    assert ours["feature_index"] == 3 and ours["sae"]["name"] == "tiny-ssae-secret"
+    row = FeatureDashboard.objects.get(dashboard_set__sae=sae, feature_index=3)
+    assert ours["n_firing"] == row.n_firing
+    records = admin_client.get(f"{base}{corpus.pk}/features/3.json?style=neuronpedia").json()
+    assert len(records) == len(ours["top_examples"])
+    for rec in records:
+        assert len(rec["tokens"]) == len(rec["values"])
+        assert rec["maxValue"] == pytest.approx(max(rec["values"]))
+        assert rec["values"][rec["maxValueTokenIndex"]] == rec["maxValue"]
+    lines = b"".join(admin_client.get(f"{base}{corpus.pk}/export.jsonl").streaming_content).splitlines()
+    assert [json.loads(line)["feature_index"] for line in lines] == list(range(D_SAE))
+    assert admin_client.get(f"{base}{corpus.pk}/features/3.json?style=xml").status_code == 400
+    assert labeller_client.get(f"{base}{corpus.pk}/features/3/").status_code == 403
+    assert labeller_client.get(f"{base}{corpus.pk}/features/3.json").status_code == 403
