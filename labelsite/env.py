@@ -61,3 +61,31 @@ def env_json(name: str, default: dict) -> dict:
     if not isinstance(value, dict):
         raise ImproperlyConfigured(f"{name} must be a JSON object.")
     return value
+
+
+def env_database(name: str, default: str, *, conn_max_age: int) -> dict:
+    """A Django DATABASES entry from a URL such as postgres://user:pass@host:5432/db or sqlite:///path."""
+    import dj_database_url
+
+    raw = os.environ.get(name) or default
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=conn_max_age)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a database URL ({exc}); expected e.g. postgres://user:pass@host:5432/db"
+        ) from None
+    if not config.get("ENGINE"):
+        raise ImproperlyConfigured(f"{name}={raw!r} names no database engine Django knows.")
+    return config
+
+
+BROKER_SCHEMES = ("filesystem://", "redis://", "rediss://", "amqp://", "pyamqp://", "sqs://")
+
+
+def env_broker(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    if not raw.startswith(BROKER_SCHEMES):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a broker URL we support; use one of {', '.join(BROKER_SCHEMES)}"
+        )
+    return raw

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dj_database_url
-
-from labelsite.env import env_bool, env_int, env_json, env_list, env_path, env_str
+from labelsite.env import env_bool, env_broker, env_database, env_int, env_json, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("LABELSITE_VAR_DIR", BASE_DIR / "var")
@@ -70,8 +68,7 @@ TEMPLATES = [
 
 # --- database ---------------------------------------------------------------------------------
 _SQLITE_URL = f"sqlite:///{VAR_DIR / 'labelsite.sqlite3'}"
-DATABASE_URL = env_str("DATABASE_URL", _SQLITE_URL)
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+DATABASES = {"default": env_database("DATABASE_URL", _SQLITE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the worker write progress while the web process reads it.
     DATABASES["default"]["OPTIONS"] = {
@@ -129,7 +126,7 @@ WORKER_SCRATCH_DIR = env_path("WORKER_SCRATCH_DIR", VAR_DIR / "scratch")
 DEMO_DATA_DIR = env_path("DEMO_DATA_DIR", VAR_DIR / "data")
 
 # --- Celery -----------------------------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
