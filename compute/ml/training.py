@@ -1,0 +1,439 @@
+"""Training the SAEs of the domain-specific study with sae-lens's SAE classes.
+
+- GSAE: an SAE trained on general text (or loaded pretrained).
+- GSAE-finetune: the GSAE's weights trained further on the domain corpus D (low learning rate).
+- Direct SAE: a fresh, smaller SAE trained on D.
+- SSAE: a small SAE that encodes x and is trained toward x - GSAE(x) with the GSAE frozen; at
+  evaluation its output is added to the GSAE's.
+
+One model pass feeds every SAE of a run (`train_saes`): each activation batch is shown to all
+trainers, and the frozen GSAE's reconstruction, which the SSAEs need as their target, is computed
+once per batch. Activations are scaled by one factor per run so that their mean norm is
+sqrt(d_in) (sae-lens's "expected_average_only_in"), which makes L1 coefficients transferable
+across models; the factor is folded into the weights before saving, so a saved SAE works on raw
+activations.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from sae_lens import SAE
+from sae_lens.saes.sae import SAEMetadata, TrainingSAE, TrainStepInput
+from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from torch import Tensor
+
+from compute.ml.activations import ActivationBatch
+
+METHODS = ("gsae", "finetune", "direct", "ssae")
+DOMAIN_METHODS = ("finetune", "direct", "ssae")
+ARCHITECTURES = ("standard", "topk")
+GSAE_EXPANSION = 16
+DOMAIN_EXPANSION = 2
+FINETUNE_LR = 1e-4
+LR = 1e-3
+DEFAULT_L1_COEFFICIENTS = (1.0, 3.0, 10.0)
+DEFAULT_KS = (8, 16, 32)
+
+
+class TrainingInputError(ValueError):
+    """Inputs that cannot work together (caught before any model pass); the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """One SAE to train in a run."""
+
+    key: str  # unique within the run, e.g. "direct-standard-l1=3"
+    method: str
+    architecture: str
+    d_sae: int
+    lr: float
+    l1_coefficient: float = 1.0
+    k: int = 32
+
+    @property
+    def sparsity(self) -> float:
+        return float(self.k if self.architecture == "topk" else self.l1_coefficient)
+
+    @property
+    def sparsity_label(self) -> str:
+        return f"k={self.k}" if self.architecture == "topk" else f"l1={self.l1_coefficient:g}"
+
+
+def sweep_specs(
+    *,
+    methods: Iterable[str],
+    architecture: str,
+    d_in: int,
+    expansion: int = DOMAIN_EXPANSION,
+    l1_coefficients: Iterable[float] = DEFAULT_L1_COEFFICIENTS,
+    ks: Iterable[int] = DEFAULT_KS,
+    lr: float = LR,
+    finetune_lr: float = FINETUNE_LR,
+    gsae_d_sae: int | None = None,
+) -> list[SAESpec]:
+    """One spec per (domain method, sparsity value): the points of the study's Pareto curves.
+
+    A fine-tune keeps the GSAE's width; the Direct SAE and SSAE get `expansion * d_in` features.
+    """
+    if architecture not in ARCHITECTURES:
+        raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
+    values: list[float] | list[int] = list(ks) if architecture == "topk" else list(l1_coefficients)
+    if not values:
+        raise TrainingInputError("Give at least one sparsity value (an L1 coefficient or a k).")
+    specs = []
+    for method in methods:
+        if method not in DOMAIN_METHODS:
+            raise TrainingInputError(f"Unknown domain method {method!r}: use {', '.join(DOMAIN_METHODS)}.")
+        if method == "finetune" and gsae_d_sae is None:
+            raise TrainingInputError("A GSAE-finetune needs a GSAE: choose one.")
+        d_sae = gsae_d_sae if method == "finetune" else expansion * d_in
+        for value in values:
+            spec = SAESpec(
+                key="",
+                method=method,
+                architecture=architecture,
+                d_sae=int(d_sae),
+                lr=finetune_lr if method == "finetune" else lr,
+                l1_coefficient=float(value) if architecture == "standard" else 1.0,
+                k=int(value) if architecture == "topk" else 32,
+            )
+            specs.append(_with_key(spec))
+    if any(s.architecture == "topk" and s.k > s.d_sae for s in specs):
+        raise TrainingInputError("k must not exceed the number of features.")
+    return specs
+
+
+def _with_key(spec: SAESpec) -> SAESpec:
+    return SAESpec(**{**spec.__dict__, "key": f"{spec.method}-{spec.architecture}-{spec.sparsity_label}"})
+
+
+def gsae_spec(
+    *, architecture: str, d_in: int, expansion: int = GSAE_EXPANSION, l1_coefficient: float = 3.0, k: int = 32, lr=LR
+) -> SAESpec:
+    if architecture not in ARCHITECTURES:
+        raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
+    spec = SAESpec("", "gsae", architecture, expansion * d_in, lr, l1_coefficient, k)
+    return _with_key(spec)
+
+
+def make_training_sae(
+    spec: SAESpec, *, d_in: int, device: str, metadata: dict[str, Any] | None = None, seed: int = 0
+) -> TrainingSAE:
+    """A freshly initialised sae-lens training SAE for the spec."""
+    meta = SAEMetadata(**(metadata or {}))
+    # The SSAE's input (x) and target (x - GSAE(x)) live in different places, so centring the input
+    # with the decoder bias would tie them together for no reason.
+    common = {
+        "d_in": d_in,
+        "d_sae": spec.d_sae,
+        "device": device,
+        "apply_b_dec_to_input": spec.method != "ssae",
+        "metadata": meta,
+    }
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        if spec.architecture == "topk":
+            # Plain TopK (no decoder-norm rescaling) so that the activation scale folds exactly.
+            cfg = TopKTrainingSAEConfig(k=spec.k, rescale_acts_by_decoder_norm=False, **common)
+            sae: TrainingSAE = TopKTrainingSAE(cfg)
+        else:
+            sae = StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=spec.l1_coefficient, **common))
+    finally:
+        torch.random.set_rng_state(state)
+    return sae
+
+
+def training_sae_from(sae: SAE, spec: SAESpec, *, device: str, metadata: dict[str, Any] | None = None) -> TrainingSAE:
+    """A training SAE with the weights of an existing (inference) SAE, for fine-tuning."""
+    architecture = sae.cfg.architecture()
+    if architecture != spec.architecture:
+        raise TrainingInputError(
+            f"The GSAE is a {architecture} SAE: fine-tune it with architecture {architecture!r}, or train it anew."
+        )
+    source = copy.deepcopy(sae).to(device)
+    if architecture == "topk" and getattr(source.cfg, "rescale_acts_by_decoder_norm", False):
+        source.fold_W_dec_norm()  # exact for TopK with rescaling; leaves unit-norm decoder rows
+    if getattr(source.cfg, "normalize_activations", "none") != "none":
+        raise TrainingInputError("Fine-tuning needs a GSAE without built-in activation normalisation.")
+    spec = SAESpec(**{**spec.__dict__, "d_sae": sae.cfg.d_sae})
+    target = make_training_sae(spec, d_in=sae.cfg.d_in, device=device, metadata=metadata)
+    target.cfg.apply_b_dec_to_input = bool(sae.cfg.apply_b_dec_to_input)
+    state = {
+        name: tensor for name, tensor in source.state_dict().items() if name in ("W_enc", "b_enc", "W_dec", "b_dec")
+    }
+    missing = {"W_enc", "b_enc", "W_dec", "b_dec"} - set(state)
+    if missing:
+        raise TrainingInputError(f"The GSAE has no {', '.join(sorted(missing))}: it cannot be fine-tuned.")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            getattr(target, name).data.copy_(tensor)
+    return target
+
+
+@dataclass
+class TrainerStats:
+    tokens: int = 0
+    steps: int = 0
+    loss: float = math.nan
+    mse: float = math.nan  # per token, sum over d_in, in scaled units
+    fvu: float = math.nan  # fraction of variance unexplained (scale-free), on the last minibatch
+    l0: float = math.nan
+    dead: int = 0
+    mse_initial: float = math.nan
+    fvu_initial: float = math.nan
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
+
+
+class SAETrainer:
+    """One SAE, its Adam optimiser, and its running statistics.
+
+    Training happens in scaled units (x * scale); `target` defaults to the input (an ordinary SAE)
+    and is x - GSAE(x) for an SSAE.
+    """
+
+    def __init__(
+        self, spec: SAESpec, sae: TrainingSAE, *, scale: float, dead_window_tokens: int = 100_000, lr_warmup_steps=0
+    ) -> None:
+        self.spec = spec
+        self.sae = sae
+        self.scale = scale
+        self.dead_window_tokens = dead_window_tokens
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=spec.lr, betas=(0.9, 0.999))
+        coefficients = sae.get_coefficients()
+        self.coefficients = {k: float(v.value if hasattr(v, "value") else v) for k, v in coefficients.items()}
+        self.tokens_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+        self.stats = TrainerStats()
+
+    def dead_mask(self) -> Tensor:
+        """Features that have not fired in the last dead_window_tokens (or ever, early on): [d_sae] bool."""
+        window = min(self.dead_window_tokens, max(self.stats.tokens, 1))
+        return self.tokens_since_fired >= window
+
+    def step(self, x: Tensor, target: Tensor) -> None:
+        """One optimiser step on a minibatch: x, target [n, d_in] in scaled units."""
+        sae = self.sae
+        sae.train()
+        feature_acts, hidden_pre = sae.encode_with_hidden_pre(x)  # [n, d_sae]
+        out = sae.decode(feature_acts)  # [n, d_in]
+        mse = (out - target).pow(2).sum(dim=-1).mean()
+        step_input = TrainStepInput(
+            sae_in=target,
+            coefficients=self.coefficients,
+            dead_neuron_mask=self.dead_mask(),
+            n_training_steps=self.stats.steps,
+            is_logging_step=False,
+        )
+        aux = sae.calculate_aux_loss(
+            step_input=step_input, feature_acts=feature_acts, hidden_pre=hidden_pre, sae_out=out
+        )
+        aux_total = sum(aux.values()) if isinstance(aux, dict) else aux
+        loss = mse + aux_total
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            fired = (feature_acts > 0).any(dim=0)
+            self.tokens_since_fired += x.shape[0]
+            self.tokens_since_fired[fired] = 0
+            variance = (target - target.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
+            stats = self.stats
+            stats.tokens += x.shape[0]
+            stats.steps += 1
+            stats.loss = float(loss)
+            stats.mse = float(mse)
+            stats.fvu = float(mse / variance)
+            stats.l0 = float((feature_acts > 0).float().sum(dim=-1).mean())
+            if math.isnan(stats.mse_initial):
+                stats.mse_initial, stats.fvu_initial = stats.mse, stats.fvu
+            stats.dead = int(self.dead_mask().sum())
+
+    def inference_sae(self) -> SAE:
+        """The trained SAE as an sae-lens inference SAE on raw (unscaled) activations."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_trained_sae(self, Path(tmp))
+            return SAE.load_from_disk(path, device=str(self.sae.W_dec.device))
+
+
+def save_trained_sae(trainer: SAETrainer, path: Path, *, metadata: dict[str, Any] | None = None) -> Path:
+    """Write cfg.json + sae_weights.safetensors (sae-lens's format; `SAE.load_from_disk(path)` reads it)."""
+    sae = copy.deepcopy(trainer.sae)
+    sae.fold_activation_norm_scaling_factor(trainer.scale)
+    if metadata:
+        for key, value in metadata.items():
+            setattr(sae.cfg.metadata, key, value)
+    sae.save_inference_model(path)
+    return path
+
+
+def activation_scale(x: Tensor) -> float:
+    """The factor that gives activations x [n, d_in] a mean norm of sqrt(d_in)."""
+    mean_norm = float(x.norm(dim=-1).mean())
+    if not math.isfinite(mean_norm) or mean_norm <= 0:
+        raise TrainingInputError("The activations are all zero or not finite: check the hook and the corpus.")
+    return math.sqrt(x.shape[-1]) / mean_norm
+
+
+@dataclass
+class TrainingProgress:
+    tokens_done: int
+    tokens_total: int
+    elapsed_s: float
+    saes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.tokens_done / max(self.tokens_total, 1))
+
+
+def iter_minibatches(
+    batches: Iterable[ActivationBatch], *, total_tokens: int, minibatch_tokens: int, seed: int = 0
+) -> Iterator[Tensor]:
+    """Kept-position activations [n <= minibatch_tokens, d_in], shuffled within each model batch, up to total_tokens."""
+    generator = torch.Generator().manual_seed(seed)
+    done = 0
+    for batch in batches:
+        x = batch.flat()  # [n_kept, d_in]
+        if x.shape[0] == 0:
+            continue
+        order = torch.randperm(x.shape[0], generator=generator).to(x.device)
+        x = x[order]
+        for start in range(0, x.shape[0], minibatch_tokens):
+            chunk = x[start : start + minibatch_tokens][: total_tokens - done]
+            if chunk.shape[0] == 0:
+                return
+            yield chunk
+            done += chunk.shape[0]
+            if done >= total_tokens:
+                return
+
+
+def train_saes(
+    *,
+    trainers: list[SAETrainer],
+    minibatches: Iterable[Tensor],
+    total_tokens: int,
+    gsae: SAE | None = None,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    progress_every_s: float = 2.0,
+) -> TrainingProgress:
+    """Feed every minibatch (raw activations [n, d_in]) to every trainer.
+
+    SSAE trainers get x - gsae(x) as their target; the frozen GSAE runs once per minibatch for all
+    of them. `on_progress` is called every progress_every_s seconds and at the end; it may raise
+    (e.g. to cancel).
+    """
+    if any(t.spec.method == "ssae" for t in trainers) and gsae is None:
+        raise TrainingInputError("An SSAE needs a GSAE whose residual it reconstructs: choose a GSAE.")
+    if gsae is not None:
+        gsae.eval()
+        for parameter in gsae.parameters():
+            parameter.requires_grad_(False)
+    start = time.monotonic()
+    last_report = start
+    done = 0
+
+    def report() -> TrainingProgress:
+        progress = TrainingProgress(
+            tokens_done=done,
+            tokens_total=total_tokens,
+            elapsed_s=time.monotonic() - start,
+            saes={t.spec.key: t.stats.as_dict() for t in trainers},
+        )
+        if on_progress is not None:
+            on_progress(progress)
+        return progress
+
+    for x in minibatches:
+        residual = None
+        if gsae is not None and any(t.spec.method == "ssae" for t in trainers):
+            with torch.no_grad():
+                residual = x - gsae(x)  # [n, d_in]
+        for trainer in trainers:
+            target = residual if trainer.spec.method == "ssae" else x
+            trainer.step(x * trainer.scale, target * trainer.scale)
+        done += x.shape[0]
+        now = time.monotonic()
+        if now - last_report >= progress_every_s:
+            last_report = now
+            report()
+    return report()
+
+
+def build_trainer(
+    spec: SAESpec,
+    *,
+    d_in: int,
+    scale: float,
+    device: str,
+    gsae: SAE | None = None,
+    seed: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> SAETrainer:
+    """A trainer for the spec; a fine-tune starts from the GSAE's weights, moved into scaled units."""
+    if spec.method == "finetune":
+        if gsae is None:
+            raise TrainingInputError("A GSAE-finetune needs a GSAE: choose one.")
+        sae = training_sae_from(gsae, spec, device=device, metadata=metadata)
+        sae.fold_activation_norm_scaling_factor(1.0 / scale)
+    else:
+        sae = make_training_sae(spec, d_in=d_in, device=device, metadata=metadata, seed=seed)
+    return SAETrainer(spec, sae, scale=scale)
+
+
+def run_training(
+    *,
+    batches: Iterable[ActivationBatch],
+    specs: list[SAESpec],
+    d_in: int,
+    total_tokens: int,
+    device: str,
+    gsae: SAE | None = None,
+    minibatch_tokens: int = 1024,
+    seed: int = 0,
+    metadata: dict[str, Any] | None = None,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    progress_every_s: float = 2.0,
+) -> tuple[list[SAETrainer], TrainingProgress]:
+    """Train every spec from one stream of activation batches (one model pass for all of them)."""
+    if gsae is not None and gsae.cfg.d_in != d_in:
+        raise TrainingInputError(
+            f"The GSAE reads {gsae.cfg.d_in}-dimensional activations but the hook gives {d_in}: choose a GSAE "
+            "trained on this model and hook."
+        )
+    minibatches = iter_minibatches(batches, total_tokens=total_tokens, minibatch_tokens=minibatch_tokens, seed=seed)
+    first = next(minibatches, None)
+    if first is None:
+        raise TrainingInputError("The corpus gave no tokens to train on: it is empty or shorter than one context.")
+    scale = activation_scale(first)
+    trainers = [
+        build_trainer(spec, d_in=d_in, scale=scale, device=device, gsae=gsae, seed=seed + i, metadata=metadata)
+        for i, spec in enumerate(specs)
+    ]
+
+    def stream() -> Iterator[Tensor]:
+        yield first
+        yield from minibatches
+
+    progress = train_saes(
+        trainers=trainers,
+        minibatches=stream(),
+        total_tokens=total_tokens,
+        gsae=gsae,
+        on_progress=on_progress,
+        progress_every_s=progress_every_s,
+    )
+    return trainers, progress

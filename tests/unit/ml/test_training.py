@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from sae_lens import SAE
+
+from compute.ml.activations import iter_activation_batches
+from compute.ml.corpora import token_windows
+from compute.ml.evaluation import reconstruction_stats
+from compute.ml.lm import tiny_random_model
+from compute.ml.training import (
+    TrainingInputError,
+    build_trainer,
+    gsae_spec,
+    make_training_sae,
+    run_training,
+    save_trained_sae,
+    sweep_specs,
+)
+
+HOOK = "blocks.0.hook_resid_post"
+TEXTS = [
+    "The radio emission of the moon and planets is a new source of information about their atmospheres. " * 3,
+    "Thermal conductivity of the surface layer was derived from the variation in infrared emission. " * 3,
+    "Observations over three lunar cycles showed a phase lag between emission and illumination. " * 3,
+] * 40
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_random_model(d_model=16, n_layers=2, seed=5)
+
+
+def batches(tiny, split="train", counter=None):
+    windows = token_windows(TEXTS, tiny.tokenizer, 32, split=split, eval_fraction=0.2)
+    for batch in iter_activation_batches(tiny, windows, hook_name=HOOK, batch_size=16):
+        if counter is not None:
+            counter.append(batch.tokens.shape[0])
+        yield batch
+
+
+@pytest.fixture(scope="module")
+def gsae(tiny):
+    spec = gsae_spec(architecture="standard", d_in=16, expansion=4, l1_coefficient=0.3, lr=1e-2)
+    (trainer,), _ = run_training(
+        batches=batches(tiny), specs=[spec], d_in=16, total_tokens=25_000, device="cpu", minibatch_tokens=256
+    )
+    return trainer.inference_sae()
+
+
+def fresh_inference_sae(spec, d_in, tmp_path):
+    sae = make_training_sae(spec, d_in=d_in, device="cpu")
+    sae.save_inference_model(tmp_path)
+    return SAE.load_from_disk(tmp_path)
+
+
+def test_gsae_training_lowers_reconstruction_error_well_below_initialisation(tiny, gsae, tmp_path):
+    spec = gsae_spec(architecture="standard", d_in=16, expansion=4)
+    initial = reconstruction_stats([fresh_inference_sae(spec, 16, tmp_path)], batches(tiny, "eval"))
+    trained = reconstruction_stats([gsae], batches(tiny, "eval"))
+    assert trained.tokens == initial.tokens > 100
+    assert trained.fvu < 0.3 * initial.fvu
+    assert trained.fvu < 0.3
+
+
+def test_saved_sae_reloads_and_matches_the_trained_weights_on_raw_activations(tiny, tmp_path):
+    spec = gsae_spec(architecture="topk", d_in=16, expansion=2, k=4)
+    (trainer,), _ = run_training(
+        batches=batches(tiny), specs=[spec], d_in=16, total_tokens=3000, device="cpu", minibatch_tokens=256
+    )
+    assert trainer.scale != pytest.approx(1.0)
+    path = save_trained_sae(trainer, tmp_path / "sae")
+    assert (path / "cfg.json").is_file() and (path / "sae_weights.safetensors").is_file()
+    loaded = SAE.load_from_disk(path)
+    x = next(batches(tiny)).flat()
+    with torch.no_grad():
+        # Independent route: the training SAE works in scaled units, so scale in and unscale out.
+        expected_out = trainer.sae(x * trainer.scale) / trainer.scale
+        expected_acts = trainer.sae.encode(x * trainer.scale)
+    torch.testing.assert_close(loaded(x), expected_out, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loaded.encode(x), expected_acts, rtol=1e-4, atol=1e-4)
+    assert int((loaded.encode(x) > 0).sum(dim=-1).max()) <= 4
+
+
+def test_finetune_starts_exactly_at_the_gsae(tiny, gsae):
+    (spec,) = sweep_specs(methods=["finetune"], architecture="standard", d_in=16, l1_coefficients=[1.0], gsae_d_sae=64)
+    trainer = build_trainer(spec, d_in=16, scale=0.37, device="cpu", gsae=gsae)
+    x = next(batches(tiny)).flat()
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.sae(x * 0.37) / 0.37, gsae(x), rtol=1e-4, atol=1e-4)
+    assert trainer.spec.lr == 1e-4
+
+
+def test_one_pass_trains_all_domain_variants_and_ssae_adds_to_gsae(tiny, gsae):
+    specs = sweep_specs(
+        methods=["finetune", "direct", "ssae"],
+        architecture="standard",
+        d_in=16,
+        l1_coefficients=[0.1, 1.0],
+        gsae_d_sae=gsae.cfg.d_sae,
+        lr=1e-2,
+    )
+    seen: list[int] = []
+    trainers, progress = run_training(
+        batches=batches(tiny, counter=seen),
+        specs=specs,
+        d_in=16,
+        total_tokens=20_000,
+        device="cpu",
+        gsae=gsae,
+        minibatch_tokens=256,
+    )
+    assert [t.spec.key for t in trainers] == [
+        "finetune-standard-l1=0.1",
+        "finetune-standard-l1=1",
+        "direct-standard-l1=0.1",
+        "direct-standard-l1=1",
+        "ssae-standard-l1=0.1",
+        "ssae-standard-l1=1",
+    ]
+    assert all(t.stats.tokens == 20_000 == progress.tokens_done for t in trainers)
+    # One model pass for all six SAEs: the windows seen cover the token budget once, not six times.
+    kept_per_window = 31 - 1  # 32 tokens minus BOS, minus at most one EOS in 31 text tokens
+    assert sum(seen) * kept_per_window < 20_000 + 16 * 32 * 2
+    by_key = {t.spec.key: t.inference_sae() for t in trainers}
+    assert by_key["direct-standard-l1=1"].cfg.d_sae == 32 and by_key["finetune-standard-l1=1"].cfg.d_sae == 64
+    gsae_only = reconstruction_stats([gsae], batches(tiny, "eval"))
+    with_ssae = reconstruction_stats([gsae, by_key["ssae-standard-l1=0.1"]], batches(tiny, "eval"))
+    assert with_ssae.fvu < 0.8 * gsae_only.fvu
+    assert with_ssae.l0 > gsae_only.l0
+    direct = reconstruction_stats([by_key["direct-standard-l1=0.1"]], batches(tiny, "eval"))
+    assert direct.fvu < 0.5
+    # Higher L1 gives sparser codes (one point further along the Pareto curve).
+    sparse = reconstruction_stats([by_key["direct-standard-l1=1"]], batches(tiny, "eval"))
+    assert sparse.l0 < direct.l0
+
+
+def test_bad_combinations_are_refused_before_any_model_pass(tiny, gsae):
+    ssae = sweep_specs(methods=["ssae"], architecture="standard", d_in=16, l1_coefficients=[1.0])
+    untouched: list[int] = []
+    with pytest.raises(TrainingInputError, match="needs a GSAE"):
+        run_training(batches=batches(tiny, counter=untouched), specs=ssae, d_in=16, total_tokens=100, device="cpu")
+    with pytest.raises(TrainingInputError, match="needs a GSAE"):
+        sweep_specs(methods=["finetune"], architecture="standard", d_in=16)
+    with pytest.raises(TrainingInputError, match="16-dimensional"):
+        run_training(batches=batches(tiny), specs=ssae, d_in=32, total_tokens=100, device="cpu", gsae=gsae)
+    with pytest.raises(TrainingInputError, match="gave no tokens"):
+        run_training(batches=iter([]), specs=ssae[:0], d_in=16, total_tokens=100, device="cpu")
+    with pytest.raises(TrainingInputError, match="fine-tune it with architecture 'standard'"):
+        topk = sweep_specs(methods=["finetune"], architecture="topk", d_in=16, ks=[4], gsae_d_sae=64)
+        build_trainer(topk[0], d_in=16, scale=1.0, device="cpu", gsae=gsae)
