@@ -2,6 +2,16 @@
 
 from compute.models.dashboards import DashboardSet, FeatureDashboard
 from compute.models.jobs import Job, JobKind, JobStatus
-from compute.models.registry import SAE, Corpus, LanguageModel
+from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
 
-__all__ = ["SAE", "Corpus", "DashboardSet", "FeatureDashboard", "Job", "JobKind", "JobStatus", "LanguageModel"]
+__all__ = [
+    "SAE",
+    "Corpus",
+    "DashboardSet",
+    "Evaluation",
+    "FeatureDashboard",
+    "Job",
+    "JobKind",
+    "JobStatus",
+    "LanguageModel",
+]

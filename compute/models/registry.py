@@ -45,6 +45,12 @@ class Corpus(models.Model):
     text_column = models.CharField(max_length=100, blank=True, default="text")
     upload = models.FileField(upload_to="corpora/", storage="artifacts", blank=True)
     options = models.JSONField(default=dict, blank=True)
+    description = models.CharField(max_length=300, blank=True)
+    token_counts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per language model name: documents, tokens, train/eval windows and tokens, context size.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -98,3 +104,33 @@ class SAE(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_usable(self) -> bool:
+        """Weights exist (saved artifact or a pretrained release) and training finished."""
+        return self.status == self.Status.READY and bool(self.artifact_path or self.pretrained_release)
+
+    @property
+    def expansion(self) -> float:
+        return self.d_sae / self.d_in if self.d_in else 0.0
+
+
+class Evaluation(models.Model):
+    """One evaluation of an SAE (alone, or added to its GSAE for an SSAE) on one corpus."""
+
+    sae = models.ForeignKey(SAE, on_delete=models.CASCADE, related_name="evaluations")
+    corpus = models.ForeignKey(Corpus, on_delete=models.PROTECT, related_name="evaluations")
+    general_corpus = models.ForeignKey(
+        Corpus, null=True, blank=True, on_delete=models.PROTECT, related_name="frequency_evaluations"
+    )
+    results = models.JSONField(
+        default=dict, blank=True, help_text="Reconstruction, loss recovered, feature frequencies, novelty."
+    )
+    job = models.ForeignKey("compute.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.sae} on {self.corpus}"
