@@ -188,6 +188,13 @@ def _column(record: Any, text_column: str, *, where: str) -> str:
 def _iter_hub(name: str, *, split: str, text_column: str) -> Iterator[str]:
     import datasets
 
+    from compute.ml.hub import hub_reachable
+
+    if not hub_reachable():
+        raise CorpusError(
+            f"Hugging Face dataset {name!r} needs the Hub, which this machine cannot reach: use local files or a "
+            "demo corpus."
+        )
     try:
         dataset = datasets.load_dataset(name, split=split or "train", streaming=True)
     except Exception as exc:  # datasets raises many types (connection, missing split, ...)

@@ -86,7 +86,8 @@ def _to_dtype(dtype: str | torch.dtype) -> torch.dtype:
 def resolve_model_files(*, source: str, location: str, gguf_file: str = "") -> tuple[str, str]:
     """Where transformers should load from: (name or folder, gguf file name or "").
 
-    Cheap (no weights read), so callers can validate input before expensive work.
+    Cheap (no weights read; for a hub name, a cache look-up and at most a 3-second connection
+    attempt), so callers can validate input before expensive work.
     """
     if source == "package":
         try:
@@ -110,6 +111,11 @@ def resolve_model_files(*, source: str, location: str, gguf_file: str = "") -> t
     if source == "hub":
         if not location.strip():
             raise ModelLoadError("Give a Hugging Face model name, e.g. 'gpt2' or 'HuggingFaceTB/SmolLM2-135M'.")
+        from compute.ml.hub import hub_problem
+
+        problem = hub_problem(location.strip(), what="Model", cached_file=gguf_file or "config.json")
+        if problem:
+            raise ModelLoadError(problem)
         return location.strip(), gguf_file
     raise ModelLoadError(f"Unknown model source {source!r}: use hub, local or package.")
 
@@ -127,6 +133,23 @@ def _resolve_local(folder: Path, gguf_file: str, *, what: str) -> tuple[str, str
     if ggufs:
         raise ModelLoadError(f"{what} holds several GGUF files ({', '.join(ggufs)}): name one as gguf_file.")
     raise ModelLoadError(f"{what} holds neither a config.json nor a .gguf file.")
+
+
+def load_tokenizer(*, source: str, location: str, gguf_file: str = "") -> Any:
+    """Only the tokenizer (seconds, not the weights), e.g. to count a corpus's tokens."""
+    from transformers import AutoTokenizer
+
+    name_or_path, gguf = resolve_model_files(source=source, location=location, gguf_file=gguf_file)
+    kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    if source != "hub":
+        kwargs["local_files_only"] = True
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"Could not load the tokenizer of {location!r} ({str(exc)[:200]}). If this machine is offline, register "
+            "the model by local path or package instead of a hub name."
+        ) from exc
 
 
 def load_language_model(
@@ -221,17 +244,13 @@ def byte_level_tokenizer() -> Any:
     return tokenizer
 
 
-def tiny_random_model(
-    *,
-    d_model: int = 32,
-    n_layers: int = 2,
-    n_heads: int = 4,
-    d_mlp: int = 64,
-    n_ctx: int = 256,
-    seed: int = 0,
-    device: str = "cpu",
-) -> LoadedModel:
-    """A randomly initialised Llama-architecture model with a byte-level tokenizer, for tests (milliseconds)."""
+def tiny_random_hf_model(
+    *, d_model: int = 32, n_layers: int = 2, n_heads: int = 4, d_mlp: int = 64, n_ctx: int = 256, seed: int = 0
+) -> tuple[Any, Any]:
+    """A randomly initialised Llama-architecture HF model and its byte-level tokenizer (not yet wrapped).
+
+    Wrapping changes the module tree, so save this one (save_pretrained) to get a local model folder.
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = byte_level_tokenizer()
@@ -251,7 +270,24 @@ def tiny_random_model(
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        hf_model = LlamaForCausalLM(config).to(device).eval()
+        hf_model = LlamaForCausalLM(config).eval()
     finally:
         torch.random.set_rng_state(generator_state)
-    return wrap_hf_model(hf_model, tokenizer, name="tiny-random-llama", device=device)
+    return hf_model, tokenizer
+
+
+def tiny_random_model(
+    *,
+    d_model: int = 32,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    d_mlp: int = 64,
+    n_ctx: int = 256,
+    seed: int = 0,
+    device: str = "cpu",
+) -> LoadedModel:
+    """A randomly initialised Llama-architecture model with a byte-level tokenizer, for tests (milliseconds)."""
+    hf_model, tokenizer = tiny_random_hf_model(
+        d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_ctx=n_ctx, seed=seed
+    )
+    return wrap_hf_model(hf_model.to(device), tokenizer, name="tiny-random-llama", device=device)

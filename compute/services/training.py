@@ -1,0 +1,490 @@
+"""Training jobs: the GSAE on general text, then GSAE-finetune, Direct SAE and SSAE on a domain corpus.
+
+`training_start` validates and queues a job (web side); `run_training_job` is its handler (gpu
+queue). Every SAE of a run gets a record with status TRAINING as soon as the model is loaded; it
+becomes READY only once its weights are in artifact storage, and a failed or cancelled run marks
+the rest FAILED. Imported by the web process: torch, sae_lens and compute.ml are imported only
+inside functions.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from compute.jobs import JobContext, JobInputError, job_create
+from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
+from compute.services import registry
+
+METHODS = ("gsae", "finetune", "direct", "ssae")
+DOMAIN_METHODS = ("finetune", "direct", "ssae")
+ARCHITECTURES = ("standard", "topk")
+HOOK_RE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*$")
+BLOCK_HOOK_RE = re.compile(r"^blocks\.(\d+)\.")
+
+DEFAULTS: dict[str, Any] = {
+    "methods": ["finetune", "direct", "ssae"],
+    "architecture": "standard",
+    "hook_name": "",
+    "gsae_expansion": 16,
+    "domain_expansion": 2,
+    "l1_coefficients": [1.0, 3.0, 10.0],
+    "ks": [8, 16, 32],
+    "gsae_l1_coefficient": 3.0,
+    "gsae_k": 32,
+    "lr": 1e-3,
+    "finetune_lr": 1e-4,
+    "gsae_tokens": 100_000,
+    "domain_tokens": 50_000,
+    "eval_tokens": 8_192,
+    "context_size": 128,
+    "batch_size": 8,
+    "minibatch_tokens": 1024,
+    "seed": 0,
+    "name_prefix": "",
+}
+
+
+@dataclass
+class TrainingPlan:
+    """Validated job input."""
+
+    language_model: LanguageModel
+    hook_name: str
+    methods: list[str]
+    architecture: str
+    general_corpus: Corpus | None
+    domain_corpus: Corpus | None
+    gsae: SAE | None  # an existing GSAE (None when this run trains one)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def domain_methods(self) -> list[str]:
+        return [m for m in self.methods if m in DOMAIN_METHODS]
+
+    @property
+    def total_tokens(self) -> int:
+        total = self.options["gsae_tokens"] if "gsae" in self.methods else 0
+        return total + (self.options["domain_tokens"] if self.domain_methods else 0)
+
+
+def _positive_int(params: dict[str, Any], key: str, *, low: int = 1, high: int = 10**10) -> int:
+    value = params.get(key, DEFAULTS[key])
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise JobInputError(f"{key} must be a whole number from {low} to {high}; got {value!r}.")
+    return value
+
+
+def _positive_float(params: dict[str, Any], key: str) -> float:
+    value = params.get(key, DEFAULTS[key])
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise JobInputError(f"{key} must be a positive number; got {value!r}.")
+    return float(value)
+
+
+def _get(model, pk: Any, what: str):
+    if pk in (None, ""):
+        return None
+    try:
+        return model.objects.get(pk=int(pk))
+    except (model.DoesNotExist, ValueError, TypeError) as exc:
+        raise JobInputError(f"{what} {pk!r} does not exist: choose an existing one.") from exc
+
+
+def training_plan(params: dict[str, Any]) -> TrainingPlan:
+    """Check everything that is cheap to check (no model, no weights); raise JobInputError saying what to fix."""
+    from compute.ml.corpora import CorpusError
+
+    methods = params.get("methods", DEFAULTS["methods"])
+    if isinstance(methods, str):
+        methods = [methods]
+    if not methods or not isinstance(methods, list) or any(m not in METHODS for m in methods):
+        raise JobInputError(f"methods must be a non-empty list from {', '.join(METHODS)}; got {methods!r}.")
+    methods = [m for m in METHODS if m in methods]
+    architecture = params.get("architecture", DEFAULTS["architecture"])
+    if architecture not in ARCHITECTURES:
+        raise JobInputError(f"architecture must be {' or '.join(ARCHITECTURES)}; got {architecture!r}.")
+
+    options: dict[str, Any] = {}
+    for key in ("gsae_expansion", "domain_expansion", "gsae_k", "context_size", "batch_size", "seed"):
+        options[key] = _positive_int(params, key, low=0 if key == "seed" else 1)
+    if options["context_size"] < 2:
+        raise JobInputError("context_size must be at least 2 (BOS plus one token).")
+    for key in ("gsae_tokens", "domain_tokens", "eval_tokens", "minibatch_tokens"):
+        options[key] = _positive_int(params, key, low=0 if key == "eval_tokens" else 1)
+    for key in ("gsae_l1_coefficient", "lr", "finetune_lr"):
+        options[key] = _positive_float(params, key)
+    sweep_key = "ks" if architecture == "topk" else "l1_coefficients"
+    values = params.get(sweep_key, DEFAULTS[sweep_key])
+    if not isinstance(values, list) or not values or len(values) > 12:
+        raise JobInputError(f"{sweep_key} must be a list of 1 to 12 values; got {values!r}.")
+    check = _positive_int if architecture == "topk" else _positive_float
+    options[sweep_key] = [check({sweep_key: value}, sweep_key) for value in values]
+    prefix = str(params.get("name_prefix") or "")
+    if prefix and not re.fullmatch(r"[\w.-]{1,60}", prefix):
+        raise JobInputError("name_prefix may hold letters, digits, '.', '-' and '_' (at most 60).")
+    options["name_prefix"] = prefix
+
+    language_model = _get(LanguageModel, params.get("language_model_id"), "Language model")
+    if language_model is None:
+        raise JobInputError("Choose a language model (language_model_id).")
+    general_corpus = _get(Corpus, params.get("general_corpus_id"), "Corpus")
+    domain_corpus = _get(Corpus, params.get("domain_corpus_id"), "Corpus")
+    gsae = _get(SAE, params.get("gsae_id"), "SAE")
+    if "gsae" in methods:
+        if general_corpus is None:
+            raise JobInputError("Training a GSAE needs a general corpus (general_corpus_id).")
+        if gsae is not None:
+            raise JobInputError("Either train a GSAE (method gsae) or choose an existing one (gsae_id), not both.")
+    domain = [m for m in methods if m in DOMAIN_METHODS]
+    if domain and domain_corpus is None:
+        raise JobInputError(f"{', '.join(domain)} need a domain corpus (domain_corpus_id).")
+    needs_gsae = [m for m in domain if m in ("finetune", "ssae")]
+    if needs_gsae and gsae is None and "gsae" not in methods:
+        raise JobInputError(
+            f"{' and '.join(m.upper() if m == 'ssae' else 'GSAE-finetune' for m in needs_gsae)} need a GSAE: "
+            "choose one (gsae_id) or add method gsae to train one first."
+        )
+
+    hook_name = str(params.get("hook_name") or "") or (gsae.hook_name if gsae else "") or language_model.default_hook
+    if not hook_name and language_model.info.get("n_layers"):
+        hook_name = f"blocks.{int(language_model.info['n_layers']) // 2}.hook_resid_post"
+    # Still blank: the model's mid-depth residual stream, decided once the model is loaded.
+    if hook_name and not HOOK_RE.match(hook_name):
+        raise JobInputError(f"{hook_name!r} is not a hook name (e.g. blocks.6.hook_resid_post).")
+    block = BLOCK_HOOK_RE.match(hook_name)
+    n_layers = language_model.info.get("n_layers")
+    if block and n_layers and int(block.group(1)) >= int(n_layers):
+        raise JobInputError(
+            f"Model {language_model.name!r} has {n_layers} blocks (0-{int(n_layers) - 1}): hook {hook_name!r} "
+            "does not exist."
+        )
+
+    if gsae is not None:
+        if not gsae.is_usable:
+            raise JobInputError(f"GSAE {gsae.name!r} is {gsae.status}: choose a ready SAE.")
+        if gsae.language_model_id != language_model.pk:
+            raise JobInputError(
+                f"GSAE {gsae.name!r} was trained on model {gsae.language_model.name!r}, not {language_model.name!r}."
+            )
+        if gsae.hook_name != hook_name:
+            raise JobInputError(f"GSAE {gsae.name!r} reads hook {gsae.hook_name!r}, not {hook_name!r}: use its hook.")
+        d_model = language_model.info.get("d_model")
+        if d_model and gsae.d_in != int(d_model):
+            raise JobInputError(
+                f"GSAE {gsae.name!r} has width {gsae.d_in} but {hook_name!r} of {language_model.name!r} gives "
+                f"{d_model}: choose a GSAE trained on this model."
+            )
+        if "finetune" in methods and gsae.architecture != architecture:
+            raise JobInputError(
+                f"GSAE {gsae.name!r} is a {gsae.architecture} SAE: fine-tune it with architecture {gsae.architecture!r}."
+            )
+
+    for corpus in (general_corpus if "gsae" in methods else None, domain_corpus if domain else None):
+        if corpus is None:
+            continue
+        try:
+            registry.corpus_check(corpus=corpus)
+        except CorpusError as exc:
+            raise JobInputError(f"Corpus {corpus.name!r}: {exc}") from exc
+
+    return TrainingPlan(
+        language_model=language_model,
+        hook_name=hook_name,
+        methods=methods,
+        architecture=architecture,
+        general_corpus=general_corpus if "gsae" in methods else None,
+        domain_corpus=domain_corpus if domain else None,
+        gsae=gsae,
+        options=options,
+    )
+
+
+def training_start(*, params: dict[str, Any], created_by=None) -> Job:
+    """Validate the input now (so the form can say what is wrong) and queue a train_saes job."""
+    training_plan(params)
+    return job_create(kind=JobKind.TRAIN_SAES, params=params, created_by=created_by)
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def run_training_job(ctx: JobContext) -> dict[str, Any]:
+    """Job handler (kind train_saes, gpu queue)."""
+    from compute.ml.lm import ModelLoadError, default_device, load_language_model
+
+    plan = training_plan(ctx.params)
+    device = str(ctx.params.get("device") or default_device())
+    ctx.set_device(device)
+    ctx.progress(0.0, f"Loading {plan.language_model.name} on {device}")
+    lm = plan.language_model
+    try:
+        loaded = load_language_model(source=lm.source, location=lm.location, gguf_file=lm.gguf_file, device=device)
+    except ModelLoadError as exc:
+        raise JobInputError(str(exc)) from exc
+    plan.hook_name = plan.hook_name or loaded.default_hook_name()
+    if not loaded.has_hook(plan.hook_name):
+        resid = [f"blocks.{i}.hook_resid_post" for i in (0, loaded.n_layers // 2, loaded.n_layers - 1)]
+        raise JobInputError(f"Model {lm.name!r} has no hook {plan.hook_name!r}; e.g. {', '.join(resid)}.")
+    if plan.gsae is not None and plan.gsae.d_in != loaded.d_model:
+        raise JobInputError(
+            f"GSAE {plan.gsae.name!r} has width {plan.gsae.d_in} but the model gives {loaded.d_model}: choose a "
+            "GSAE trained on this model."
+        )
+    if not lm.info.get("d_model"):
+        LanguageModel.objects.filter(pk=lm.pk).update(info={**lm.info, **loaded.info})
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"train-{ctx.job.pk}-", dir=_scratch_dir()))
+    run = _Run(ctx=ctx, plan=plan, loaded=loaded, device=device, scratch=scratch)
+    try:
+        return run.execute()
+    except BaseException as exc:
+        registry.sae_mark_failed(sae_ids=run.sae_ids, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scratch_dir() -> str:
+    Path(settings.WORKER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
+    return str(settings.WORKER_SCRATCH_DIR)
+
+
+class _Run:
+    """One training job's state: the records it created and the tokens done so far."""
+
+    def __init__(self, *, ctx: JobContext, plan: TrainingPlan, loaded: Any, device: str, scratch: Path) -> None:
+        self.ctx = ctx
+        self.plan = plan
+        self.loaded = loaded
+        self.device = device
+        self.scratch = scratch
+        self.sae_ids: list[int] = []
+        self.tokens_before_phase = 0
+        self.started = time.monotonic()
+
+    @property
+    def prefix(self) -> str:
+        return self.plan.options["name_prefix"] or f"job{self.ctx.job.pk}"
+
+    def execute(self) -> dict[str, Any]:
+        from compute.ml.corpora import CorpusError
+        from compute.ml.training import TrainingInputError
+
+        plan = self.plan
+        result: dict[str, Any] = {"saes": [], "device": self.device, "hook_name": plan.hook_name}
+        try:
+            gsae_record = plan.gsae
+            gsae = None
+            if "gsae" in plan.methods:
+                gsae_record, gsae = self.train_gsae()
+                result["saes"].append(gsae_record.pk)
+            if plan.domain_methods:
+                if gsae is None and gsae_record is not None:
+                    gsae = self.load_gsae(gsae_record)
+                result["saes"] += self.train_domain(gsae_record, gsae)
+        except (CorpusError, TrainingInputError, registry.RegistryError) as exc:
+            raise JobInputError(str(exc)) from exc
+        result["elapsed_s"] = round(time.monotonic() - self.started, 1)
+        result["tokens"] = plan.total_tokens
+        return result
+
+    def load_gsae(self, record: SAE):
+        gsae = registry.sae_load(sae=record, device=self.device, scratch=self.scratch)
+        if gsae.cfg.d_in != self.loaded.d_model:
+            raise JobInputError(
+                f"GSAE {record.name!r} weights read {gsae.cfg.d_in}-dimensional activations but the hook gives "
+                f"{self.loaded.d_model}: choose a GSAE trained on this model."
+            )
+        return gsae
+
+    def windows(self, corpus: Corpus, split: str, max_windows: int | None = None):
+        from compute.ml.corpora import token_windows
+
+        texts = registry.corpus_texts(corpus=corpus, scratch=self.scratch)
+        return token_windows(
+            texts, self.loaded.tokenizer, self.plan.options["context_size"], split=split, max_windows=max_windows
+        )
+
+    def batches(self, corpus: Corpus, split: str, max_windows: int | None = None):
+        from compute.ml.activations import iter_activation_batches
+
+        return iter_activation_batches(
+            self.loaded,
+            self.windows(corpus, split, max_windows),
+            hook_name=self.plan.hook_name,
+            batch_size=self.plan.options["batch_size"],
+            device=self.device,
+        )
+
+    def create_records(self, specs, *, corpus: Corpus, gsae_record: SAE | None) -> dict[str, SAE]:
+        records = {}
+        options = self.plan.options
+        for spec in specs:
+            name = f"{self.prefix}-{corpus.name}-{spec.key}"
+            if SAE.objects.filter(name=name).exists():
+                raise JobInputError(f"An SAE named {name!r} exists already: choose another name_prefix.")
+            records[spec.key] = SAE.objects.create(
+                name=name,
+                method=spec.method,
+                architecture=spec.architecture,
+                status=SAE.Status.TRAINING,
+                language_model=self.plan.language_model,
+                hook_name=self.plan.hook_name,
+                d_in=self.loaded.d_model,
+                d_sae=spec.d_sae,
+                gsae=gsae_record if spec.method != "gsae" else None,
+                train_corpus=corpus,
+                hyperparams={
+                    "lr": spec.lr,
+                    "l1_coefficient": spec.l1_coefficient if spec.architecture == "standard" else None,
+                    "k": spec.k if spec.architecture == "topk" else None,
+                    "sparsity": spec.sparsity_label,
+                    "expansion": spec.d_sae / self.loaded.d_model,
+                    "context_size": options["context_size"],
+                    "tokens": options["gsae_tokens" if spec.method == "gsae" else "domain_tokens"],
+                    "minibatch_tokens": options["minibatch_tokens"],
+                    "seed": options["seed"],
+                    "run_key": spec.key,
+                },
+                job=self.ctx.job,
+            )
+            self.sae_ids.append(records[spec.key].pk)
+        return records
+
+    def on_progress(self, phase: str):
+        total = max(self.plan.total_tokens, 1)
+
+        def report(progress) -> None:
+            done = self.tokens_before_phase + progress.tokens_done
+            stats: dict[str, Any] = {
+                "phase": phase,
+                "tokens": f"{done:,} / {total:,}",
+                "tokens_done": done,
+                "tokens_total": total,
+                "tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
+            }
+            for key, sae_stats in progress.saes.items():
+                stats[key] = _summary(sae_stats)
+            self.ctx.progress(0.97 * done / total, f"{phase}: {done:,} of {total:,} tokens", **stats)
+
+        return report
+
+    def train_gsae(self):
+        from compute.ml.training import gsae_spec, run_training
+
+        plan, options = self.plan, self.plan.options
+        spec = gsae_spec(
+            architecture=plan.architecture,
+            d_in=self.loaded.d_model,
+            expansion=options["gsae_expansion"],
+            l1_coefficient=options["gsae_l1_coefficient"],
+            k=options["gsae_k"],
+            lr=options["lr"],
+        )
+        records = self.create_records([spec], corpus=plan.general_corpus, gsae_record=None)
+        trainers, progress = run_training(
+            batches=self.batches(plan.general_corpus, "train"),
+            specs=[spec],
+            d_in=self.loaded.d_model,
+            total_tokens=options["gsae_tokens"],
+            device=self.device,
+            minibatch_tokens=options["minibatch_tokens"],
+            seed=options["seed"],
+            metadata=self.metadata(),
+            on_progress=self.on_progress("GSAE on " + plan.general_corpus.name),
+        )
+        self.tokens_before_phase += options["gsae_tokens"]
+        (record,) = records.values()
+        (trainer,) = trainers
+        gsae = self.finish(trainer, record, progress, eval_corpus=plan.general_corpus, gsae=None)
+        return record, gsae
+
+    def train_domain(self, gsae_record: SAE | None, gsae) -> list[int]:
+        from compute.ml.training import run_training, sweep_specs
+
+        plan, options = self.plan, self.plan.options
+        sweep_key = "ks" if plan.architecture == "topk" else "l1_coefficients"
+        specs = sweep_specs(
+            methods=plan.domain_methods,
+            architecture=plan.architecture,
+            d_in=self.loaded.d_model,
+            expansion=options["domain_expansion"],
+            lr=options["lr"],
+            finetune_lr=options["finetune_lr"],
+            gsae_d_sae=gsae.cfg.d_sae if gsae is not None else None,
+            **{sweep_key: options[sweep_key]},
+        )
+        records = self.create_records(specs, corpus=plan.domain_corpus, gsae_record=gsae_record)
+        trainers, progress = run_training(
+            batches=self.batches(plan.domain_corpus, "train"),
+            specs=specs,
+            d_in=self.loaded.d_model,
+            total_tokens=options["domain_tokens"],
+            device=self.device,
+            gsae=gsae,
+            minibatch_tokens=options["minibatch_tokens"],
+            seed=options["seed"],
+            metadata=self.metadata(),
+            on_progress=self.on_progress("domain SAEs on " + plan.domain_corpus.name),
+        )
+        for trainer in trainers:
+            self.finish(trainer, records[trainer.spec.key], progress, eval_corpus=plan.domain_corpus, gsae=gsae)
+        return [records[t.spec.key].pk for t in trainers]
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "model_name": self.plan.language_model.name,
+            "hook_name": self.plan.hook_name,
+            "context_size": self.plan.options["context_size"],
+            "prepend_bos": True,
+            "exclude_special_tokens": True,
+        }
+
+    def finish(self, trainer, record: SAE, progress, *, eval_corpus: Corpus, gsae):
+        """Save the weights, measure on the eval split, then mark the record READY."""
+        from sae_lens import SAE as LensSAE
+
+        from compute.ml.evaluation import reconstruction_stats
+        from compute.ml.training import save_trained_sae
+
+        self.ctx.progress(0.97 * self.tokens_before_phase / max(self.plan.total_tokens, 1), f"Saving {record.name}")
+        folder = save_trained_sae(trainer, self.scratch / f"sae-{record.pk}")
+        record.artifact_path = registry.sae_save_artifacts(sae=record, folder=folder)
+        sae = LensSAE.load_from_disk(folder, device=self.device)
+        stats: dict[str, Any] = {
+            "train": trainer.stats.as_dict(),
+            "activation_scale": trainer.scale,
+            "train_tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
+            "device": self.device,
+        }
+        eval_windows = max(1, self.plan.options["eval_tokens"] // self.plan.options["context_size"])
+        if self.plan.options["eval_tokens"]:
+            stack = [gsae, sae] if trainer.spec.method == "ssae" else [sae]
+            try:
+                stats["eval"] = reconstruction_stats(stack, self.batches(eval_corpus, "eval", eval_windows)).as_dict()
+            except ValueError:
+                stats["eval"] = {"note": "the eval split of this corpus is empty"}
+            if trainer.spec.method == "ssae":
+                stats["eval"]["includes_gsae"] = True
+        record.stats = stats
+        record.status = SAE.Status.READY
+        record.save(update_fields=["artifact_path", "stats", "status"])
+        return sae
+
+
+def _summary(stats: dict[str, Any]) -> str:
+    def fmt(value: Any) -> str:
+        return "–" if value is None else f"{value:.3g}"
+
+    return (
+        f"loss {fmt(stats.get('loss'))} · mse {fmt(stats.get('mse'))} · fvu {fmt(stats.get('fvu'))} · "
+        f"L0 {fmt(stats.get('l0'))} · dead {stats.get('dead', 0)}"
+    )
