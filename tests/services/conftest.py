@@ -30,3 +30,9 @@ def celery_worker_parameters():
 def worker(transactional_db, celery_worker):
     """A worker thread consuming both queues; the database is shared with it (committed data only)."""
     return celery_worker
+
+
+@pytest.fixture(autouse=True)
+def empty_queues(celery_app):
+    """Messages left by an earlier run name job ids of a database that no longer exists: drop them."""
+    celery_app.control.purge()
