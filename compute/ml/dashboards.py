@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -138,27 +139,6 @@ def _window_hash(win_tokens: Tensor, weights: Tensor) -> Tensor:
     return splitmix64(((win_tokens.long() + 2) * weights).sum(-1))
 
 
-class _Windows:
-    """Gathers context windows (tokens and one feature's activations) from one batch."""
-
-    def __init__(self, tokens: Tensor, feats: Tensor, config: DashboardConfig) -> None:
-        self.s = tokens.shape[1]
-        pad = (config.ctx_before, config.ctx_after)
-        self.tokens = torch.nn.functional.pad(tokens, pad, value=-1)  # [b, s + w - 1]
-        self.feats = torch.nn.functional.pad(feats.permute(0, 2, 1), pad, value=0.0)  # [b, c, s + w - 1]
-        self.offsets = torch.arange(config.width, device=tokens.device)
-
-    def gather(self, flat_idx: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """flat_idx [r, m] batch positions of features `rows` [r] (default all) -> tokens, values [r, m, w]."""
-        if rows is None:
-            rows = torch.arange(flat_idx.shape[0], device=flat_idx.device)
-        seqs, pos = flat_idx // self.s, flat_idx % self.s
-        cols = pos[..., None] + self.offsets  # [r, m, w] in padded coordinates
-        win_tok = self.tokens[seqs[..., None], cols]
-        win_val = self.feats[seqs[..., None], rows[:, None, None], cols]
-        return win_tok, win_val
-
-
 def _first_occurrence(hashes: Tensor) -> Tensor:
     """[r, M] -> bool [r, M]: True where no earlier entry in the row has the same hash."""
     by_hash = torch.argsort(hashes, dim=1, stable=True)
@@ -168,46 +148,61 @@ def _first_occurrence(hashes: Tensor) -> Tensor:
     return torch.empty_like(first_sorted).scatter_(1, by_hash, first_sorted)
 
 
-@dataclass
-class _Entries:
-    """Per-feature lists of examples: values, gids, hashes [r, M]; windows [r, M, w]."""
+def _top_distinct(values: Tensor, gids: Tensor, hashes: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k best entries per row by (value desc, gid asc), positive values only, one per window text.
 
-    values: Tensor
-    gids: Tensor
-    hashes: Tensor
-    win_tok: Tensor
-    win_val: Tensor
+    values, gids, hashes: [r, M]. Returns (pick [r, k] indices into M, kept [r, k]: a real entry).
+    """
+    order = _stable_order(values, gids)
+    # Non-positive entries sort after every positive one, so they never hide a positive duplicate.
+    keep = (torch.gather(values, 1, order) > 0) & _first_occurrence(torch.gather(hashes, 1, order))
+    rank = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k]
+    return torch.gather(order, 1, rank), torch.gather(keep, 1, rank)
 
-    def take(self, idx: Tensor) -> _Entries:
-        w = self.win_tok.shape[-1]
-        idx_w = idx[..., None].expand(-1, -1, w)
-        return _Entries(
-            torch.gather(self.values, 1, idx),
-            torch.gather(self.gids, 1, idx),
-            torch.gather(self.hashes, 1, idx),
-            torch.gather(self.win_tok, 1, idx_w),
-            torch.gather(self.win_val, 1, idx_w),
-        )
 
-    def cat(self, other: _Entries) -> _Entries:
-        return _Entries(*(torch.cat([a, b], 1) for a, b in zip(self.fields(), other.fields(), strict=True)))
+class _BatchView:
+    """One batch as a chunk of features sees it: activations [c, n], corpus positions, window hashes, windows."""
 
-    def fields(self) -> tuple[Tensor, ...]:
-        return (self.values, self.gids, self.hashes, self.win_tok, self.win_val)
+    def __init__(self, tokens: Tensor, feats: Tensor, gid_of: Tensor, config: DashboardConfig, weights: Tensor):
+        b, s = tokens.shape
+        self.s = s
+        self.before = config.ctx_before
+        self.feats_t = feats.reshape(b * s, -1).T  # [c, n]
+        self.gid_of = gid_of  # [n]
+        self.tokens = torch.nn.functional.pad(tokens, (config.ctx_before, config.ctx_after), value=-1)
+        self.offsets = torch.arange(config.width, device=tokens.device)
+        # The hash of the window around every position: duplicates are found without gathering windows.
+        self.hash_of = _window_hash(self.tokens.unfold(1, config.width, 1), weights).reshape(-1)  # [n]
 
-    def top_distinct(self, k: int) -> tuple[_Entries, Tensor]:
-        """The k best entries per row by (value desc, gid asc), positive values only, one per window text.
+    def windows(self, features: Tensor, flat_idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Pairs (feature row [e], flat position [e]) -> window tokens [e, w] (-1 outside) and values [e, w]."""
+        seqs, pos = flat_idx // self.s, flat_idx % self.s
+        cols = pos[:, None] + self.offsets  # [e, w] in padded coordinates
+        orig = cols - self.before
+        inside = (orig >= 0) & (orig < self.s)
+        flat = seqs[:, None] * self.s + orig.clamp(0, self.s - 1)
+        return self.tokens[seqs[:, None], cols], self.feats_t[features[:, None], flat] * inside
 
-        Returns them ([r, k], empty slots have value -inf) and the number of real ones per row.
-        """
-        ranked = self.take(_stable_order(self.values, self.gids))
-        # Non-positive entries sort after every positive one, so they never hide a positive duplicate.
-        keep = (ranked.values > 0) & _first_occurrence(ranked.hashes)
-        pick = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k]
-        best = ranked.take(pick)
-        kept = torch.gather(keep, 1, pick)
-        best.values = torch.where(kept, best.values, -math.inf)
-        return best, kept.sum(1)
+
+def _take_windows(
+    old_tok: Tensor, old_val: Tensor, src: Tensor, n_old: int, new_idx: Tensor, view: _BatchView, rows: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Windows of the selected entries: src [r, ...] indexes old entries (< n_old) or batch candidates.
+
+    old_tok, old_val: [r, n_old, w]; new_idx: [r, m] flat positions of the batch candidates.
+    Only the entries that come from the batch gather a window from it.
+    """
+    shape = src.shape
+    src2 = src.reshape(shape[0], -1)
+    w = old_tok.shape[-1]
+    from_old = src2.clamp_max(n_old - 1)[..., None].expand(-1, -1, w)
+    tok = torch.gather(old_tok, 1, from_old)
+    val = torch.gather(old_val, 1, from_old)
+    r_i, e_i = (src2 >= n_old).nonzero(as_tuple=True)
+    if r_i.numel():
+        flat = new_idx.reshape(shape[0], -1)[r_i, src2[r_i, e_i] - n_old]
+        tok[r_i, e_i], val[r_i, e_i] = view.windows(rows[r_i], flat)
+    return tok.reshape(*shape, w), val.reshape(*shape, w)
 
 
 class TopKState:
@@ -216,15 +211,11 @@ class TopKState:
     def __init__(self, c: int, config: DashboardConfig, device: torch.device) -> None:
         k, w = config.top_k, config.width
         self.config = config
-        self.entries = _Entries(
-            torch.full((c, k), -math.inf, device=device),
-            torch.full((c, k), _INT64_MAX, dtype=torch.long, device=device),
-            torch.zeros((c, k), dtype=torch.long, device=device),
-            torch.full((c, k, w), -1, dtype=torch.long, device=device),
-            torch.zeros((c, k, w), device=device),
-        )
-        generator = torch.Generator().manual_seed(1234)
-        self.weights = torch.randint(1, 2**62, (w,), generator=generator).to(device)
+        self.values = torch.full((c, k), -math.inf, device=device)
+        self.gids = torch.full((c, k), _INT64_MAX, dtype=torch.long, device=device)
+        self.hashes = torch.zeros((c, k), dtype=torch.long, device=device)
+        self.win_tok = torch.full((c, k, w), -1, dtype=torch.long, device=device)
+        self.win_val = torch.zeros((c, k, w), device=device)
 
     @staticmethod
     def _largest(feats_t: Tensor, m: int) -> Tensor:
@@ -238,67 +229,77 @@ class TopKState:
             idx[rows] = torch.sort(feats_t[rows], dim=1, descending=True, stable=True).indices[:, :m]
         return idx
 
-    def _candidates(self, feats_t: Tensor, gid_of: Tensor, windows: _Windows, rows: Tensor, m: int):
-        idx = self._largest(feats_t[rows], m)
-        win_tok, win_val = windows.gather(idx, rows)
-        found = _Entries(
-            torch.gather(feats_t[rows], 1, idx), gid_of[idx], _window_hash(win_tok, self.weights), win_tok, win_val
-        )
-        best, n_kept = found.top_distinct(self.config.top_k)
-        # A row may hide more distinct windows beyond the m looked at if all m were positive.
-        short = (n_kept < self.config.top_k) & (found.values[:, -1] > 0)
-        return best, short
+    def _candidates(self, view: _BatchView, rows: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The batch's best k distinct positions per row (flat idx [r, k], kept [r, k]) and rows needing more."""
+        feats = view.feats_t[rows]
+        idx = self._largest(feats, m)
+        vals = torch.gather(feats, 1, idx)
+        pick, kept = _top_distinct(vals, view.gid_of[idx], view.hash_of[idx], self.config.top_k)
+        # A row may hide more distinct windows beyond the m looked at when all m were positive.
+        short = (kept.sum(1) < self.config.top_k) & (vals[:, -1] > 0)
+        return torch.gather(idx, 1, pick), kept, short
 
-    def update(self, feats_t: Tensor, gid_of: Tensor, windows: _Windows) -> None:
-        """feats_t [c, n] masked activations; gid_of [n] corpus position of each flat index."""
+    def update(self, view: _BatchView) -> None:
         k = self.config.top_k
-        n = feats_t.shape[1]
+        c, n = view.feats_t.shape
         m = min(n, 2 * k)
-        rows = torch.arange(feats_t.shape[0], device=feats_t.device)
-        batch_best, short = self._candidates(feats_t, gid_of, windows, rows, m)
+        rows = torch.arange(c, device=view.feats_t.device)
+        idx, kept, short = self._candidates(view, rows, m)
         # Duplicated windows inside the batch: look further, only for the rows that need it.
         while m < n and short.any():
             m = min(n, 2 * m)
             rows = rows[short]
-            more, short = self._candidates(feats_t, gid_of, windows, rows, m)
-            for mine, theirs in zip(batch_best.fields(), more.fields(), strict=True):
-                mine[rows] = theirs
-        self.entries, _ = self.entries.cat(batch_best).top_distinct(k)
-
-    @property
-    def values(self) -> Tensor:
-        return self.entries.values
+            more_idx, more_kept, short = self._candidates(view, rows, m)
+            idx[rows], kept[rows] = more_idx, more_kept
+        vals = torch.where(kept, torch.gather(view.feats_t, 1, idx), -math.inf)
+        all_vals = torch.cat([self.values, vals], 1)
+        all_gids = torch.cat([self.gids, view.gid_of[idx]], 1)
+        all_hash = torch.cat([self.hashes, view.hash_of[idx]], 1)
+        pick, kept = _top_distinct(all_vals, all_gids, all_hash, k)
+        self.values = torch.where(kept, torch.gather(all_vals, 1, pick), -math.inf)
+        self.gids = torch.gather(all_gids, 1, pick)
+        self.hashes = torch.gather(all_hash, 1, pick)
+        all_rows = torch.arange(c, device=idx.device)
+        self.win_tok, self.win_val = _take_windows(self.win_tok, self.win_val, pick, k, idx, view, all_rows)
 
 
 class SampleState:
-    """Quantile-stratified samples: per (feature, bin), the per_bin positions with smallest priority."""
+    """Quantile-stratified samples: per (feature, bin), the per_bin positions with the smallest priority."""
 
     def __init__(self, c: int, config: DashboardConfig, device: torch.device) -> None:
         nb, pb, w = config.n_quantile_bins, config.per_bin, config.width
         self.config = config
-        self.prio = torch.full((c, nb, pb), _INT64_MAX, dtype=torch.long, device=device)
-        self.values = torch.zeros((c, nb, pb), device=device)
-        self.gids = torch.full((c, nb, pb), _INT64_MAX, dtype=torch.long, device=device)
-        self.win_tok = torch.full((c, nb, pb, w), -1, dtype=torch.long, device=device)
-        self.win_val = torch.zeros((c, nb, pb, w), device=device)
+        self.prio = torch.full((c * nb, pb), _INT64_MAX, dtype=torch.long, device=device)
+        self.values = torch.zeros((c * nb, pb), device=device)
+        self.gids = torch.full((c * nb, pb), _INT64_MAX, dtype=torch.long, device=device)
+        self.win_tok = torch.full((c * nb, pb, w), -1, dtype=torch.long, device=device)
+        self.win_val = torch.zeros((c * nb, pb, w), device=device)
 
-    def update(self, feats_t: Tensor, qbin: Tensor, prio: Tensor, gid_of: Tensor, windows: _Windows) -> None:
-        """feats_t, qbin, prio: [c, n]; qbin is -1 where the feature does not fire."""
-        pb = self.config.per_bin
-        m = min(pb, feats_t.shape[1])
-        w = self.win_tok.shape[-1]
-        for j in range(self.config.n_quantile_bins):
-            key = torch.where(qbin == j, prio, _INT64_MAX)
-            cand_key, idx = torch.topk(key, m, dim=1, largest=False)  # [c, m]
-            win_tok, win_val = windows.gather(idx)
-            all_key = torch.cat([self.prio[:, j], cand_key], 1)
-            sel = torch.topk(all_key, pb, dim=1, largest=False).indices  # keys are distinct (bijective hash)
-            self.prio[:, j] = torch.gather(all_key, 1, sel)
-            self.values[:, j] = torch.gather(torch.cat([self.values[:, j], torch.gather(feats_t, 1, idx)], 1), 1, sel)
-            self.gids[:, j] = torch.gather(torch.cat([self.gids[:, j], gid_of[idx]], 1), 1, sel)
-            sel_w = sel[..., None].expand(-1, -1, w)
-            self.win_tok[:, j] = torch.gather(torch.cat([self.win_tok[:, j], win_tok], 1), 1, sel_w)
-            self.win_val[:, j] = torch.gather(torch.cat([self.win_val[:, j], win_val], 1), 1, sel_w)
+    def update(self, view: _BatchView, f_idx: Tensor, p_idx: Tensor, qbin: Tensor, prio: Tensor) -> None:
+        """Firing entries only: feature row f_idx, flat position p_idx, quantile bin and priority (all [e])."""
+        nb, pb = self.config.n_quantile_bins, self.config.per_bin
+        groups = self.prio.shape[0]
+        device = prio.device
+        group = f_idx * nb + qbin
+        # Sort by (group, priority): each group's smallest priorities first.
+        order = torch.argsort(prio, stable=True)
+        order = order[torch.argsort(group[order], stable=True)]
+        g_sorted = group[order]
+        rank = torch.arange(g_sorted.numel(), device=device) - torch.searchsorted(g_sorted, g_sorted)
+        take = rank < pb
+        sel_e, g_sel, r_sel = order[take], g_sorted[take], rank[take]
+        cand_key = torch.full((groups, pb), _INT64_MAX, dtype=torch.long, device=device)
+        cand_idx = torch.zeros((groups, pb), dtype=torch.long, device=device)
+        cand_key[g_sel, r_sel] = prio[sel_e]
+        cand_idx[g_sel, r_sel] = p_idx[sel_e]
+        all_key = torch.cat([self.prio, cand_key], 1)
+        pick = torch.topk(all_key, pb, dim=1, largest=False).indices  # keys are distinct: a bijective hash
+        rows = torch.arange(groups, device=device) // nb
+        cand_val = view.feats_t[rows[:, None], cand_idx]
+        self.prio = torch.gather(all_key, 1, pick)
+        self.values = torch.gather(torch.cat([self.values, cand_val], 1), 1, pick)
+        self.gids = torch.gather(torch.cat([self.gids, view.gid_of[cand_idx]], 1), 1, pick)
+        self.win_tok, self.win_val = _take_windows(self.win_tok, self.win_val, pick, pb, cand_idx, view, rows)
 
 
 # ----------------------------------------------------------------------------- the passes
@@ -318,6 +319,15 @@ def _gid_of(batch: BatchLike, seq0: int, device) -> Tensor:
     return (seq * POS_STRIDE + torch.arange(s, device=device)[None, :]).reshape(-1)
 
 
+def _views(batches, encode, lo: int, hi: int, config: DashboardConfig, weights: Tensor, device) -> Iterator[_BatchView]:
+    seq0 = 0
+    for batch in batches():
+        feats = _masked_feats(batch, encode, lo, hi, device)  # [b, s, c]
+        gid_of = _gid_of(batch, seq0, device)
+        seq0 += batch.tokens.shape[0]
+        yield _BatchView(batch.tokens.to(device), feats, gid_of, config, weights), int(batch.mask.sum())
+
+
 def compute_dashboards(
     *,
     batches: Callable[[], Iterable[BatchLike]],
@@ -335,6 +345,7 @@ def compute_dashboards(
     """
     config = config or DashboardConfig()
     device = torch.device(device)
+    weights = torch.randint(1, 2**62, (config.width,), generator=torch.Generator().manual_seed(1234)).to(device)
     chunks = [(lo, min(d_sae, lo + feature_chunk)) for lo in range(0, d_sae, feature_chunk)]
     with torch.no_grad():
         for ci, (lo, hi) in enumerate(chunks):
@@ -344,21 +355,14 @@ def compute_dashboards(
             sums = torch.zeros(c, dtype=torch.float64, device=device)
             log_hist = torch.zeros(c * N_LOG_BINS, dtype=torch.long, device=device)
             n_tokens = 0
-            seq0 = 0
-            for batch in batches():
-                feats = _masked_feats(batch, encode, lo, hi, device)  # [b, s, c]
-                gid_of = _gid_of(batch, seq0, device)
-                seq0 += batch.tokens.shape[0]
-                n_tokens += int(batch.mask.sum())
-                feats_t = feats.reshape(-1, c).T  # [c, n]
-                firing = feats_t > 0
-                n_firing += firing.sum(1)
-                sums += feats_t.sum(1, dtype=torch.float64)
-                f_idx, p_idx = firing.nonzero(as_tuple=True)
-                log_hist += torch.bincount(
-                    f_idx * N_LOG_BINS + log_bin_index(feats_t[f_idx, p_idx]), minlength=c * N_LOG_BINS
-                )
-                top.update(feats_t, gid_of, _Windows(batch.tokens.to(device), feats, config))
+            for view, n_kept in _views(batches, encode, lo, hi, config, weights, device):
+                n_tokens += n_kept
+                f_idx, p_idx = (view.feats_t > 0).nonzero(as_tuple=True)
+                v = view.feats_t[f_idx, p_idx]
+                n_firing += torch.bincount(f_idx, minlength=c)
+                sums.index_add_(0, f_idx, v.double())
+                log_hist += torch.bincount(f_idx * N_LOG_BINS + log_bin_index(v), minlength=c * N_LOG_BINS)
+                top.update(view)
             if progress:
                 progress((ci + 0.5) / len(chunks), f"features {lo}-{hi - 1}: top activations done")
 
@@ -368,26 +372,17 @@ def compute_dashboards(
             lin_hist = torch.zeros(c * config.hist_bins, dtype=torch.long, device=device)
             bin_counts = torch.zeros(c * config.n_quantile_bins, dtype=torch.long, device=device)
             samples = SampleState(c, config, device)
-            features = torch.arange(lo, hi, device=device)
-            seq0 = 0
-            for batch in batches():
-                feats = _masked_feats(batch, encode, lo, hi, device)
-                gid_of = _gid_of(batch, seq0, device)
-                seq0 += batch.tokens.shape[0]
-                feats_t = feats.reshape(-1, c).T
-                firing = feats_t > 0
-                f_idx, p_idx = firing.nonzero(as_tuple=True)
-                v = feats_t[f_idx, p_idx]
+            for view, _ in _views(batches, encode, lo, hi, config, weights, device):
+                f_idx, p_idx = (view.feats_t > 0).nonzero(as_tuple=True)
+                v = view.feats_t[f_idx, p_idx]
                 hb = torch.ceil(v / max_val[f_idx] * config.hist_bins).long().clamp(1, config.hist_bins) - 1
                 lin_hist += torch.bincount(f_idx * config.hist_bins + hb, minlength=c * config.hist_bins)
-                qb_fire = lookup[f_idx, log_bin_index(v)]
+                qbin = lookup[f_idx, log_bin_index(v)]
                 bin_counts += torch.bincount(
-                    f_idx * config.n_quantile_bins + qb_fire, minlength=c * config.n_quantile_bins
+                    f_idx * config.n_quantile_bins + qbin, minlength=c * config.n_quantile_bins
                 )
-                qbin = torch.full_like(feats_t, -1, dtype=torch.long)
-                qbin[f_idx, p_idx] = qb_fire
-                prio = sample_priority(gid_of[None, :], features[:, None], d_sae, config.seed)
-                samples.update(feats_t, qbin, prio, gid_of, _Windows(batch.tokens.to(device), feats, config))
+                prio = sample_priority(view.gid_of[p_idx], f_idx + lo, d_sae, config.seed)
+                samples.update(view, f_idx, p_idx, qbin, prio)
             if progress:
                 progress((ci + 1) / len(chunks), f"features {lo}-{hi - 1}: samples done")
             yield _finalise(
@@ -405,18 +400,28 @@ def compute_dashboards(
             )
 
 
-def _example(tokens: list[int], values: list[float], value: float, gid: int, config: DashboardConfig) -> dict:
-    """Trim the window's padding; `center` is the index of the max token inside `tokens`."""
-    start = next((i for i, t in enumerate(tokens) if t >= 0), 0)
-    end = len(tokens) - next((i for i, t in enumerate(reversed(tokens)) if t >= 0), 0)
-    return {
-        "tokens": tokens[start:end],
-        "values": values[start:end],
-        "center": config.ctx_before - start,
-        "value": value,
-        "seq": gid // POS_STRIDE,
-        "pos": gid % POS_STRIDE,
-    }
+def _trim(win_tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of the real tokens in each window [..., w] (padding, -1, only at the ends)."""
+    valid = win_tok >= 0
+    w = win_tok.shape[-1]
+    start = np.where(valid.any(-1), valid.argmax(-1), 0)
+    end = np.where(valid.any(-1), w - valid[..., ::-1].argmax(-1), 0)
+    return start, end
+
+
+def _examples(tok, val, value, gid, start, end, before: int, real) -> list[dict[str, Any]]:
+    """Example dicts from the arrays of one feature ([e, w] windows, [e] the rest), real entries only."""
+    return [
+        {
+            "tokens": tok[e, start[e] : end[e]],
+            "values": val[e, start[e] : end[e]],
+            "center": before - int(start[e]),
+            "value": float(value[e]),
+            "seq": int(gid[e]) // POS_STRIDE,
+            "pos": int(gid[e]) % POS_STRIDE,
+        }
+        for e in np.flatnonzero(real)
+    ]
 
 
 def _finalise(
@@ -433,46 +438,44 @@ def _finalise(
     lookup: Tensor,
     log_hist: Tensor,
 ) -> list[dict[str, Any]]:
-    edges = log_bin_edges()
+    """Per feature: counts, histogram, top examples and quantile bins with their samples.
+
+    Example windows are numpy arrays (tokens int64, values float32), trimmed to the real tokens.
+    """
+    nb, pb, before = config.n_quantile_bins, config.per_bin, config.ctx_before
+    edges = log_bin_edges().numpy()
     c = n_firing.shape[0]
-    top_vals, top_gids = top.values.cpu().tolist(), top.entries.gids.cpu().tolist()
-    top_tok, top_val = top.entries.win_tok.cpu().tolist(), top.entries.win_val.cpu().tolist()
-    s_prio, s_vals, s_gids = samples.prio.cpu().tolist(), samples.values.cpu().tolist(), samples.gids.cpu().tolist()
-    s_tok, s_val = samples.win_tok.cpu().tolist(), samples.win_val.cpu().tolist()
-    n_firing_l, sums_l = n_firing.cpu().tolist(), sums.cpu().tolist()
-    lin_l, bins_l = lin_hist.cpu().tolist(), bin_counts.cpu().tolist()
-    # Range of each quantile bin: the lowest and highest fine log bins mapped to it that hold values.
-    occupied = (log_hist > 0).cpu()
-    lookup = lookup.cpu()
+    t_val, t_gid = top.values.cpu().numpy(), top.gids.cpu().numpy()
+    t_tok, t_win = top.win_tok.cpu().numpy(), top.win_val.cpu().numpy()
+    t_start, t_end = _trim(t_tok)
+    s_real = (samples.prio != _INT64_MAX).cpu().numpy().reshape(c, nb, pb)
+    s_val, s_gid = samples.values.cpu().numpy().reshape(c, nb, pb), samples.gids.cpu().numpy().reshape(c, nb, pb)
+    s_tok = samples.win_tok.cpu().numpy().reshape(c, nb, pb, -1)
+    s_win = samples.win_val.cpu().numpy().reshape(c, nb, pb, -1)
+    s_start, s_end = _trim(s_tok)
+    fires_l, sums_l = n_firing.cpu().tolist(), sums.cpu().tolist()
+    lin_np, bins_np = lin_hist.cpu().numpy(), bin_counts.cpu().numpy()
+    # Each quantile bin spans the fine log bins mapped to it that hold values.
+    occupied, lookup_np = (log_hist > 0).cpu().numpy(), lookup.cpu().numpy()
     out: list[dict[str, Any]] = []
     for i in range(c):
-        fires = n_firing_l[i]
-        max_value = max(top_vals[i][0], 0.0) if fires else 0.0
-        top_examples = [
-            _example(top_tok[i][j], top_val[i][j], top_vals[i][j], top_gids[i][j], config)
-            for j in range(config.top_k)
-            if top_vals[i][j] > 0
-        ]
+        fires = fires_l[i]
+        max_value = max(float(t_val[i, 0]), 0.0) if fires else 0.0
         quantiles = []
         if fires:
-            fine = occupied[i].nonzero()[:, 0]
-            fine_q = lookup[i, fine].tolist()
-            fine_l = fine.tolist()
-            for j in range(config.n_quantile_bins):
-                if not bins_l[i][j]:
-                    continue
-                members = [f for f, q in zip(fine_l, fine_q, strict=True) if q == j]
-                examples = [
-                    _example(s_tok[i][j][e], s_val[i][j][e], s_vals[i][j][e], s_gids[i][j][e], config)
-                    for e in range(config.per_bin)
-                    if s_prio[i][j][e] != _INT64_MAX
-                ]
+            fine = np.flatnonzero(occupied[i])
+            fine_q = lookup_np[i, fine]
+            for j in np.flatnonzero(bins_np[i]):
+                members = fine[fine_q == j]
+                examples = _examples(
+                    s_tok[i, j], s_win[i, j], s_val[i, j], s_gid[i, j], s_start[i, j], s_end[i, j], before, s_real[i, j]
+                )
                 examples.sort(key=lambda ex: -ex["value"])
                 quantiles.append(
                     {
-                        "lo": float(edges[members[0]]) if members else 0.0,
-                        "hi": min(float(edges[members[-1] + 1]), max_value) if members else max_value,
-                        "count": bins_l[i][j],
+                        "lo": float(edges[members[0]]) if members.size else 0.0,
+                        "hi": min(float(edges[members[-1] + 1]), max_value) if members.size else max_value,
+                        "count": int(bins_np[i, j]),
                         "examples": examples,
                     }
                 )
@@ -484,8 +487,8 @@ def _finalise(
                 "frequency": fires / n_tokens if n_tokens else 0.0,
                 "max": max_value,
                 "mean": sums_l[i] / fires if fires else 0.0,
-                "histogram": {"lo": 0.0, "hi": max_value, "counts": lin_l[i] if fires else []},
-                "top": top_examples,
+                "histogram": {"lo": 0.0, "hi": max_value, "counts": lin_np[i].tolist() if fires else []},
+                "top": _examples(t_tok[i], t_win[i], t_val[i], t_gid[i], t_start[i], t_end[i], before, t_val[i] > 0),
                 "quantiles": quantiles,
             }
         )

@@ -6,11 +6,11 @@ handler and the helpers it calls.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from functools import lru_cache
+from collections.abc import Callable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -340,31 +340,35 @@ def load_sae(*, sae: SAE, device: str, scratch: Path):
     return LensSAE.load_from_disk(folder, device=device)
 
 
-@lru_cache(maxsize=4)
-def _rounder(digits: int):
-    return lambda v: float(f"{v:.{digits}g}") if v else 0
+def _round4(value: float) -> float:
+    """Four significant digits: plenty for highlighting, and the JSON stays short."""
+    return float(f"{value:.4g}") if value else 0
 
 
-def _pack_feature(
-    feature: dict[str, Any], to_str, logits: dict[str, list], round_value=None
-) -> tuple[FeatureDashboard, int]:
-    """One ml dashboard dict -> a row (token ids mapped to a per-row string table)."""
-    rnd = round_value or _rounder(4)
+def pack_feature(feature: dict[str, Any], to_str: Callable[[int], str], logits: dict[str, list]) -> FeatureDashboard:
+    """One dashboard from compute.ml.dashboards -> an unsaved row; token ids become a per-row string table.
+
+    Per-token values keep four significant digits relative to the feature's max activation.
+    """
+    import numpy as np
+
+    scale = feature["max"]
+    decimals = max(0, 3 - math.floor(math.log10(scale))) if scale > 0 else 4
     local: dict[int, int] = {}
     strings: list[str] = []
 
     def pack_example(ex: dict[str, Any]) -> dict[str, Any]:
         ids = []
-        for t in ex["tokens"]:
+        for t in ex["tokens"].tolist():
             if t not in local:
                 local[t] = len(strings)
                 strings.append(to_str(t))
             ids.append(local[t])
         return {
             "t": ids,
-            "v": [rnd(v) for v in ex["values"]],
+            "v": np.round(ex["values"].astype(np.float64), decimals).tolist(),
             "c": ex["center"],
-            "x": rnd(ex["value"]),
+            "x": _round4(ex["value"]),
             "s": ex["seq"],
             "p": ex["pos"],
         }
@@ -373,26 +377,25 @@ def _pack_feature(
         "top": [pack_example(ex) for ex in feature["top"]],
         "quantiles": [
             {
-                "lo": rnd(q["lo"]),
-                "hi": rnd(q["hi"]),
+                "lo": _round4(q["lo"]),
+                "hi": _round4(q["hi"]),
                 "count": q["count"],
                 "examples": [pack_example(e) for e in q["examples"]],
             }
             for q in feature["quantiles"]
         ],
         "histogram": feature["histogram"],
-        "mean": rnd(feature["mean"]),
+        "mean": _round4(feature["mean"]),
         "logits": logits,
+        "strings": strings,
     }
-    data["strings"] = strings
-    row = FeatureDashboard(
+    return FeatureDashboard(
         feature_index=feature["index"],
         n_firing=feature["n_firing"],
         frequency=feature["frequency"],
         max_activation=feature["max"],
         payload=FeatureDashboard.pack(data),
     )
-    return row, feature["n_firing"]
 
 
 def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
@@ -493,10 +496,10 @@ def _build(
         ):
             rows = []
             for feature in chunk:
-                row, fired = _pack_feature(feature, to_str, logits[feature["index"]])
+                row = pack_feature(feature, to_str, logits[feature["index"]])
                 row.dashboard_set = dset
                 rows.append(row)
-                n_dead += fired == 0
+                n_dead += row.n_firing == 0
             FeatureDashboard.objects.bulk_create(rows, batch_size=500)
     timings["dashboards_s"] = time.perf_counter() - t0
     cache.remove()

