@@ -48,6 +48,8 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def next_item(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    if blind_campaign(campaign_id=campaign_id, labeller=request.user) is None:
+        raise Http404("No such campaign.")
     return _go_next(request, campaign_id)
 
 
