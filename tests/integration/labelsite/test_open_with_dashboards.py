@@ -1,0 +1,134 @@
+"""Opening a campaign for real: missing dashboards become build jobs (the campaign waits in 'preparing'),
+then items are sampled (dead features skipped by firing frequency) and their blind panels cached."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from django.urls import reverse
+
+from compute.jobs import job_run
+from compute.models import SAE, Corpus, JobStatus, LanguageModel
+from compute.services.dashboards import feature_frequencies
+from labelsite.models import Campaign, Item
+from labelsite.services.campaigns import SourceSpec, campaign_create, campaign_open
+from tests.integration.labelsite.test_blinding_crawl import _assert_blind, _crawl, _forbidden_patterns
+
+pytestmark = pytest.mark.django_db
+
+HOOK = "blocks.1.hook_resid_post"
+D_SAE = 24
+DEAD = (3, 5, 8, 13, 21)
+DOMAIN = ["Let x be a prime. Then x divides ab implies x divides a or b.", "The integral of 2x dx is x^2 + C."] * 15
+GENERAL = ["Stocks fell on Monday as investors weighed the news.", "Rain is expected in the north tonight."] * 15
+
+
+@pytest.fixture
+def world(tmp_path, settings):
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from compute.ml.lm import byte_level_tokenizer
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "artifacts")},
+        },
+    }
+    settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
+    tokenizer = byte_level_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    lm = LanguageModel.objects.create(name="tiny", source="local", location=str(tmp_path / "lm"), default_hook=HOOK)
+    saes = []
+    for name, method in (("qxv-direct-math", "direct"), ("qxv-specialised-math", "ssae")):
+        lens = StandardSAE(StandardSAEConfig(d_in=16, d_sae=D_SAE))
+        with torch.no_grad():
+            lens.b_enc.normal_(0, 0.2)
+            lens.b_enc[list(DEAD)] = -1e4
+        lens.save_model(tmp_path / "artifacts" / "saes" / name)
+        saes.append(
+            SAE.objects.create(
+                name=name, method=method, status="ready", language_model=lm, hook_name=HOOK, d_in=16, d_sae=D_SAE,
+                artifact_path=f"saes/{name}",
+            )
+        )  # fmt: skip
+    (tmp_path / "d.txt").write_text("\n\n".join(DOMAIN))
+    (tmp_path / "g.txt").write_text("\n\n".join(GENERAL))
+    domain = Corpus.objects.create(name="math-notes", kind="domain", source="files", location=str(tmp_path / "d.txt"))
+    general = Corpus.objects.create(name="news", kind="general", source="files", location=str(tmp_path / "g.txt"))
+    return {"lm": lm, "saes": saes, "domain": domain, "general": general}
+
+
+def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice, bob, client):
+    campaign = campaign_create(
+        name="Real dashboards",
+        domain_corpus_id=world["domain"].pk,
+        general_corpus_id=world["general"].pk,
+        sources=[SourceSpec(sae_id=s.pk, n_features=6) for s in world["saes"]],
+        labeller_ids=[bob.pk],
+        min_frequency=1e-6,
+        seed=5,
+    )
+    campaign = campaign_open(campaign_id=campaign.pk, user=alice)
+    assert campaign.status == Campaign.Status.PREPARING
+    jobs = list(campaign.build_jobs.all())
+    assert len(jobs) == 4  # 2 SAEs x (domain, general)
+    assert campaign_open(campaign_id=campaign.pk).build_jobs.count() == 4  # asking again reuses the jobs
+    assert not Item.objects.filter(campaign=campaign).exists()
+    for job in jobs:
+        assert job_run(job_id=job.pk, attempt=job.attempt) == JobStatus.SUCCEEDED, job.error
+    # the admin page moves a preparing campaign on by itself
+    client.force_login(alice)
+    assert client.get(reverse("manage:campaign", args=[campaign.pk])).status_code == 200
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.OPEN
+
+    items = list(Item.objects.filter(campaign=campaign).select_related("source"))
+    assert len(items) == 12
+    for sae in world["saes"]:
+        freqs = feature_frequencies(sae_id=sae.pk, corpus_id=world["domain"].pk)
+        chosen = [i.feature_index for i in items if i.source.sae_id == sae.pk]
+        assert len(chosen) == 6
+        assert all(freqs[f] >= 1e-6 for f in chosen)
+        assert not set(chosen) & set(DEAD)
+    for item in items:
+        assert 'class="dash"' in item.domain_html and 'class="dash"' in item.general_html
+        assert "qxv-" not in item.domain_html + item.general_html
+
+    # a labeller labels two items, then everything they can fetch is crawled for identifiers
+    client.force_login(bob)
+    for _ in range(2):
+        url = client.post(reverse("label:next", args=[campaign.pk]))["Location"]
+        page = client.get(url).content.decode()
+        assert page.count('class="dash"') == 2
+        client.post(url, {"domain_score": "2", "general_score": "1"})
+    codes = list(Item.objects.filter(campaign=campaign, assignments__labeller=bob).values_list("code", flat=True))
+    fetched = _crawl(client, ["/label/", "/api/label/campaigns/"] + [f"/label/i/{c}/" for c in codes])
+    registry = type("R", (), {"saes": world["saes"], "lm": world["lm"]})
+    assert _assert_blind(fetched, _forbidden_patterns(campaign, registry)) > 5
+
+
+def test_a_failed_build_is_reported_on_the_campaign(world, alice):
+    SAE.objects.filter(pk=world["saes"][0].pk).update(artifact_path="saes/nowhere")
+    campaign = campaign_create(
+        name="Broken",
+        domain_corpus_id=world["domain"].pk,
+        general_corpus_id=world["general"].pk,
+        sources=[SourceSpec(sae_id=world["saes"][0].pk, n_features=4)],
+        labeller_ids=[],
+    )
+    campaign = campaign_open(campaign_id=campaign.pk, user=alice)
+    for job in campaign.build_jobs.all():
+        job_run(job_id=job.pk, attempt=job.attempt)
+    campaign = campaign_open(campaign_id=campaign.pk, user=alice)
+    assert campaign.status == Campaign.Status.PREPARING
+    assert not Item.objects.filter(campaign=campaign).exists()
