@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from compute.forms import CorpusAdminForm
 from compute.models import SAE, Corpus, Job, LanguageModel
 
 
@@ -19,8 +20,10 @@ class LanguageModelAdmin(admin.ModelAdmin):
 
 @admin.register(Corpus)
 class CorpusAdmin(admin.ModelAdmin):
+    form = CorpusAdminForm  # uploads: a .txt/.jsonl/.parquet/.csv file goes to artifact storage
     list_display = ["name", "kind", "source", "location"]
     list_filter = ["kind", "source"]
+    readonly_fields = ["token_counts"]
 
 
 @admin.register(SAE)

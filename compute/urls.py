@@ -17,6 +17,12 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry_view, name="job-retry"),
+    path("corpora/", views.corpus_list, name="corpus-list"),
+    path("corpora/<int:corpus_id>/", views.corpus_detail, name="corpus-detail"),
+    path("saes/", views.sae_list, name="sae-list"),
+    path("saes/<int:sae_id>/", views.sae_detail, name="sae-detail"),
+    path("saes/<int:sae_id>/evaluate/", views.sae_evaluate, name="sae-evaluate"),
+    path("training/new/", views.training_new, name="training-new"),
     path("saes/<int:sae_id>/dashboards/", dashboard_views.sae_dashboards, name="sae-dashboards"),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/build/",

@@ -2,7 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.files.storage import Storage, storages
 from django.db import models
+from django.utils.deconstruct import deconstructible
+
+
+@deconstructible
+class ArtifactStorage(Storage):
+    """The "artifacts" storage looked up on every call, so the backend configured now is the one used."""
+
+    def _backend(self) -> Storage:
+        return storages["artifacts"]
+
+    def _open(self, name: str, mode: str = "rb") -> Any:
+        return self._backend().open(name, mode)
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        return self._backend().save(name, content, max_length=max_length)
+
+    def generate_filename(self, filename: str) -> str:
+        return self._backend().generate_filename(filename)
+
+    def delete(self, name: str) -> None:
+        self._backend().delete(name)
+
+    def exists(self, name: str) -> bool:
+        return self._backend().exists(name)
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        return self._backend().listdir(path)
+
+    def size(self, name: str) -> int:
+        return self._backend().size(name)
+
+    def url(self, name: str) -> str:
+        return self._backend().url(name)
+
+    def path(self, name: str) -> str:
+        return self._backend().path(name)
 
 
 class LanguageModel(models.Model):
@@ -43,7 +82,7 @@ class Corpus(models.Model):
     location = models.CharField(max_length=500, help_text="Dataset name, file path/glob, or demo corpus name.")
     split = models.CharField(max_length=50, blank=True, default="train")
     text_column = models.CharField(max_length=100, blank=True, default="text")
-    upload = models.FileField(upload_to="corpora/", storage="artifacts", blank=True)
+    upload = models.FileField(upload_to="corpora/", storage=ArtifactStorage(), blank=True)
     options = models.JSONField(default=dict, blank=True)
     description = models.CharField(max_length=300, blank=True)
     token_counts = models.JSONField(
@@ -59,6 +98,13 @@ class Corpus(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        # The stored file's name is final only after saving (storage may rename it): point location at it.
+        if self.source == self.Source.UPLOAD and self.upload and self.location != self.upload.name:
+            self.location = self.upload.name
+            Corpus.objects.filter(pk=self.pk).update(location=self.location)
 
 
 class SAE(models.Model):

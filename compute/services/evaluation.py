@@ -1,0 +1,201 @@
+"""Evaluation jobs: the study's comparisons for one SAE.
+
+- reconstruction and loss recovered on a corpus (default: the SAE's training corpus, eval split);
+  an SSAE is evaluated added to its GSAE, as in the study;
+- feature frequencies on general text (feature rarity);
+- novelty: max cosine similarity of each feature's decoder row / encoder column to the GSAE's.
+
+Imported by the web process: torch, sae_lens and compute.ml are imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from compute.jobs import JobContext, JobInputError, job_create
+from compute.models import SAE, Corpus, Evaluation, Job, JobKind
+from compute.services import registry
+
+DEFAULTS: dict[str, Any] = {
+    "eval_tokens": 16_384,
+    "frequency_tokens": 32_768,
+    "context_size": 128,
+    "batch_size": 8,
+}
+
+
+@dataclass
+class EvaluationPlan:
+    sae: SAE
+    corpus: Corpus
+    general_corpus: Corpus | None
+    options: dict[str, int]
+
+
+def evaluation_plan(params: dict[str, Any]) -> EvaluationPlan:
+    """Cheap checks; raise JobInputError saying what to fix."""
+    from compute.ml.corpora import CorpusError
+
+    options = {}
+    for key, default in DEFAULTS.items():
+        value = params.get(key, default)
+        low = 2 if key == "context_size" else (0 if key == "frequency_tokens" else 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10**9:
+            raise JobInputError(f"{key} must be a whole number of at least {low}; got {value!r}.")
+        options[key] = value
+    try:
+        sae = SAE.objects.select_related("language_model", "gsae", "train_corpus").get(pk=int(params.get("sae_id")))
+    except (SAE.DoesNotExist, TypeError, ValueError) as exc:
+        raise JobInputError("sae_id must name an existing SAE.") from exc
+    if not sae.is_usable:
+        raise JobInputError(f"SAE {sae.name!r} is {sae.status}: only ready SAEs can be evaluated.")
+    if sae.method == SAE.Method.SSAE and (sae.gsae is None or not sae.gsae.is_usable):
+        raise JobInputError(f"SSAE {sae.name!r} is evaluated added to its GSAE, which is missing or not ready.")
+    corpus_id = params.get("corpus_id") or sae.train_corpus_id
+    if not corpus_id:
+        raise JobInputError("Choose a corpus to evaluate on (corpus_id).")
+    general_id = params.get("general_corpus_id")
+    corpora = {}
+    for key, pk in (("corpus", corpus_id), ("general", general_id)):
+        if not pk:
+            continue
+        try:
+            corpora[key] = Corpus.objects.get(pk=int(pk))
+        except (Corpus.DoesNotExist, TypeError, ValueError) as exc:
+            raise JobInputError(f"Corpus {pk!r} does not exist.") from exc
+        try:
+            registry.corpus_check(corpus=corpora[key])
+        except CorpusError as exc:
+            raise JobInputError(f"Corpus {corpora[key].name!r}: {exc}") from exc
+    return EvaluationPlan(sae=sae, corpus=corpora["corpus"], general_corpus=corpora.get("general"), options=options)
+
+
+def evaluation_start(*, params: dict[str, Any], created_by=None) -> Job:
+    evaluation_plan(params)
+    return job_create(kind=JobKind.EVALUATE_SAE, params=params, created_by=created_by)
+
+
+def run_evaluation_job(ctx: JobContext) -> dict[str, Any]:
+    """Job handler (kind evaluate_sae, gpu queue)."""
+    from compute.ml.corpora import CorpusError
+    from compute.ml.lm import ModelLoadError, default_device, load_language_model
+
+    plan = evaluation_plan(ctx.params)
+    sae = plan.sae
+    device = str(ctx.params.get("device") or default_device())
+    ctx.set_device(device)
+    ctx.progress(0.0, f"Loading {sae.language_model.name} on {device}")
+    lm = sae.language_model
+    try:
+        loaded = load_language_model(source=lm.source, location=lm.location, gguf_file=lm.gguf_file, device=device)
+    except ModelLoadError as exc:
+        raise JobInputError(str(exc)) from exc
+    if not loaded.has_hook(sae.hook_name):
+        raise JobInputError(f"Model {lm.name!r} has no hook {sae.hook_name!r}.")
+    scratch = Path(tempfile.mkdtemp(prefix=f"eval-{ctx.job.pk}-", dir=_scratch_dir()))
+    try:
+        return _evaluate(ctx, plan, loaded, device, scratch)
+    except (CorpusError, registry.RegistryError) as exc:
+        raise JobInputError(str(exc)) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scratch_dir() -> str:
+    Path(settings.WORKER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
+    return str(settings.WORKER_SCRATCH_DIR)
+
+
+def _evaluate(ctx: JobContext, plan: EvaluationPlan, loaded, device: str, scratch: Path) -> dict[str, Any]:
+    from compute.ml.activations import iter_activation_batches
+    from compute.ml.corpora import token_windows
+    from compute.ml.evaluation import (
+        feature_frequencies,
+        histogram,
+        log_frequency_histogram,
+        loss_recovered,
+        novelty,
+        reconstruction_stats,
+    )
+
+    sae_record, options = plan.sae, plan.options
+    sae = registry.sae_load(sae=sae_record, device=device, scratch=scratch)
+    if sae.cfg.d_in != loaded.d_model:
+        raise JobInputError(f"SAE {sae_record.name!r} reads width {sae.cfg.d_in}, the model gives {loaded.d_model}.")
+    gsae = None
+    if sae_record.gsae is not None and sae_record.gsae.is_usable:
+        gsae = registry.sae_load(sae=sae_record.gsae, device=device, scratch=scratch)
+    stack = [gsae, sae] if sae_record.method == SAE.Method.SSAE else [sae]
+    context = options["context_size"]
+
+    def windows(corpus: Corpus, tokens: int):
+        texts = registry.corpus_texts(corpus=corpus, scratch=scratch)
+        return token_windows(texts, loaded.tokenizer, context, split="eval", max_windows=max(1, tokens // context))
+
+    def batches(corpus: Corpus, tokens: int):
+        return iter_activation_batches(
+            loaded, windows(corpus, tokens), hook_name=sae_record.hook_name, batch_size=options["batch_size"]
+        )
+
+    results: dict[str, Any] = {"corpus": plan.corpus.name, "stack": [s.cfg.d_sae for s in stack]}
+    ctx.progress(0.1, f"Reconstruction on {plan.corpus.name}")
+    try:
+        results["reconstruction"] = reconstruction_stats(stack, batches(plan.corpus, options["eval_tokens"])).as_dict()
+        ctx.progress(0.3, f"Loss recovered on {plan.corpus.name}")
+        recovered = loss_recovered(
+            loaded,
+            windows(plan.corpus, options["eval_tokens"]),
+            hook_name=sae_record.hook_name,
+            saes=stack,
+            gsae=gsae,
+            batch_size=options["batch_size"],
+        )
+    except ValueError as exc:
+        raise JobInputError(f"Corpus {plan.corpus.name!r} has no evaluation tokens: {exc}") from exc
+    results["loss_recovered"] = recovered.as_dict()
+    if plan.general_corpus is not None and options["frequency_tokens"]:
+        ctx.progress(0.7, f"Feature frequencies on {plan.general_corpus.name}")
+        frequencies, tokens = feature_frequencies(sae, batches(plan.general_corpus, options["frequency_tokens"]))
+        results["frequencies"] = {
+            "corpus": plan.general_corpus.name,
+            "tokens": tokens,
+            "dead": int((frequencies == 0).sum()),
+            "median": float(frequencies.median()),
+            "log10_histogram": log_frequency_histogram(frequencies),
+        }
+    if gsae is not None:
+        ctx.progress(0.9, "Novelty against the GSAE")
+        sims = novelty(sae, gsae)
+        results["novelty"] = {
+            name: {"mean": float(values.mean()), "histogram": histogram(values, bins=20, low=-0.2, high=1.0)}
+            for name, values in sims.items()
+        }
+    results = json_safe(results)
+    evaluation = Evaluation.objects.create(
+        sae=sae_record, corpus=plan.corpus, general_corpus=plan.general_corpus, results=results, job=ctx.job
+    )
+    return {
+        "evaluation": evaluation.pk,
+        "fvu": results["reconstruction"]["fvu"],
+        "l0": results["reconstruction"]["l0"],
+        "fraction_vs_zero": results["loss_recovered"]["fraction_vs_zero"],
+        "fraction_vs_gsae": results["loss_recovered"]["fraction_vs_gsae"],
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as None (PostgreSQL's jsonb refuses them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
