@@ -97,7 +97,10 @@ class CampaignForm(forms.Form):
         from compute.models import SAE, Corpus
 
         super().__init__(*args, **kwargs)
-        self.fields["saes"].queryset = SAE.objects.filter(status=SAE.Status.READY)
+        self.fields["saes"].queryset = SAE.objects.filter(status=SAE.Status.READY).select_related("language_model")
+        self.fields["saes"].label_from_instance = lambda sae: (
+            f"{sae.name} ({sae.get_method_display()}, {sae.d_sae} features, {sae.language_model})"
+        )
         self.fields["domain_corpus"].queryset = Corpus.objects.filter(kind=Corpus.Kind.DOMAIN)
         self.fields["general_corpus"].queryset = Corpus.objects.filter(kind=Corpus.Kind.GENERAL)
         self.fields["labellers"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")

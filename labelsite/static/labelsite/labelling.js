@@ -99,6 +99,14 @@
     if (radio) radio.focus();
   }
 
+  // After scoring from the keyboard, go on: next question's text box, or the submit button after the last.
+  function advanceFrom(question) {
+    var all = Array.prototype.slice.call(questions());
+    var next = all[all.indexOf(question) + 1];
+    var target = next ? next.querySelector("textarea") : state.form.querySelector("button[type=submit]");
+    if (target) target.focus();
+  }
+
   function submitJudgment() {
     if (!state.form) return;
     if (state.form.requestSubmit) state.form.requestSubmit(); else state.form.submit();
@@ -121,7 +129,7 @@
       }
       if (digit && event.altKey && questionOf(target)) {
         event.preventDefault();
-        score(questionOf(target), digit[1]);
+        if (score(questionOf(target), digit[1])) advanceFrom(questionOf(target));
       } else if (event.key === "Escape" && questionOf(target)) {
         event.preventDefault();
         focusScores(questionOf(target));
@@ -131,7 +139,10 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (digit) {
       var q = targetQuestion();
-      if (q && score(q, digit[1])) event.preventDefault();
+      if (q && score(q, digit[1])) {
+        event.preventDefault();
+        if (questionOf(document.activeElement) === q) advanceFrom(q);
+      }
       return;
     }
     var nice = state.form.querySelector("input[name=nice]");
@@ -192,7 +203,7 @@
 
   document.addEventListener("keydown", onKey);
   // HTMX swapped in the next item (or the same one again, with errors).
-  document.addEventListener("htmx:afterSettle", function () {
+  document.addEventListener("htmx:afterSwap", function () {
     var old = state.code;
     init();
     if (old && state.code && old !== state.code) dropDraft(old);
