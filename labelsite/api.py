@@ -78,7 +78,7 @@ def _own_campaign(request: Request, campaign_id: int):
 @permission_classes([IsAuthenticated])
 def label_campaign(request: Request, campaign_id: int) -> Response:
     campaign = _own_campaign(request, campaign_id)
-    progress = labeller_progress(campaign_id=campaign.id, labeller_id=request.user.pk)
+    progress = labeller_progress(campaign=campaign, labeller_id=request.user.pk)
     return Response({**asdict(campaign), "progress": _progress(progress)})
 
 

@@ -29,7 +29,6 @@ class JudgmentForm(forms.Form):
     nice = forms.BooleanField(required=False)
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
     time_spent_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
-    panel_order = forms.CharField(required=False, max_length=20, widget=forms.HiddenInput)
 
     def __init__(self, *args, campaign: BlindCampaign, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -10,7 +10,7 @@ from functools import lru_cache
 import markdown
 import nh3
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, Q
 
 from labelsite.models import Assignment, Campaign, Item, Judgment
 
@@ -33,6 +33,7 @@ class BlindCampaign:
     guidelines_html: str
     rubric: list[dict]
     questions: list[str]
+    overlap: int
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,11 @@ def _campaign(row: dict, prefix: str = "") -> BlindCampaign:
         guidelines_html=guidelines_render(row[f"{prefix}guidelines"]),
         rubric=row[f"{prefix}rubric"],
         questions=row[f"{prefix}questions"],
+        overlap=row[f"{prefix}overlap"],
     )
 
 
-_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "rubric", "questions")
+_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "rubric", "questions", "overlap")
 
 
 def blind_campaign(*, campaign_id: int, labeller) -> BlindCampaign | None:
@@ -109,7 +111,7 @@ def blind_campaigns(*, labeller) -> list[tuple[BlindCampaign, Progress]]:
         .order_by("-created_at", "-id")
         .values(*_CAMPAIGN_FIELDS)
     )
-    return [(c, labeller_progress(campaign_id=c.id, labeller_id=labeller.pk)) for c in map(_campaign, rows)]
+    return [(c, labeller_progress(campaign=c, labeller_id=labeller.pk)) for c in map(_campaign, rows)]
 
 
 def panel_kinds(*, panel_order: str, item_code: str, labeller_id: int) -> list[str]:
@@ -163,19 +165,23 @@ def blind_item(*, item_code: str, labeller) -> BlindItem | None:
     )
 
 
-def labeller_progress(*, campaign_id: int, labeller_id: int) -> Progress:
-    """Done, held and skipped by this labeller, and how many more items are open to them (2 queries)."""
-    mine = Assignment.objects.filter(campaign_id=campaign_id, labeller_id=labeller_id).aggregate(
+def labeller_progress(*, campaign: BlindCampaign, labeller_id: int) -> Progress:
+    """Done, held and skipped by this labeller, and how many more items are open to them (2 queries).
+
+    "Open to them" = items with a free slot, minus those they already hold, judged or skipped. Comparing
+    slots with the campaign's k (a constant) lets the (campaign, slots_taken) index answer the count.
+    """
+    mine = Assignment.objects.filter(campaign_id=campaign.id, labeller_id=labeller_id).aggregate(
         done=Count("pk", filter=Q(status=Assignment.Status.DONE)),
         held=Count("pk", filter=Q(status=Assignment.Status.HELD)),
         skipped=Count("pk", filter=Q(status=Assignment.Status.SKIPPED)),
+        mine_with_free_slot=Count("pk", filter=Q(item__slots_taken__lt=campaign.overlap)),
     )
-    available = (
-        Item.objects.filter(campaign_id=campaign_id, slots_taken__lt=F("overlap"))
-        .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"), labeller_id=labeller_id)))
-        .count()
+    free = Item.objects.filter(campaign_id=campaign.id, slots_taken__lt=campaign.overlap).count()
+    return Progress(
+        available=free - mine.pop("mine_with_free_slot"),
+        **mine,
     )
-    return Progress(available=available, **mine)
 
 
 def own_judgments(*, campaign_id: int, labeller, limit: int = 500) -> list[dict]:

@@ -57,7 +57,7 @@ def _available(ctx: StageContext) -> QuerySet[Item]:
     """Items with a free slot that this labeller never held, judged or skipped."""
     mine = Assignment.objects.filter(item=OuterRef("pk"), labeller_id=ctx.labeller_id)
     return (
-        Item.objects.filter(campaign=ctx.campaign, slots_taken__lt=F("overlap"))
+        Item.objects.filter(campaign=ctx.campaign, slots_taken__lt=ctx.campaign.overlap)
         .exclude(Exists(mine))
         .annotate(rank=labeller_order(campaign_id=ctx.campaign.pk, labeller_id=ctx.labeller_id))
     )

@@ -41,7 +41,7 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = blind_campaign(campaign_id=campaign_id, labeller=request.user)
     if campaign is None:
         raise Http404("No such campaign.")
-    progress = labeller_progress(campaign_id=campaign.id, labeller_id=request.user.pk)
+    progress = labeller_progress(campaign=campaign, labeller_id=request.user.pk)
     return render(request, "labelsite/label_campaign.html", {"campaign": campaign, "progress": progress})
 
 
@@ -95,7 +95,7 @@ def _render_item(
         "campaign": item.campaign,
         "form": form,
         "skip_form": skip_form or SkipForm(),
-        "progress": labeller_progress(campaign_id=item.campaign.id, labeller_id=request.user.pk),
+        "progress": labeller_progress(campaign=item.campaign, labeller_id=request.user.pk),
         "shown_at_ms": int(time.time() * 1000),
     }
     template = "labelsite/label_item.html#workspace" if partial else "labelsite/label_item.html"
@@ -166,6 +166,6 @@ def my_judgments(request: HttpRequest, campaign_id: int) -> HttpResponse:
     context = {
         "campaign": campaign,
         "judgments": own_judgments(campaign_id=campaign.id, labeller=request.user),
-        "progress": labeller_progress(campaign_id=campaign.id, labeller_id=request.user.pk),
+        "progress": labeller_progress(campaign=campaign, labeller_id=request.user.pk),
     }
     return render(request, "labelsite/label_mine.html", context)
