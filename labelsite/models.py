@@ -152,12 +152,17 @@ class Item(models.Model):
 
 
 class Assignment(models.Model):
-    """A labeller's hold on an item: a lease while open, then done (judged) or skipped."""
+    """A labeller's hold on an item: a lease while open, then done (judged), skipped, or expired.
+
+    An expired lease keeps its row (the item is not served to this labeller again, and answers typed on
+    a page left open can still be submitted while a slot is free) but no longer takes a slot.
+    """
 
     class Status(models.TextChoices):
         HELD = "held", "Held"
         DONE = "done", "Judged"
         SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Lease expired"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")

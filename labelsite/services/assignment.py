@@ -1,7 +1,7 @@
 """Which item a labeller gets next: small named stages, tried in order, each recorded as the reason.
 
 1. `own_held_lease`: the labeller already holds an item (opened, not submitted): give it back, lease renewed.
-2. (housekeeping) expired leases of others are released so their slots return to the pool.
+2. (housekeeping) expired leases are released (marked expired) so their slots return to the pool.
 3. `closest_to_completion`: items others have started (most judgments first) that still have a free slot.
 4. `fresh`: untouched items, in the labeller's own stable shuffled order.
 
@@ -54,7 +54,7 @@ def labeller_order(*, campaign_id: int, labeller_id: int) -> ExpressionWrapper:
 
 
 def _available(ctx: StageContext) -> QuerySet[Item]:
-    """Items with a free slot that this labeller never held, judged or skipped."""
+    """Items with a free slot that this labeller never held, judged, skipped or let expire."""
     mine = Assignment.objects.filter(item=OuterRef("pk"), labeller_id=ctx.labeller_id)
     return (
         Item.objects.filter(campaign=ctx.campaign, slots_taken__lt=ctx.campaign.overlap)
@@ -136,9 +136,9 @@ def leases_release_expired(*, campaign: Campaign, now=None) -> int:
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-        deleted, _ = expired.filter(item_id__in=item_ids).delete()
+        released = expired.filter(item_id__in=item_ids).update(status=Assignment.Status.EXPIRED)
         items_recount_slots(item_ids=item_ids)
-    return deleted
+    return released
 
 
 def assignment_next(*, campaign_id: int, labeller) -> Assignment | None:

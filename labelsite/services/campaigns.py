@@ -296,14 +296,14 @@ def campaign_reassign(*, campaign_id: int, from_user_id: int, to_user_id: int | 
 
 
 def _release(campaign: Campaign, held) -> int:
-    """Delete held leases and give their slots back, locking items first (same order as every service)."""
+    """Expire held leases and give their slots back, locking items first (same order as every service)."""
     item_ids = sorted(set(held.values_list("item_id", flat=True)))
     if not item_ids:
         return 0
     list(Item.objects.select_for_update().filter(pk__in=item_ids).order_by("pk").values_list("pk", flat=True))
-    deleted, _ = held.filter(item_id__in=item_ids, status=Assignment.Status.HELD).delete()
+    released = held.filter(item_id__in=item_ids, status=Assignment.Status.HELD).update(status=Assignment.Status.EXPIRED)
     items_recount_slots(item_ids=item_ids)
-    return deleted
+    return released
 
 
 def items_recount_slots(*, item_ids: Sequence[int]) -> None:

@@ -98,7 +98,7 @@ def judgment_submit(
             existing.save()
             return existing, True
         assignment = Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first()
-        if assignment is None or assignment.status == Assignment.Status.SKIPPED:
+        if assignment is None or assignment.status in (Assignment.Status.SKIPPED, Assignment.Status.EXPIRED):
             # The lease ran out and was released (or the item was skipped): take a slot if one is free.
             if not Item.objects.filter(pk=item.pk, slots_taken__lt=F("overlap")).update(
                 slots_taken=F("slots_taken") + 1

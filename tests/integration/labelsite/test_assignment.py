@@ -145,7 +145,10 @@ def test_expired_lease_goes_back_to_the_pool(open_campaign, bob, carol):
     Assignment.objects.filter(pk=held.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert leases_release_expired(campaign=open_campaign) == 1
     assert Item.objects.get(pk=held.item_id).slots_taken == 0
-    assert not Assignment.objects.filter(pk=held.pk).exists()
+    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.EXPIRED
+    # the slot is free for others: carol, taking everything, gets it too
+    carols = _drain(open_campaign, carol)
+    assert len(carols) == 20 and Item.objects.get(pk=held.item_id).code in carols
 
 
 def test_a_lease_that_has_not_expired_is_kept(open_campaign, bob):
@@ -168,3 +171,12 @@ def test_skip_needs_a_reason_frees_the_slot_and_never_returns(open_campaign, bob
 def test_non_member_cannot_take_items(open_campaign, alice):
     with pytest.raises(LabelError, match="not a labeller"):
         assignment_next(campaign_id=open_campaign.pk, labeller=alice)
+
+
+def test_an_expired_item_is_not_served_again_to_the_same_labeller(open_campaign, bob):
+    held = assignment_next(campaign_id=open_campaign.pk, labeller=bob)
+    Assignment.objects.filter(pk=held.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    leases_release_expired(campaign=open_campaign)  # (until released, bob's own lapsed lease is simply renewed)
+    codes = _drain(open_campaign, bob)
+    assert len(codes) == 19
+    assert Item.objects.get(pk=held.item_id).code not in codes

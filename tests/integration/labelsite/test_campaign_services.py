@@ -103,7 +103,7 @@ def test_sampling_is_seeded_per_sae_and_draws_distinct_features(registry, bob):
 def test_close_releases_leases_and_reopen_allows_labelling_again(open_campaign, bob):
     held = assignment_next(campaign_id=open_campaign.pk, labeller=bob)
     campaign_close(campaign_id=open_campaign.pk)
-    assert not Assignment.objects.filter(pk=held.pk).exists()
+    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.EXPIRED
     assert Item.objects.get(pk=held.item_id).slots_taken == 0
     with pytest.raises(LabelError, match="closed"):
         assignment_next(campaign_id=open_campaign.pk, labeller=bob)

@@ -142,3 +142,48 @@ def test_random_panel_order_varies_by_item(bob):
         tuple(panel_kinds(panel_order="random", item_code=f"code{i}", labeller_id=bob.pk)) for i in range(40)
     ]
     assert panel_kinds(panel_order="general_first", item_code="x", labeller_id=1) == ["general", "domain"]
+
+
+def _lapse(campaign, user) -> None:
+    """Let the user's lease run out and be given back, as after a long break."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelsite.services.assignment import leases_release_expired
+
+    Assignment.objects.filter(labeller=user).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert leases_release_expired(campaign=campaign) == 1
+
+
+def test_answers_from_a_page_left_open_past_the_lease_are_kept(labeller_client, open_campaign, bob):
+    item_url = _start(labeller_client, open_campaign)
+    _lapse(open_campaign, bob)
+    assert "your time on this item ran out" in labeller_client.get(item_url).content.decode()
+    response = labeller_client.post(item_url, _form())  # his typed answers still count
+    assert response.status_code == 302
+    assert Judgment.objects.get(labeller=bob).domain_explanation == "limits"
+
+
+def test_late_answers_for_an_item_others_completed_get_a_clear_message(client, open_campaign, bob, carol):
+    client.force_login(bob)
+    item_url = _start(client, open_campaign)
+    code = item_url.rstrip("/").rsplit("/", 1)[1]
+    _lapse(open_campaign, bob)
+    from django.utils import timezone
+
+    from labelsite.models import Item
+    from labelsite.services.judgments import Answers, judgment_submit
+
+    now = timezone.now()
+    Assignment.objects.create(
+        campaign=open_campaign, item=Item.objects.get(code=code), labeller=carol, leased_at=now, expires_at=now
+    )
+    Item.objects.filter(code=code).update(slots_taken=1)
+    judgment_submit(item_code=code, labeller=carol, answers=Answers(domain_score=1, general_score=1))
+    response = client.post(item_url, _form())
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "others have since completed it" in html
+    assert "limits" in html  # the answers stay on the page
+    assert not Judgment.objects.filter(labeller=bob).exists()
