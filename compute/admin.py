@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from compute.forms import CorpusAdminForm
-from compute.models import SAE, Corpus, Job, LanguageModel
+from compute.models import SAE, Corpus, DashboardSet, Job, LanguageModel
 
 
 @admin.register(Job)
@@ -30,3 +30,10 @@ class CorpusAdmin(admin.ModelAdmin):
 class SAEAdmin(admin.ModelAdmin):
     list_display = ["name", "method", "architecture", "status", "hook_name", "d_sae"]
     list_filter = ["method", "status"]
+
+
+@admin.register(DashboardSet)
+class DashboardSetAdmin(admin.ModelAdmin):
+    list_display = ["id", "sae", "corpus", "status", "n_tokens", "n_features", "n_dead", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in DashboardSet._meta.fields]

@@ -203,14 +203,21 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _is_special(text: str) -> bool:
+    """Special tokens (BOS, document separators, padding) look like markup: show them faintly."""
+    return (text.startswith("<|") and text.endswith("|>")) or text in ("<s>", "</s>", "<pad>", "<bos>", "<eos>")
+
+
 def _token_html(text: str, value: float, scale: float, is_max: bool) -> str:
-    shown = []
-    for ch in text:
-        if ch in _WS:
-            shown.append(f'<span class="ws">{_WS[ch]}</span>' if _WS[ch] else "")
-        else:
-            shown.append(escape(ch))
-    body = "".join(shown) or '<span class="ws">∅</span>'
+    if _is_special(text):
+        body = f'<span class="ws">{escape(text)}</span>'
+    else:
+        body = (
+            "".join(
+                (f'<span class="ws">{_WS[ch]}</span>' if _WS[ch] else "") if ch in _WS else escape(ch) for ch in text
+            )
+            or '<span class="ws">∅</span>'
+        )
     if value > 0:
         alpha = min(1.0, value / scale) if scale > 0 else 0.0
         cls = "tok max" if is_max else "tok"
@@ -263,11 +270,11 @@ def dashboard_context(*, dset: DashboardSet, row: FeatureDashboard, blind: bool)
     top = [{"value": _num(ex["x"]), "html": mark_safe(_example_html(ex, strings, scale))} for ex in data["top"]]
     quantiles = [
         {
-            "lo": q["lo"],
-            "hi": q["hi"],
-            "count": q["count"],
+            "lo": _num(q["lo"]),
+            "hi": _num(q["hi"]),
+            "count": f"{q['count']:,} token{'' if q['count'] == 1 else 's'}",
             "examples": [
-                {"value": ex["x"], "html": mark_safe(_example_html(ex, strings, scale))} for ex in q["examples"]
+                {"value": _num(ex["x"]), "html": mark_safe(_example_html(ex, strings, scale))} for ex in q["examples"]
             ],
         }
         for q in reversed(data["quantiles"])
@@ -283,7 +290,8 @@ def dashboard_context(*, dset: DashboardSet, row: FeatureDashboard, blind: bool)
         "mean_activation": _num(data["mean"]),
         "histogram": mark_safe(_histogram_svg(data["histogram"]["counts"], data["histogram"]["hi"])),
         "top": top,
-        "quantiles": quantiles if len(quantiles) > 1 else [],
+        # A rare feature's top examples already show every firing; samples would only repeat them.
+        "quantiles": quantiles if row.n_firing > len(top) and len(quantiles) > 1 else [],
         "logits_pos": data["logits"].get("pos", []),
         "logits_neg": data["logits"].get("neg", []),
     }

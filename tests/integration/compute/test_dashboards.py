@@ -218,3 +218,11 @@ def test_admin_pages_and_exports(setup, admin_client, bob):
     assert admin_client.get(f"{base}{corpus.pk}/features/3.json?style=xml").status_code == 400
     assert labeller_client.get(f"{base}{corpus.pk}/features/3/").status_code == 403
     assert labeller_client.get(f"{base}{corpus.pk}/features/3.json").status_code == 403
+
+
+def test_frequency_is_said_plainly():
+    from compute.services.dashboards import _frequency_sentence
+
+    assert _frequency_sentence(3, 1_200_000) == "Fires on 3 of 1.2M tokens (0.00025%)."
+    assert _frequency_sentence(0, 52_000) == "Never fires on the 52k tokens of this corpus."
+    assert _frequency_sentence(1500, 2000) == "Fires on 1.5k of 2k tokens (75%)."
