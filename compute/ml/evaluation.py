@@ -49,28 +49,40 @@ class ReconstructionStats:
 @torch.no_grad()
 def reconstruction_stats(saes: Sequence[SAE], batches: Iterable[ActivationBatch]) -> ReconstructionStats:
     """Streaming reconstruction figures over the kept positions of every batch."""
+    return reconstruction_stats_many({"stack": saes}, batches)["stack"]
+
+
+@torch.no_grad()
+def reconstruction_stats_many(
+    stacks: dict[str, Sequence[SAE]], batches: Iterable[ActivationBatch]
+) -> dict[str, ReconstructionStats]:
+    """reconstruction_stats for several stacks from one pass over the batches (one model pass for all)."""
     tokens = 0
-    sq_err = 0.0
-    l0_sum = 0.0
+    sq_err = dict.fromkeys(stacks, 0.0)
+    l0_sum = dict.fromkeys(stacks, 0.0)
     x_sum: Tensor | None = None
     x_sq = 0.0
     for batch in batches:
         x = batch.flat().float()  # [n, d_in]
         if x.shape[0] == 0:
             continue
-        out, l0 = stack_reconstruct(saes, x)
+        for key, saes in stacks.items():
+            out, l0 = stack_reconstruct(saes, x)
+            sq_err[key] += float((out - x).pow(2).sum())
+            l0_sum[key] += float(l0.sum())
         tokens += x.shape[0]
-        sq_err += float((out - x).pow(2).sum())
-        l0_sum += float(l0.sum())
         x_sum = x.sum(dim=0) if x_sum is None else x_sum + x.sum(dim=0)
         x_sq += float(x.pow(2).sum())
     if tokens == 0:
         raise ValueError("No tokens to evaluate on.")
     # Total variance around the mean: sum |x|^2 - n |mean|^2.
-    variance = x_sq - float(x_sum.pow(2).sum()) / tokens
-    return ReconstructionStats(
-        tokens=tokens, mse=sq_err / tokens, fvu=sq_err / max(variance, 1e-12), l0=l0_sum / tokens
-    )
+    variance = max(x_sq - float(x_sum.pow(2).sum()) / tokens, 1e-12)
+    return {
+        key: ReconstructionStats(
+            tokens=tokens, mse=sq_err[key] / tokens, fvu=sq_err[key] / variance, l0=l0_sum[key] / tokens
+        )
+        for key in stacks
+    }
 
 
 @dataclass

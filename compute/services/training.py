@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "finetune_lr": 1e-4,
     "gsae_tokens": 100_000,
     "domain_tokens": 50_000,
-    "eval_tokens": 8_192,
+    "eval_tokens": 4_096,
     "context_size": 128,
     "batch_size": 8,
     "minibatch_tokens": 1024,
@@ -402,10 +402,8 @@ class _Run:
             on_progress=self.on_progress("GSAE on " + plan.general_corpus.name),
         )
         self.tokens_before_phase += options["gsae_tokens"]
-        (record,) = records.values()
-        (trainer,) = trainers
-        gsae = self.finish(trainer, record, progress, eval_corpus=plan.general_corpus, gsae=None)
-        return record, gsae
+        saes = self.finish(trainers, records, progress, eval_corpus=plan.general_corpus, gsae=None)
+        return records[spec.key], saes[spec.key]
 
     def train_domain(self, gsae_record: SAE | None, gsae) -> list[int]:
         from compute.ml.training import run_training, sweep_specs
@@ -435,8 +433,7 @@ class _Run:
             metadata=self.metadata(),
             on_progress=self.on_progress("domain SAEs on " + plan.domain_corpus.name),
         )
-        for trainer in trainers:
-            self.finish(trainer, records[trainer.spec.key], progress, eval_corpus=plan.domain_corpus, gsae=gsae)
+        self.finish(trainers, records, progress, eval_corpus=plan.domain_corpus, gsae=gsae)
         return [records[t.spec.key].pk for t in trainers]
 
     def metadata(self) -> dict[str, Any]:
@@ -448,36 +445,48 @@ class _Run:
             "exclude_special_tokens": True,
         }
 
-    def finish(self, trainer, record: SAE, progress, *, eval_corpus: Corpus, gsae):
-        """Save the weights, measure on the eval split, then mark the record READY."""
+    def finish(self, trainers, records: dict[str, SAE], progress, *, eval_corpus: Corpus, gsae) -> dict[str, Any]:
+        """Save each SAE's weights, measure all of them on the eval split in one pass, then mark them READY."""
         from sae_lens import SAE as LensSAE
 
-        from compute.ml.evaluation import reconstruction_stats
+        from compute.ml.evaluation import reconstruction_stats_many
         from compute.ml.training import save_trained_sae
 
-        self.ctx.progress(0.97 * self.tokens_before_phase / max(self.plan.total_tokens, 1), f"Saving {record.name}")
-        folder = save_trained_sae(trainer, self.scratch / f"sae-{record.pk}")
-        record.artifact_path = registry.sae_save_artifacts(sae=record, folder=folder)
-        sae = LensSAE.load_from_disk(folder, device=self.device)
-        stats: dict[str, Any] = {
-            "train": trainer.stats.as_dict(),
-            "activation_scale": trainer.scale,
-            "train_tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
-            "device": self.device,
-        }
-        eval_windows = max(1, self.plan.options["eval_tokens"] // self.plan.options["context_size"])
-        if self.plan.options["eval_tokens"]:
-            stack = [gsae, sae] if trainer.spec.method == "ssae" else [sae]
+        options = self.plan.options
+        fraction = 0.97 * self.tokens_before_phase / max(self.plan.total_tokens, 1)
+        saes = {}
+        for trainer in trainers:
+            record = records[trainer.spec.key]
+            self.ctx.progress(fraction, f"Saving {record.name}")
+            folder = save_trained_sae(trainer, self.scratch / f"sae-{record.pk}")
+            record.artifact_path = registry.sae_save_artifacts(sae=record, folder=folder)
+            saes[trainer.spec.key] = LensSAE.load_from_disk(folder, device=self.device)
+        evaluations: dict[str, Any] = {}
+        if options["eval_tokens"]:
+            self.ctx.progress(fraction, f"Measuring on the eval split of {eval_corpus.name}")
+            stacks = {key: ([gsae, sae] if key.startswith("ssae") else [sae]) for key, sae in saes.items()}
+            eval_windows = max(1, options["eval_tokens"] // options["context_size"])
             try:
-                stats["eval"] = reconstruction_stats(stack, self.batches(eval_corpus, "eval", eval_windows)).as_dict()
+                measured = reconstruction_stats_many(stacks, self.batches(eval_corpus, "eval", eval_windows))
+                evaluations = {key: stats.as_dict() for key, stats in measured.items()}
             except ValueError:
-                stats["eval"] = {"note": "the eval split of this corpus is empty"}
-            if trainer.spec.method == "ssae":
-                stats["eval"]["includes_gsae"] = True
-        record.stats = stats
-        record.status = SAE.Status.READY
-        record.save(update_fields=["artifact_path", "stats", "status"])
-        return sae
+                evaluations = {key: {"note": "the eval split of this corpus is empty"} for key in saes}
+        for trainer in trainers:
+            record = records[trainer.spec.key]
+            stats: dict[str, Any] = {
+                "train": trainer.stats.as_dict(),
+                "activation_scale": trainer.scale,
+                "train_tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
+                "device": self.device,
+            }
+            if trainer.spec.key in evaluations:
+                stats["eval"] = {**evaluations[trainer.spec.key], "corpus": eval_corpus.name}
+                if trainer.spec.method == "ssae":
+                    stats["eval"]["includes_gsae"] = True
+            record.stats = stats
+            record.status = SAE.Status.READY
+            record.save(update_fields=["artifact_path", "stats", "status"])
+        return saes
 
 
 def _summary(stats: dict[str, Any]) -> str:

