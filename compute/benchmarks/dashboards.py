@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
-    "tokens": 8192,
+    "tokens": 2048,
     "context_size": 128,
     "batch_size": 8,
     "expansion": 8,
