@@ -64,14 +64,16 @@ def dashboard_build(*, sae_id: int, corpus_id: int, created_by=None, params: dic
         dset, _ = DashboardSet.objects.get_or_create(sae=sae, corpus=corpus)
         dset = DashboardSet.objects.select_for_update().get(pk=dset.pk)
         job = dset.job
-        if job is not None and (job.status in _ACTIVE or (job.status == JobStatus.SUCCEEDED and _ready(dset))):
+        if job is not None and (job.status in _ACTIVE or _ready(dset)):
             return job
         job = job_create(
             kind=JobKind.BUILD_DASHBOARDS,
             params={**(params or {}), "sae_id": sae.pk, "corpus_id": corpus.pk},
             created_by=created_by,
         )
-        DashboardSet.objects.filter(pk=dset.pk).update(job=job, status=DashboardSet.Status.BUILDING)
+        # Finished dashboards stay readable: their (lost) job record is replaced by one that reuses them.
+        status = dset.status if _ready(dset) else DashboardSet.Status.BUILDING
+        DashboardSet.objects.filter(pk=dset.pk).update(job=job, status=status)
     return job
 
 
@@ -424,7 +426,7 @@ def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
     if sae.status != SAE.Status.READY or not sae.artifact_path:
         raise JobInputError(f"SAE {sae.name!r} is {sae.status}, not ready (no trained weights to read).")
     dset, _ = DashboardSet.objects.get_or_create(sae=sae, corpus=corpus)
-    if dset.status == DashboardSet.Status.READY and dset.job_id not in (None, ctx.job.pk):
+    if dset.status == DashboardSet.Status.READY:
         return {"reused_set": dset.pk, "n_features": dset.n_features}
     DashboardSet.objects.filter(pk=dset.pk).update(job=ctx.job, status=DashboardSet.Status.BUILDING)
 

@@ -149,6 +149,13 @@ def test_build_is_idempotent_and_reused(setup):
     assert job_run(job_id=first.pk, attempt=1) == JobStatus.SUCCEEDED
     assert dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk).pk == first.pk  # succeeded: same job
     assert FeatureDashboard.objects.count() == D_SAE
+    first.delete()  # the job record is gone, the dashboards are not
+    again = dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk)
+    assert dashboards_ready(sae_id=sae.pk, corpus_id=corpus.pk)
+    assert job_run(job_id=again.pk, attempt=1) == JobStatus.SUCCEEDED
+    again.refresh_from_db()
+    assert again.result["reused_set"] == DashboardSet.objects.get(sae=sae).pk
+    assert FeatureDashboard.objects.count() == D_SAE
 
 
 def test_missing_weights_fail_with_a_plain_message(setup):
