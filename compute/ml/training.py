@@ -40,8 +40,8 @@ ARCHITECTURES = ("standard", "topk")
 GSAE_EXPANSION = 16
 DOMAIN_EXPANSION = 2
 FINETUNE_LR = 1e-4
-LR = 1e-3
-DEFAULT_L1_COEFFICIENTS = (1.0, 3.0, 10.0)
+LR = 3e-3
+DEFAULT_L1_COEFFICIENTS = (0.3, 1.0, 3.0)
 DEFAULT_KS = (8, 16, 32)
 
 
@@ -119,7 +119,7 @@ def _with_key(spec: SAESpec) -> SAESpec:
 
 
 def gsae_spec(
-    *, architecture: str, d_in: int, expansion: int = GSAE_EXPANSION, l1_coefficient: float = 3.0, k: int = 32, lr=LR
+    *, architecture: str, d_in: int, expansion: int = GSAE_EXPANSION, l1_coefficient: float = 1.0, k: int = 32, lr=LR
 ) -> SAESpec:
     if architecture not in ARCHITECTURES:
         raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
@@ -382,8 +382,12 @@ def build_trainer(
     gsae: SAE | None = None,
     seed: int = 0,
     metadata: dict[str, Any] | None = None,
+    target_mean: Tensor | None = None,
 ) -> SAETrainer:
-    """A trainer for the spec; a fine-tune starts from the GSAE's weights, moved into scaled units."""
+    """A trainer for the spec; a fine-tune starts from the GSAE's weights, moved into scaled units.
+
+    target_mean [d_in] (scaled units), when given, initialises a fresh SAE's decoder bias.
+    """
     if spec.method == "finetune":
         if gsae is None:
             raise TrainingInputError("A GSAE-finetune needs a GSAE: choose one.")
@@ -391,6 +395,11 @@ def build_trainer(
         sae.fold_activation_norm_scaling_factor(1.0 / scale)
     else:
         sae = make_training_sae(spec, d_in=d_in, device=device, metadata=metadata, seed=seed)
+        if target_mean is not None:
+            # Start the decoder bias at the mean target (as sae-lens's b_dec_init_method="mean"):
+            # with few steps, a zero bias leaves every feature to learn the mean first.
+            with torch.no_grad():
+                sae.b_dec.data.copy_(target_mean.to(sae.b_dec.device, sae.b_dec.dtype))
     return SAETrainer(spec, sae, scale=scale)
 
 
@@ -409,6 +418,8 @@ def run_training(
     progress_every_s: float = 2.0,
 ) -> tuple[list[SAETrainer], TrainingProgress]:
     """Train every spec from one stream of activation batches (one model pass for all of them)."""
+    if gsae is None and any(spec.method in ("ssae", "finetune") for spec in specs):
+        raise TrainingInputError("An SSAE or GSAE-finetune needs a GSAE: choose a GSAE.")
     if gsae is not None and gsae.cfg.d_in != d_in:
         raise TrainingInputError(
             f"The GSAE reads {gsae.cfg.d_in}-dimensional activations but the hook gives {d_in}: choose a GSAE "
@@ -419,8 +430,21 @@ def run_training(
     if first is None:
         raise TrainingInputError("The corpus gave no tokens to train on: it is empty or shorter than one context.")
     scale = activation_scale(first)
+    means = {"input": first.mean(dim=0) * scale}
+    if gsae is not None and any(spec.method == "ssae" for spec in specs):
+        with torch.no_grad():
+            means["residual"] = (first - gsae(first)).mean(dim=0) * scale
     trainers = [
-        build_trainer(spec, d_in=d_in, scale=scale, device=device, gsae=gsae, seed=seed + i, metadata=metadata)
+        build_trainer(
+            spec,
+            d_in=d_in,
+            scale=scale,
+            device=device,
+            gsae=gsae,
+            seed=seed + i,
+            metadata=metadata,
+            target_mean=means["residual" if spec.method == "ssae" else "input"],
+        )
         for i, spec in enumerate(specs)
     ]
 
