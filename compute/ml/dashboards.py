@@ -24,11 +24,13 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from compute.ml.activations import ActivationBatch
 
 # Corpus positions are identified by gid = sequence_number * POS_STRIDE + position.
 POS_STRIDE = 1 << 20
@@ -62,12 +64,6 @@ class DashboardConfig:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-class _Batch(NamedTuple):
-    tokens: Tensor
-    acts: Tensor
-    mask: Tensor
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -539,10 +535,10 @@ class ActivationCache:
             n_tokens += int(batch.mask.sum())
         return n_tokens
 
-    def __call__(self) -> Iterator[_Batch]:
+    def __call__(self) -> Iterator[ActivationBatch]:
         for i in range(self.n_batches):
             record = torch.load(self.directory / f"{i:08d}.pt")
-            yield _Batch(record["tokens"], record["acts"], record["mask"])
+            yield ActivationBatch(record["tokens"], record["acts"], record["mask"])
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
