@@ -240,7 +240,8 @@ def items_render_panels(*, campaign: Campaign) -> int:
             html = dashboard_html(
                 sae_id=item.source.sae_id, corpus_id=corpus_id, feature_index=item.feature_index, blind=True
             )
-            setattr(item, field, html)
+            # A byte-level token can be NUL, which PostgreSQL text cannot hold: show it as a replacement mark.
+            setattr(item, field, html.replace("\x00", "\ufffd"))
     Item.objects.bulk_update(todo, ["domain_html", "general_html"], batch_size=500)
     return len(todo)
 

@@ -103,6 +103,7 @@ def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice,
     for item in items:
         assert 'class="dash"' in item.domain_html and 'class="dash"' in item.general_html
         assert "qxv-" not in item.domain_html + item.general_html
+        assert "\x00" not in item.domain_html + item.general_html  # PostgreSQL text cannot hold NUL
 
     # a labeller labels two items, then everything they can fetch is crawled for identifiers
     client.force_login(bob)
