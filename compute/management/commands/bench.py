@@ -18,7 +18,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", choices=sorted(BENCHMARKS))
         parser.add_argument(
-            "--set", action="append", default=[], metavar="KEY=VALUE",
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="Override a benchmark parameter (repeatable), e.g. --set tokens=4096.",
         )
 
