@@ -111,3 +111,22 @@ def test_hidden_mapping_is_refused_to_admins_until_closed(admin_client, registry
     campaign_close(campaign_id=campaign.pk)
     assert admin_client.get(reverse("manage-api:summary", args=[campaign.pk])).status_code == 200
     assert registry.saes[0].name in admin_client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
+
+
+def test_csv_export_defuses_spreadsheet_formulas(admin_client, open_campaign, bob):
+    a = assignment_next(campaign_id=open_campaign.pk, labeller=bob)
+    code = Item.objects.get(pk=a.item_id).code
+    judgment_submit(
+        item_code=code,
+        labeller=bob,
+        answers=Answers(domain_explanation="=HYPERLINK(1)", domain_score=1, general_score=0),
+    )
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                admin_client.get(reverse("manage:campaign-export-csv", args=[open_campaign.pk])).content.decode()
+            )
+        )
+    )
+    assert rows[0]["domain_explanation"] == "'=HYPERLINK(1)"
+    assert Judgment.objects.get().domain_explanation == "=HYPERLINK(1)"  # stored as typed
