@@ -218,6 +218,7 @@ def training_start(*, params: dict[str, Any], created_by=None) -> Job:
 
 def run_training_job(ctx: JobContext) -> dict[str, Any]:
     """Job handler (kind train_saes, gpu queue)."""
+    from compute.ml.corpora import CorpusError
     from compute.ml.lm import ModelLoadError, default_device, load_language_model
 
     plan = training_plan(ctx.params)
@@ -240,6 +241,19 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
         )
     if not lm.info.get("d_model"):
         LanguageModel.objects.filter(pk=lm.pk).update(info={**lm.info, **loaded.info})
+    for corpus in (plan.general_corpus, plan.domain_corpus):
+        # The corpus page shows token counts; a first run on a corpus fills them in (tokenizing only).
+        if corpus is not None and lm.name not in corpus.token_counts:
+            ctx.progress(0.0, f"Counting the tokens of {corpus.name}")
+            try:
+                registry.corpus_count_tokens(
+                    corpus=corpus,
+                    language_model=lm,
+                    context_size=plan.options["context_size"],
+                    tokenizer=loaded.tokenizer,
+                )
+            except CorpusError as exc:
+                raise JobInputError(f"Corpus {corpus.name!r}: {exc}") from exc
 
     scratch = Path(tempfile.mkdtemp(prefix=f"train-{ctx.job.pk}-", dir=_scratch_dir()))
     run = _Run(ctx=ctx, plan=plan, loaded=loaded, device=device, scratch=scratch)

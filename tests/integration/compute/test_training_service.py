@@ -116,6 +116,11 @@ def test_training_job_registers_ready_saes_that_reload_with_sae_lens(setup):
         x = torch.randn(5, 16)
         assert lens(x).shape == (5, 16)
     assert job.result["saes"] and len(job.result["saes"]) == 7
+    # A first run on a corpus counts its tokens for the corpus page.
+    setup["science"].refresh_from_db()
+    counts = setup["science"].token_counts["tiny"]
+    text = (setup["tmp"] / "science.txt").read_text(encoding="utf-8")
+    assert counts["documents"] == 60 and counts["tokens"] == len(text.replace("\n\n", "").encode()) + 60
     assert job.stats["tokens_total"] == 10_000
     assert job.stats["tokens_done"] == 10_000
 
