@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 
 pytest_plugins = ("celery.contrib.pytest",)
 
 PASSWORD = "correct-horse-battery"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(*, drop: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """The environment for a child `manage.py`/python process: ours, less what only this process needs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", *drop)}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Users are created per test; PBKDF2's deliberate slowness would dominate the suite."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import yaml
 from django.utils.module_loading import import_string
 
 from compute.jobs import JOB_KINDS
+from tests.conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,14 +67,12 @@ def test_app_services_point_at_postgres_and_redis():
 
 
 def test_check_deploy_is_clean_with_the_example_production_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG",)}
+    env = subprocess_env(drop=("DEBUG",))
     for line in (ROOT / "deploy.env.example").read_text().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             env[key] = value
-    env.update(
-        DATABASE_URL="sqlite:///" + str(tmp_path / "db.sqlite3"), LABELSITE_VAR_DIR=str(tmp_path), PYTHONPATH=str(ROOT)
-    )
+    env.update(DATABASE_URL="sqlite:///" + str(tmp_path / "db.sqlite3"), LABELSITE_VAR_DIR=str(tmp_path))
     out = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -88,8 +86,7 @@ def test_check_deploy_is_clean_with_the_example_production_env(tmp_path):
 
 
 def test_check_deploy_flags_the_development_secret(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
-    env.update(LABELSITE_VAR_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    env = subprocess_env(drop=("SECRET_KEY", "DEBUG"), LABELSITE_VAR_DIR=str(tmp_path))
     out = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,12 +37,11 @@ print(json.dumps({"heavy": heavy, "statuses": statuses}))
 
 
 def test_web_process_never_imports_torch(tmp_path):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "CELERY_BROKER_URL")
-    }
-    env.update(DJANGO_SETTINGS_MODULE="labelsite.settings", LABELSITE_VAR_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    env = subprocess_env(
+        drop=("DATABASE_URL", "CELERY_BROKER_URL"),
+        DJANGO_SETTINGS_MODULE="labelsite.settings",
+        LABELSITE_VAR_DIR=str(tmp_path),
+    )
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])

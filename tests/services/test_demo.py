@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.services
@@ -22,8 +23,11 @@ def free_port() -> int:
 
 
 def test_demo_starts_web_and_workers_on_the_embedded_default(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
-    env.update(LABELSITE_VAR_DIR=str(tmp_path), DEMO_DATA_DIR=str(ROOT / "var" / "data"), PYTHONPATH=str(ROOT))
+    env = subprocess_env(
+        drop=("DATABASE_URL", "CELERY_BROKER_URL"),
+        LABELSITE_VAR_DIR=str(tmp_path),
+        DEMO_DATA_DIR=str(ROOT / "var" / "data"),
+    )
     out = subprocess.run(
         [sys.executable, "manage.py", "demo", "--smoke", "--port", str(free_port())],
         cwd=ROOT,

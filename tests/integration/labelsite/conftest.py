@@ -14,9 +14,3 @@ def registry(db):
 def open_campaign(registry, bob, carol):
     """An open campaign (k = 1) of 10 features from each of two SAEs, labelled by bob and carol."""
     return campaign_open_offline(campaign_draft(registry=registry, labellers=[bob, carol]))
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The named users are created per test; PBKDF2's deliberate slowness would dominate these tests."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
