@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from compute.models import Job, JobKind, JobStatus
+from compute.signals import job_succeeded
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,12 @@ def job_run(*, job_id: int, attempt: int, worker: str | None = None) -> str:
         error = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
         _finish(job, JobStatus.FAILED, error=error[-20000:], message=f"Failed: {type(exc).__name__}: {exc}"[:300])
         return JobStatus.FAILED
-    _finish(job, JobStatus.SUCCEEDED, result=result, progress=1.0, message="Done")
+    if not _finish(job, JobStatus.SUCCEEDED, result=result, progress=1.0, message="Done"):
+        return JobStatus.CANCELLED
+    job.refresh_from_db()
+    for receiver, outcome in job_succeeded.send_robust(sender=Job, job=job):
+        if isinstance(outcome, Exception):
+            log.error("job %s: %r failed after success: %r", job.pk, receiver, outcome)
     return JobStatus.SUCCEEDED
 
 

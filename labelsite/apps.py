@@ -8,7 +8,7 @@ class LabelsiteConfig(AppConfig):
     verbose_name = "Labelling"
 
     def ready(self) -> None:
-        from labelsite import checks  # noqa: F401 - registers the deploy checks
+        from labelsite import checks, receivers  # noqa: F401 - registers deploy checks and signal receivers
         from labelsite.celery import ensure_broker_dirs
         from labelsite.storage import ensure_local_dirs
 
