@@ -210,16 +210,20 @@ def _is_special(text: str) -> bool:
     return (text.startswith("<|") and text.endswith("|>")) or text in ("<s>", "</s>", "<pad>", "<bos>", "<eos>")
 
 
+def _char_html(ch: str) -> str:
+    """Whitespace as faint symbols; other control characters (NUL too) as faint escapes, never raw."""
+    if ch in _WS:
+        return f'<span class="ws">{_WS[ch]}</span>' if _WS[ch] else ""
+    if not ch.isprintable() and ch != " ":
+        return f'<span class="ws">\\x{ord(ch):02x}</span>'
+    return escape(ch)
+
+
 def _token_html(text: str, value: float, scale: float, is_max: bool) -> str:
     if _is_special(text):
         body = f'<span class="ws">{escape(text)}</span>'
     else:
-        body = (
-            "".join(
-                (f'<span class="ws">{_WS[ch]}</span>' if _WS[ch] else "") if ch in _WS else escape(ch) for ch in text
-            )
-            or '<span class="ws">∅</span>'
-        )
+        body = "".join(_char_html(ch) for ch in text) or '<span class="ws">∅</span>'
     if value > 0:
         alpha = min(1.0, value / scale) if scale > 0 else 0.0
         cls = "tok max" if is_max else "tok"

@@ -281,3 +281,12 @@ def test_full_size_dashboard_renders_under_100ms(setup):
         timings.append(time.perf_counter() - started)
     assert html.count('class="tok') == 70 * 33
     assert sorted(timings)[2] < 0.1, timings
+
+
+def test_control_characters_and_whitespace_are_shown_not_emitted():
+    from compute.services.dashboards import _token_html
+
+    html = _token_html("\x00a\n\t<b>", 1.0, 2.0, True)
+    assert "\x00" not in html and "\n" not in html and "\t" not in html
+    assert "\\x00" in html and "↵" in html and "⇥" in html and "&lt;b&gt;" in html
+    assert 'class="tok max"' in html and "rgba(255,120,0,0.47)" in html
