@@ -66,11 +66,12 @@ class Command(BaseCommand):
                 )
 
     def _register_defaults(self) -> None:
-        try:
-            from compute.services.registry import registry_ensure_defaults
-        except ImportError:
-            return
-        registry_ensure_defaults()
+        from compute.services.registry import register_defaults
+
+        model, corpora = register_defaults()
+        self.stdout.write(
+            f"Registered the offline model {model.name} and corpora {', '.join(c.name for c in corpora)}."
+        )
 
     def _start(self, host: str, port: int) -> list[subprocess.Popen]:
         python = sys.executable
