@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from compute import api, dashboard_views, views
+from compute import api
+from compute.views import dashboards, jobs, registry
 
 app_name = "compute"
 
@@ -11,38 +12,38 @@ router = DefaultRouter()
 router.register("jobs", api.JobViewSet, basename="job")
 
 urlpatterns = [
-    path("", views.index, name="index"),
-    path("jobs/", views.job_list, name="job-list"),
-    path("jobs/selfcheck/", views.selfcheck_start, name="selfcheck-start"),
-    path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
-    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
-    path("jobs/<int:job_id>/retry/", views.job_retry_view, name="job-retry"),
-    path("corpora/", views.corpus_list, name="corpus-list"),
-    path("corpora/<int:corpus_id>/", views.corpus_detail, name="corpus-detail"),
-    path("saes/", views.sae_list, name="sae-list"),
-    path("saes/<int:sae_id>/", views.sae_detail, name="sae-detail"),
-    path("saes/<int:sae_id>/evaluate/", views.sae_evaluate, name="sae-evaluate"),
-    path("training/new/", views.training_new, name="training-new"),
-    path("saes/<int:sae_id>/dashboards/", dashboard_views.sae_dashboards, name="sae-dashboards"),
+    path("", jobs.index, name="index"),
+    path("jobs/", jobs.job_list, name="job-list"),
+    path("jobs/selfcheck/", jobs.selfcheck_start, name="selfcheck-start"),
+    path("jobs/<int:job_id>/", jobs.job_detail, name="job-detail"),
+    path("jobs/<int:job_id>/cancel/", jobs.job_cancel_view, name="job-cancel"),
+    path("jobs/<int:job_id>/retry/", jobs.job_retry_view, name="job-retry"),
+    path("corpora/", registry.corpus_list, name="corpus-list"),
+    path("corpora/<int:corpus_id>/", registry.corpus_detail, name="corpus-detail"),
+    path("saes/", registry.sae_list, name="sae-list"),
+    path("saes/<int:sae_id>/", registry.sae_detail, name="sae-detail"),
+    path("saes/<int:sae_id>/evaluate/", registry.sae_evaluate, name="sae-evaluate"),
+    path("training/new/", registry.training_new, name="training-new"),
+    path("saes/<int:sae_id>/dashboards/", dashboards.sae_dashboards, name="sae-dashboards"),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/build/",
-        dashboard_views.dashboard_build_view,
+        dashboards.dashboard_build_view,
         name="dashboard-build",
     ),
-    path("saes/<int:sae_id>/dashboards/<int:corpus_id>/", dashboard_views.feature_browser, name="feature-browser"),
+    path("saes/<int:sae_id>/dashboards/<int:corpus_id>/", dashboards.feature_browser, name="feature-browser"),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/export.jsonl",
-        dashboard_views.set_export,
+        dashboards.set_export,
         name="dashboard-set-export",
     ),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/",
-        dashboard_views.feature_dashboard,
+        dashboards.feature_dashboard,
         name="feature-dashboard",
     ),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>.json",
-        dashboard_views.feature_export,
+        dashboards.feature_export,
         name="feature-export",
     ),
 ]

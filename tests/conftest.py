@@ -54,3 +54,15 @@ def admin_client(client, alice):
 def labeller_client(client, bob):
     client.force_login(bob)
     return client
+
+
+@pytest.fixture
+def artifacts(tmp_path, settings) -> Path:
+    """Artifact storage and the worker's scratch space in this test's temporary folder."""
+    folder = tmp_path / "artifacts"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(folder)}},
+    }
+    settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
+    return folder

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -23,6 +21,7 @@ from django.utils.safestring import mark_safe
 
 from compute.jobs import JobContext, JobInputError, job_create
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job, JobKind, JobStatus
+from compute.services.registry import RegistryError, corpus_texts, job_scratch, language_model_load, sae_load
 
 # Build parameters a job may override, with their defaults and bounds.
 BUILD_DEFAULTS: dict[str, int] = {
@@ -328,32 +327,6 @@ def _build_params(raw: dict[str, Any]) -> dict[str, int]:
     return params
 
 
-def _local_folder(folder: str, scratch: Path) -> Path:
-    """A local path for an artifact-storage folder (copied to scratch when storage is remote)."""
-    from labelsite.storage import artifact_storage
-
-    storage = artifact_storage()
-    try:
-        return Path(storage.path(folder))
-    except NotImplementedError:
-        target = scratch / "sae"
-        target.mkdir(parents=True, exist_ok=True)
-        for name in storage.listdir(folder)[1]:
-            with storage.open(f"{folder}/{name}", "rb") as src, open(target / name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        return target
-
-
-def load_sae(*, sae: SAE, device: str, scratch: Path):
-    """The trained SAE from its artifact folder (sae_lens format)."""
-    from sae_lens import SAE as LensSAE
-
-    folder = _local_folder(sae.artifact_path, scratch)
-    if not (folder / "cfg.json").exists():
-        raise JobInputError(f"SAE {sae.name!r}: no cfg.json in artifact folder {sae.artifact_path!r}.")
-    return LensSAE.load_from_disk(folder, device=device)
-
-
 def _round4(value: float) -> float:
     """Four significant digits: plenty for highlighting, and the JSON stays short."""
     return float(f"{value:.4g}") if value else 0
@@ -436,10 +409,10 @@ def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
 
     device = ml_lm.default_device()
     ctx.set_device(device)
-    scratch = Path(tempfile.mkdtemp(prefix=f"dash-{ctx.job.pk}-", dir=_scratch_dir()))
+    scratch = job_scratch(prefix=f"dash-{ctx.job.pk}-")
     try:
         return _build(ctx, sae=sae, corpus=corpus, dset=dset, params=params, device=device, scratch=scratch)
-    except (ml_corpora.CorpusError, ml_lm.ModelLoadError) as exc:
+    except (ml_corpora.CorpusError, ml_lm.ModelLoadError, RegistryError) as exc:
         _set_failed(dset)
         raise JobInputError(str(exc)) from exc
     except BaseException:
@@ -462,23 +435,19 @@ def _build(
 
     from compute.ml import activations as ml_acts
     from compute.ml import corpora as ml_corpora
-    from compute.ml import lm as ml_lm
     from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
 
     timings: dict[str, float] = {}
     ctx.progress(0.01, "loading SAE and model")
     t0 = time.perf_counter()
-    lens_sae = load_sae(sae=sae, device=device, scratch=scratch)
+    lens_sae = sae_load(sae=sae, device=device, scratch=scratch)
     if lens_sae.cfg.d_sae != sae.d_sae:
         raise JobInputError(f"SAE {sae.name!r}: weights have d_sae={lens_sae.cfg.d_sae}, record says {sae.d_sae}.")
-    lm = sae.language_model
-    loaded = ml_lm.load_language_model(source=lm.source, location=lm.location, gguf_file=lm.gguf_file, device=device)
-    if not loaded.has_hook(sae.hook_name):
-        raise JobInputError(f"Model {lm.name!r} has no hook {sae.hook_name!r}.")
+    loaded = language_model_load(language_model=sae.language_model, device=device, hook_name=sae.hook_name)
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    windows = _windows_for(ml_corpora, corpus, loaded, params)
+    windows = _windows_for(ml_corpora, corpus, loaded, params, scratch)
     batches = ml_acts.iter_activation_batches(
         loaded, windows, hook_name=sae.hook_name, batch_size=params["batch_size"], device=device
     )
@@ -530,20 +499,9 @@ def _build(
     return {"dashboard_set": dset.pk, "n_tokens": n_tokens, "n_features": sae.d_sae, "n_dead": n_dead, **timings}
 
 
-def _scratch_dir() -> str:
-    Path(settings.WORKER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
-    return str(settings.WORKER_SCRATCH_DIR)
-
-
-def _windows_for(ml_corpora, corpus: Corpus, loaded, params: dict[str, int]):
+def _windows_for(ml_corpora, corpus: Corpus, loaded, params: dict[str, int], scratch: Path):
     """Token windows of the whole corpus (train and eval alike), up to the token budget."""
-    texts = ml_corpora.iter_texts(
-        corpus.source,
-        corpus.upload.path if corpus.source == Corpus.Source.UPLOAD and corpus.upload else corpus.location,
-        split=corpus.split or "train",
-        text_column=corpus.text_column or "text",
-        data_dir=settings.DEMO_DATA_DIR,
-    )
+    texts = corpus_texts(corpus=corpus, scratch=scratch)
     max_windows = max(1, params["max_tokens"] // params["context_size"])
     return ml_corpora.token_windows(texts, loaded.tokenizer, params["context_size"], max_windows=max_windows)
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from django.conf import settings
 
 from compute.jobs import JobContext, JobInputError, job_create
 from compute.models import SAE, Corpus, Evaluation, Job, JobKind
@@ -85,32 +82,21 @@ def evaluation_start(*, params: dict[str, Any], created_by=None) -> Job:
 def run_evaluation_job(ctx: JobContext) -> dict[str, Any]:
     """Job handler (kind evaluate_sae, gpu queue)."""
     from compute.ml.corpora import CorpusError
-    from compute.ml.lm import ModelLoadError, default_device, load_language_model
+    from compute.ml.lm import default_device
 
     plan = evaluation_plan(ctx.params)
     sae = plan.sae
     device = str(ctx.params.get("device") or default_device())
     ctx.set_device(device)
     ctx.progress(0.0, f"Loading {sae.language_model.name} on {device}")
-    lm = sae.language_model
-    try:
-        loaded = load_language_model(source=lm.source, location=lm.location, gguf_file=lm.gguf_file, device=device)
-    except ModelLoadError as exc:
-        raise JobInputError(str(exc)) from exc
-    if not loaded.has_hook(sae.hook_name):
-        raise JobInputError(f"Model {lm.name!r} has no hook {sae.hook_name!r}.")
-    scratch = Path(tempfile.mkdtemp(prefix=f"eval-{ctx.job.pk}-", dir=_scratch_dir()))
+    loaded = registry.language_model_load(language_model=sae.language_model, device=device, hook_name=sae.hook_name)
+    scratch = registry.job_scratch(prefix=f"eval-{ctx.job.pk}-")
     try:
         return _evaluate(ctx, plan, loaded, device, scratch)
     except (CorpusError, registry.RegistryError) as exc:
         raise JobInputError(str(exc)) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _scratch_dir() -> str:
-    Path(settings.WORKER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
-    return str(settings.WORKER_SCRATCH_DIR)
 
 
 def _evaluate(ctx: JobContext, plan: EvaluationPlan, loaded, device: str, scratch: Path) -> dict[str, Any]:

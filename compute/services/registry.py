@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from django.core.files import File
 from django.db import transaction
 from django.utils.text import slugify
 
+from compute.jobs import JobInputError
 from compute.models import SAE, Corpus, LanguageModel
 from labelsite.storage import artifact_storage
 
@@ -49,8 +51,8 @@ DEFAULT_CORPORA = [
 SAE_FILES = ("cfg.json", "sae_weights.safetensors")
 
 
-class RegistryError(ValueError):
-    """A registration that cannot work; the message says what to fix."""
+class RegistryError(JobInputError):
+    """A registration that cannot work; the message says what to fix (a job fails with it before heavy work)."""
 
 
 def language_model_register(
@@ -70,6 +72,31 @@ def language_model_register(
         },
     )
     return model
+
+
+def language_model_load(*, language_model: LanguageModel, device: str, hook_name: str = ""):
+    """The hooked model (compute.ml.lm.LoadedModel) on `device`; RegistryError if it cannot load or lacks `hook_name`."""
+    from compute.ml.lm import ModelLoadError, load_language_model
+
+    try:
+        loaded = load_language_model(
+            source=language_model.source,
+            location=language_model.location,
+            gguf_file=language_model.gguf_file,
+            device=device,
+        )
+    except ModelLoadError as exc:
+        raise RegistryError(str(exc)) from exc
+    if hook_name and not loaded.has_hook(hook_name):
+        raise RegistryError(f"Model {language_model.name!r} has no hook {hook_name!r}.")
+    return loaded
+
+
+def job_scratch(*, prefix: str) -> Path:
+    """A fresh folder under this worker's WORKER_SCRATCH_DIR for one job's temporary files (caller removes it)."""
+    root = Path(settings.WORKER_SCRATCH_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
 def language_model_inspect(*, language_model: LanguageModel, device: str = "cpu") -> LanguageModel:

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from django.conf import settings
 
 from compute.jobs import JobContext, JobInputError, job_create
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
@@ -26,6 +23,7 @@ from compute.services import registry
 METHODS = ("gsae", "finetune", "direct", "ssae")
 DOMAIN_METHODS = ("finetune", "direct", "ssae")
 ARCHITECTURES = ("standard", "topk")
+PRECISIONS = ("auto", "float32", "bfloat16")  # of SAE training matmuls; see compute.ml.training.autocast_dtype
 HOOK_RE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*$")
 BLOCK_HOOK_RE = re.compile(r"^blocks\.(\d+)\.")
 
@@ -49,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "minibatch_tokens": 512,
     "seed": 0,
     "name_prefix": "",
+    "precision": "auto",
 }
 
 
@@ -131,6 +130,9 @@ def training_plan(params: dict[str, Any]) -> TrainingPlan:
     if prefix and not re.fullmatch(r"[\w.-]{1,60}", prefix):
         raise JobInputError("name_prefix may hold letters, digits, '.', '-' and '_' (at most 60).")
     options["name_prefix"] = prefix
+    options["precision"] = str(params.get("precision") or DEFAULTS["precision"])
+    if options["precision"] not in PRECISIONS:
+        raise JobInputError(f"precision must be one of {', '.join(PRECISIONS)}; got {options['precision']!r}.")
 
     language_model = _get(LanguageModel, params.get("language_model_id"), "Language model")
     if language_model is None:
@@ -219,17 +221,14 @@ def training_start(*, params: dict[str, Any], created_by=None) -> Job:
 def run_training_job(ctx: JobContext) -> dict[str, Any]:
     """Job handler (kind train_saes, gpu queue)."""
     from compute.ml.corpora import CorpusError
-    from compute.ml.lm import ModelLoadError, default_device, load_language_model
+    from compute.ml.lm import default_device
 
     plan = training_plan(ctx.params)
     device = str(ctx.params.get("device") or default_device())
     ctx.set_device(device)
     ctx.progress(0.0, f"Loading {plan.language_model.name} on {device}")
     lm = plan.language_model
-    try:
-        loaded = load_language_model(source=lm.source, location=lm.location, gguf_file=lm.gguf_file, device=device)
-    except ModelLoadError as exc:
-        raise JobInputError(str(exc)) from exc
+    loaded = registry.language_model_load(language_model=lm, device=device)
     plan.hook_name = plan.hook_name or loaded.default_hook_name()
     if not loaded.has_hook(plan.hook_name):
         resid = [f"blocks.{i}.hook_resid_post" for i in (0, loaded.n_layers // 2, loaded.n_layers - 1)]
@@ -255,7 +254,7 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
             except CorpusError as exc:
                 raise JobInputError(f"Corpus {corpus.name!r}: {exc}") from exc
 
-    scratch = Path(tempfile.mkdtemp(prefix=f"train-{ctx.job.pk}-", dir=_scratch_dir()))
+    scratch = registry.job_scratch(prefix=f"train-{ctx.job.pk}-")
     run = _Run(ctx=ctx, plan=plan, loaded=loaded, device=device, scratch=scratch)
     try:
         return run.execute()
@@ -264,11 +263,6 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _scratch_dir() -> str:
-    Path(settings.WORKER_SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
-    return str(settings.WORKER_SCRATCH_DIR)
 
 
 class _Run:
@@ -339,8 +333,11 @@ class _Run:
         )
 
     def create_records(self, specs, *, corpus: Corpus, gsae_record: SAE | None) -> dict[str, SAE]:
+        from compute.ml.training import autocast_dtype
+
         records = {}
         options = self.plan.options
+        precision = autocast_dtype(self.device, options["precision"])
         for spec in specs:
             name = f"{self.prefix}-{corpus.name}-{spec.key}"
             if SAE.objects.filter(name=name).exists():
@@ -366,6 +363,7 @@ class _Run:
                     "tokens": options["gsae_tokens" if spec.method == "gsae" else "domain_tokens"],
                     "minibatch_tokens": options["minibatch_tokens"],
                     "seed": options["seed"],
+                    "precision": "bfloat16" if precision is not None else "float32",
                     "run_key": spec.key,
                 },
                 job=self.ctx.job,
@@ -413,6 +411,7 @@ class _Run:
             minibatch_tokens=options["minibatch_tokens"],
             seed=options["seed"],
             metadata=self.metadata(),
+            precision=options["precision"],
             on_progress=self.on_progress("GSAE on " + plan.general_corpus.name),
         )
         self.tokens_before_phase += options["gsae_tokens"]
@@ -445,6 +444,7 @@ class _Run:
             minibatch_tokens=options["minibatch_tokens"],
             seed=options["seed"],
             metadata=self.metadata(),
+            precision=options["precision"],
             on_progress=self.on_progress("domain SAEs on " + plan.domain_corpus.name),
         )
         self.finish(trainers, records, progress, eval_corpus=plan.domain_corpus, gsae=gsae)

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from compute.jobs import job_run
-from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, JobStatus, LanguageModel
+from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, JobStatus
 from compute.services.dashboards import (
     dashboard_build,
     dashboard_html,
     dashboards_ready,
     feature_frequencies,
 )
+from tests.factories import random_sae, tiny_language_model
 
 pytestmark = pytest.mark.django_db
 
@@ -34,60 +35,17 @@ PARAGRAPHS = [
 
 
 @pytest.fixture
-def setup(tmp_path, settings):
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from compute.ml.lm import byte_level_tokenizer
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "artifacts")},
-        },
-    }
-    settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
-    tokenizer = byte_level_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model_dir = tmp_path / "tiny-model"
-    LlamaForCausalLM(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-
-    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=D_SAE))
-    with torch.no_grad():
-        sae.b_enc.normal_(0, 0.2)
-        sae.b_enc[DEAD] = -1e4
-    sae.save_model(tmp_path / "artifacts" / "saes" / "tiny")
-
+def setup(tmp_path, artifacts):
+    lm = tiny_language_model(tmp_path / "tiny-model", hook=HOOK)
+    record = random_sae(artifacts, lm=lm, name="tiny-ssae-secret", method="ssae", d_sae=D_SAE, dead=[DEAD])
     corpus_file = tmp_path / "domain.txt"
     corpus_file.write_text("\n\n".join(PARAGRAPHS))
-    lm = LanguageModel.objects.create(name="tiny", source="local", location=str(model_dir), default_hook=HOOK)
     corpus = Corpus.objects.create(name="domain-notes", kind="domain", source="files", location=str(corpus_file))
-    record = SAE.objects.create(
-        name="tiny-ssae-secret",
-        method="ssae",
-        status="ready",
-        language_model=lm,
-        hook_name=HOOK,
-        d_in=16,
-        d_sae=D_SAE,
-        artifact_path="saes/tiny",
-    )
-    return {"sae": record, "corpus": corpus, "lens_sae": sae, "model_dir": model_dir, "corpus_file": corpus_file}
+    from sae_lens import SAE as LensSAE
+
+    lens_sae = LensSAE.load_from_disk(artifacts / record.artifact_path)
+    return {"sae": record, "corpus": corpus, "lens_sae": lens_sae, "model_dir": tmp_path / "tiny-model",
+            "corpus_file": corpus_file}  # fmt: skip
 
 
 def _built(setup):

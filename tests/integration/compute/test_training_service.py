@@ -9,6 +9,7 @@ from compute.jobs import JobContext, JobInputError, job_cancel, job_claim, job_c
 from compute.models import SAE, Corpus, Job, JobKind, JobStatus, LanguageModel
 from compute.services import registry
 from compute.services.training import run_training_job, training_plan, training_start
+from tests.factories import tiny_model_folder
 
 SCIENCE = (
     "The radio emission of the moon and planets is a new source of information about their atmospheres. "
@@ -19,25 +20,11 @@ WEB = "The film was long but the print I viewed was poor. The committee met on M
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from compute.ml.lm import tiny_random_hf_model
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    hf_model, tokenizer = tiny_random_hf_model(d_model=16, n_layers=2, seed=11)
-    hf_model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_model_folder(tmp_path_factory.mktemp("tiny-model"), seed=11)
 
 
 @pytest.fixture
-def setup(db, tiny_model_dir, tmp_path, settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "art")},
-        },
-    }
-    settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
+def setup(db, tiny_model_dir, tmp_path, artifacts):
     (tmp_path / "science.txt").write_text("\n\n".join([SCIENCE * 2] * 60), encoding="utf-8")
     (tmp_path / "web.txt").write_text("\n\n".join([WEB * 2] * 60), encoding="utf-8")
     (tmp_path / "empty.txt").write_text("\n\n  \n", encoding="utf-8")

@@ -83,17 +83,10 @@ def test_sae_page_shows_training_statistics(admin_client, tmp_path):
     assert "0.235" in listing and "run-science-direct" in listing
 
 
-def test_admin_uploads_a_corpus_file(admin_client, settings, tmp_path):
+def test_admin_uploads_a_corpus_file(admin_client, artifacts):
     alice = admin_client.get("/admin/").wsgi_request.user
     alice.is_superuser = True
     alice.save()
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "art")},
-        },
-    }
     url = reverse("admin:compute_corpus_add")
     form = {"name": "notes", "kind": "domain", "source": "upload", "location": "", "split": "train",
             "text_column": "text", "description": "", "options": "{}"}  # fmt: skip

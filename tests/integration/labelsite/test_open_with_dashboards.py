@@ -4,14 +4,14 @@ then items are sampled (dead features skipped by firing frequency) and their bli
 from __future__ import annotations
 
 import pytest
-import torch
 from django.urls import reverse
 
 from compute.jobs import job_run
-from compute.models import SAE, Corpus, JobStatus, LanguageModel
+from compute.models import SAE, Corpus, JobStatus
 from compute.services.dashboards import feature_frequencies
 from labelsite.models import Campaign, Item
 from labelsite.services.campaigns import SourceSpec, campaign_create, campaign_open
+from tests.factories import random_sae, tiny_language_model
 from tests.integration.labelsite.test_blinding_crawl import _assert_blind, _crawl, _forbidden_patterns
 
 pytestmark = pytest.mark.django_db
@@ -24,43 +24,12 @@ GENERAL = ["Stocks fell on Monday as investors weighed the news.", "Rain is expe
 
 
 @pytest.fixture
-def world(tmp_path, settings):
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from compute.ml.lm import byte_level_tokenizer
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "artifacts")},
-        },
-    }
-    settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
-    tokenizer = byte_level_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
-    tokenizer.save_pretrained(tmp_path / "lm")
-    lm = LanguageModel.objects.create(name="tiny", source="local", location=str(tmp_path / "lm"), default_hook=HOOK)
-    saes = []
-    for name, method in (("qxv-direct-math", "direct"), ("qxv-specialised-math", "ssae")):
-        lens = StandardSAE(StandardSAEConfig(d_in=16, d_sae=D_SAE))
-        with torch.no_grad():
-            lens.b_enc.normal_(0, 0.2)
-            lens.b_enc[list(DEAD)] = -1e4
-        lens.save_model(tmp_path / "artifacts" / "saes" / name)
-        saes.append(
-            SAE.objects.create(
-                name=name, method=method, status="ready", language_model=lm, hook_name=HOOK, d_in=16, d_sae=D_SAE,
-                artifact_path=f"saes/{name}",
-            )
-        )  # fmt: skip
+def world(tmp_path, artifacts):
+    lm = tiny_language_model(tmp_path / "lm", hook=HOOK)
+    saes = [
+        random_sae(artifacts, lm=lm, name=name, method=method, d_sae=D_SAE, dead=DEAD)
+        for name, method in (("qxv-direct-math", "direct"), ("qxv-specialised-math", "ssae"))
+    ]
     (tmp_path / "d.txt").write_text("\n\n".join(DOMAIN))
     (tmp_path / "g.txt").write_text("\n\n".join(GENERAL))
     domain = Corpus.objects.create(name="math-notes", kind="domain", source="files", location=str(tmp_path / "d.txt"))
