@@ -43,6 +43,34 @@ FINETUNE_LR = 1e-4
 LR = 3e-3
 DEFAULT_L1_COEFFICIENTS = (0.3, 1.0, 3.0)
 DEFAULT_KS = (8, 16, 32)
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def autocast_dtype(device: str, precision: str = "auto") -> torch.dtype | None:
+    """The dtype SAE matmuls run in under autocast (parameters, optimiser state and losses stay float32),
+    or None for plain float32.
+
+    "auto" picks bfloat16 where the hardware computes it natively (CUDA GPUs with bf16, CPUs with
+    AVX512-BF16 or AMX), where SAE matmuls run several times faster, and float32 elsewhere (emulated
+    bfloat16 would be slower).
+    """
+    if precision not in PRECISIONS:
+        raise TrainingInputError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device == "cpu":
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return torch.bfloat16 if native else None
+    return None
+
+
+def _autocast(like: Tensor, dtype: torch.dtype | None):
+    """An autocast context for the device `like` lives on, disabled when dtype is None."""
+    return torch.autocast(device_type=like.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 class TrainingInputError(ValueError):
@@ -206,11 +234,18 @@ class SAETrainer:
     """
 
     def __init__(
-        self, spec: SAESpec, sae: TrainingSAE, *, scale: float, dead_window_tokens: int = 100_000, lr_warmup_steps=0
+        self,
+        spec: SAESpec,
+        sae: TrainingSAE,
+        *,
+        scale: float,
+        dead_window_tokens: int = 100_000,
+        autocast: torch.dtype | None = None,
     ) -> None:
         self.spec = spec
         self.sae = sae
         self.scale = scale
+        self.autocast = autocast
         self.dead_window_tokens = dead_window_tokens
         self.optimizer = torch.optim.Adam(sae.parameters(), lr=spec.lr, betas=(0.9, 0.999))
         coefficients = sae.get_coefficients()
@@ -227,21 +262,22 @@ class SAETrainer:
         """One optimiser step on a minibatch: x, target [n, d_in] in scaled units."""
         sae = self.sae
         sae.train()
-        feature_acts, hidden_pre = sae.encode_with_hidden_pre(x)  # [n, d_sae]
-        out = sae.decode(feature_acts)  # [n, d_in]
-        mse = (out - target).pow(2).sum(dim=-1).mean()
-        step_input = TrainStepInput(
-            sae_in=target,
-            coefficients=self.coefficients,
-            dead_neuron_mask=self.dead_mask(),
-            n_training_steps=self.stats.steps,
-            is_logging_step=False,
-        )
-        aux = sae.calculate_aux_loss(
-            step_input=step_input, feature_acts=feature_acts, hidden_pre=hidden_pre, sae_out=out
-        )
-        aux_total = sum(aux.values()) if isinstance(aux, dict) else aux
-        loss = mse + aux_total
+        with _autocast(x, self.autocast):  # the forward only: backward runs outside autocast
+            feature_acts, hidden_pre = sae.encode_with_hidden_pre(x)  # [n, d_sae]
+            out = sae.decode(feature_acts)  # [n, d_in]
+            mse = (out.float() - target).pow(2).sum(dim=-1).mean()
+            step_input = TrainStepInput(
+                sae_in=target,
+                coefficients=self.coefficients,
+                dead_neuron_mask=self.dead_mask(),
+                n_training_steps=self.stats.steps,
+                is_logging_step=False,
+            )
+            aux = sae.calculate_aux_loss(
+                step_input=step_input, feature_acts=feature_acts, hidden_pre=hidden_pre, sae_out=out
+            )
+            aux_total = sum(aux.values()) if isinstance(aux, dict) else aux
+            loss = mse + aux_total
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -329,6 +365,7 @@ def train_saes(
     gsae: SAE | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     progress_every_s: float = 2.0,
+    autocast: torch.dtype | None = None,
 ) -> TrainingProgress:
     """Feed every minibatch (raw activations [n, d_in]) to every trainer.
 
@@ -360,8 +397,8 @@ def train_saes(
     for x in minibatches:
         residual = None
         if gsae is not None and any(t.spec.method == "ssae" for t in trainers):
-            with torch.no_grad():
-                residual = x - gsae(x)  # [n, d_in]
+            with torch.no_grad(), _autocast(x, autocast):
+                residual = x - gsae(x).float()  # [n, d_in]
         for trainer in trainers:
             target = residual if trainer.spec.method == "ssae" else x
             trainer.step(x * trainer.scale, target * trainer.scale)
@@ -383,6 +420,7 @@ def build_trainer(
     seed: int = 0,
     metadata: dict[str, Any] | None = None,
     target_mean: Tensor | None = None,
+    autocast: torch.dtype | None = None,
 ) -> SAETrainer:
     """A trainer for the spec; a fine-tune starts from the GSAE's weights, moved into scaled units.
 
@@ -400,7 +438,7 @@ def build_trainer(
             # with few steps, a zero bias leaves every feature to learn the mean first.
             with torch.no_grad():
                 sae.b_dec.data.copy_(target_mean.to(sae.b_dec.device, sae.b_dec.dtype))
-    return SAETrainer(spec, sae, scale=scale)
+    return SAETrainer(spec, sae, scale=scale, autocast=autocast)
 
 
 def run_training(
@@ -416,8 +454,13 @@ def run_training(
     metadata: dict[str, Any] | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     progress_every_s: float = 2.0,
+    precision: str = "auto",
 ) -> tuple[list[SAETrainer], TrainingProgress]:
-    """Train every spec from one stream of activation batches (one model pass for all of them)."""
+    """Train every spec from one stream of activation batches (one model pass for all of them).
+
+    `precision` is the matmul precision of SAE training (see `autocast_dtype`).
+    """
+    autocast = autocast_dtype(device, precision)
     if gsae is None and any(spec.method in ("ssae", "finetune") for spec in specs):
         raise TrainingInputError("An SSAE or GSAE-finetune needs a GSAE: choose a GSAE.")
     if gsae is not None and gsae.cfg.d_in != d_in:
@@ -444,6 +487,7 @@ def run_training(
             seed=seed + i,
             metadata=metadata,
             target_mean=means["residual" if spec.method == "ssae" else "input"],
+            autocast=autocast,
         )
         for i, spec in enumerate(specs)
     ]
@@ -459,5 +503,6 @@ def run_training(
         gsae=gsae,
         on_progress=on_progress,
         progress_every_s=progress_every_s,
+        autocast=autocast,
     )
     return trainers, progress

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from compute.jobs import JobInputError, job_create
 from compute.models import SAE, Corpus, JobKind, JobStatus, LanguageModel
 from compute.services import registry
-from compute.services.training import DEFAULTS, training_plan
+from compute.services.training import DEFAULTS, PRECISIONS, training_plan
 
 from ._follow import follow_job
 
@@ -37,6 +37,12 @@ class Command(BaseCommand):
         parser.add_argument("--finetune-lr", type=float, default=DEFAULTS["finetune_lr"])
         parser.add_argument("--context-size", type=int, default=DEFAULTS["context_size"])
         parser.add_argument("--name-prefix", default="")
+        parser.add_argument(
+            "--precision",
+            default=DEFAULTS["precision"],
+            choices=PRECISIONS,
+            help="SAE training matmuls: auto = bfloat16 where the hardware has it natively, else float32",
+        )
         parser.add_argument("--queue", action="store_true", help="queue for a Celery worker instead of running here")
 
     def handle(self, *args, **o) -> None:
@@ -60,6 +66,7 @@ class Command(BaseCommand):
             "finetune_lr": o["finetune_lr"],
             "context_size": o["context_size"],
             "name_prefix": o["name_prefix"],
+            "precision": o["precision"],
         }
         try:
             training_plan(params)

@@ -149,3 +149,28 @@ def test_bad_combinations_are_refused_before_any_model_pass(tiny, gsae):
     with pytest.raises(TrainingInputError, match="fine-tune it with architecture 'standard'"):
         topk = sweep_specs(methods=["finetune"], architecture="topk", d_in=16, ks=[4], gsae_d_sae=64)
         build_trainer(topk[0], d_in=16, scale=1.0, device="cpu", gsae=gsae)
+
+
+def test_bfloat16_autocast_trains_as_well_as_float32(tiny):
+    """Mixed precision only changes the matmuls: the same run ends at nearly the same error."""
+    spec = gsae_spec(architecture="standard", d_in=16, expansion=4, l1_coefficient=0.3, lr=1e-2)
+    fvu = {}
+    for precision in ("float32", "bfloat16"):
+        (trainer,), _ = run_training(
+            batches=batches(tiny), specs=[spec], d_in=16, total_tokens=12_000, device="cpu",
+            minibatch_tokens=256, precision=precision,
+        )  # fmt: skip
+        assert trainer.autocast == (torch.bfloat16 if precision == "bfloat16" else None)
+        assert trainer.sae.W_enc.dtype == torch.float32  # parameters stay float32
+        fvu[precision] = reconstruction_stats([trainer.inference_sae()], batches(tiny, "eval")).fvu
+    assert fvu["float32"] < 0.5
+    assert fvu["bfloat16"] == pytest.approx(fvu["float32"], rel=0.15)
+
+
+def test_precision_is_validated():
+    from compute.ml.training import autocast_dtype
+
+    assert autocast_dtype("cpu", "float32") is None
+    assert autocast_dtype("cpu", "bfloat16") is torch.bfloat16
+    with pytest.raises(TrainingInputError, match="precision must be one of"):
+        autocast_dtype("cpu", "fp8")
