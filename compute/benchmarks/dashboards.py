@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+# 8192 tokens by default: each SAE also pays fixed costs that do not grow with the corpus (the
+# output-logit table, d_sae x d_vocab; turning per-feature results into examples), which dominate
+# tiny token counts. Real builds use 262,144 tokens. `--set tokens=2048` shows the small-N end.
 DEFAULTS: dict[str, Any] = {
-    "tokens": 2048,
+    "tokens": 8192,
     "context_size": 128,
     "batch_size": 8,
     "expansion": 8,
