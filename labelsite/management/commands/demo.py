@@ -34,11 +34,15 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--smoke", action="store_true", help="Start, run one job through a worker, stop.")
+        parser.add_argument(
+            "--no-pipeline", action="store_true", help="Only serve: do not queue the demo training run and campaign."
+        )
 
-    def handle(self, *args, host: str, port: int, smoke: bool, **options) -> None:
+    def handle(self, *args, host: str, port: int, smoke: bool, no_pipeline: bool, **options) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self._accounts()
         self._register_defaults()
+        pipeline = None if smoke or no_pipeline else DemoPipeline(self.stdout)
         procs = self._start(host, port)
         try:
             self._wait_for_web(host, port, procs)
@@ -49,8 +53,12 @@ class Command(BaseCommand):
             for username, password, staff in DEMO_ACCOUNTS:
                 self.stdout.write(f"  {'admin   ' if staff else 'labeller'}  {username} / {password}")
             self.stdout.write("Press Ctrl+C to stop the server and the workers.\n")
+            if pipeline is not None:
+                pipeline.start(f"http://{host}:{port}")
             while all(p.poll() is None for p in procs):
-                time.sleep(1)
+                if pipeline is not None:
+                    pipeline.advance()
+                time.sleep(2)
             raise CommandError("A demo process exited unexpectedly; see its output above.")
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
@@ -138,3 +146,63 @@ class Command(BaseCommand):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+class DemoPipeline:
+    """Queues the demo training run, then opens the blind campaign when it has succeeded; says what happens."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.job_id: int | None = None
+        self.done = False
+
+    def start(self, base_url: str) -> None:
+        from compute.models import Corpus, LanguageModel
+        from compute.services.registry import DEFAULT_MODEL_NAME
+        from labelsite.services.demo import demo_training_start
+
+        self.base_url = base_url
+        users = get_user_model().objects
+        job = demo_training_start(
+            model=LanguageModel.objects.get(name=DEFAULT_MODEL_NAME),
+            general=Corpus.objects.get(name="web"),
+            domain=Corpus.objects.get(name="science"),
+            created_by=users.get(username="admin"),
+        )
+        self.job_id = job.pk
+        self.out.write(
+            f"Demo run: training a GSAE on 'web' and a Direct SAE and an SSAE on 'science' (job {job.pk}).\n"
+            f"  Follow it at {base_url}/compute/jobs/{job.pk}/ ; the blind campaign opens when it is done."
+        )
+
+    def advance(self) -> None:
+        from compute.models import Corpus, Job, JobStatus
+        from labelsite.models import Campaign
+        from labelsite.services import LabelError
+        from labelsite.services.demo import demo_campaign_open
+
+        if self.done or self.job_id is None:
+            return
+        job = Job.objects.get(pk=self.job_id)
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            self.out.write(f"The demo training job {job.pk} {job.status}: {job.message}. Retry it from its page.")
+            self.done = True
+        elif job.status == JobStatus.SUCCEEDED:
+            users = get_user_model().objects
+            try:
+                campaign = demo_campaign_open(
+                    job=job,
+                    general=Corpus.objects.get(name="web"),
+                    domain=Corpus.objects.get(name="science"),
+                    labeller_ids=users.filter(username__startswith="labeller").values_list("pk", flat=True),
+                    created_by=users.get(username="admin"),
+                )
+            except LabelError as exc:
+                self.out.write(f"The demo campaign could not be created: {exc}")
+            else:
+                state = "is open" if campaign.status == Campaign.Status.OPEN else "opens once its dashboards are built"
+                self.out.write(
+                    f"Demo campaign '{campaign.name}' {state}: {self.base_url}/manage/campaigns/{campaign.pk}/ ;"
+                    f" labellers start at {self.base_url}/label/"
+                )
+            self.done = True
