@@ -42,3 +42,37 @@ def test_demo_starts_web_and_workers_on_the_embedded_default(tmp_path):
     assert report["worker"].startswith("default@")
     assert (tmp_path / "labelsite.sqlite3").exists()
     assert (tmp_path / "broker" / "queue").is_dir()
+
+
+def test_stopping_the_demo_stops_its_server_and_workers(tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    import psutil
+
+    port = free_port()
+    env = subprocess_env(drop=("DATABASE_URL", "CELERY_BROKER_URL"), LABELSITE_VAR_DIR=str(tmp_path))
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--no-pipeline", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    assert json.load(response) == {"ok": True}
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo server never answered"
+                time.sleep(0.5)
+        children = psutil.Process(demo.pid).children(recursive=True)
+        assert len(children) >= 3  # two workers and the web server (plus their pool processes)
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
+    finally:
+        if demo.poll() is None:
+            demo.kill()

@@ -44,6 +44,9 @@ class Command(BaseCommand):
         self._register_defaults()
         pipeline = None if smoke or no_pipeline else DemoPipeline(self.stdout)
         procs = self._start(host, port)
+        # `kill` or a closed terminal must stop the server and workers too, not orphan them.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _raise_keyboard_interrupt)
         try:
             self._wait_for_web(host, port, procs)
             if smoke:
@@ -146,6 +149,10 @@ class Command(BaseCommand):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 class DemoPipeline:
