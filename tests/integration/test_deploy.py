@@ -66,6 +66,13 @@ def test_app_services_point_at_postgres_and_redis():
     assert env["CELERY_BROKER_URL"].startswith("redis://redis:")
 
 
+def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def test_check_deploy_is_clean_with_the_example_production_env(tmp_path):
     env = subprocess_env(drop=("DEBUG",))
     for line in (ROOT / "deploy.env.example").read_text().splitlines():
@@ -73,27 +80,13 @@ def test_check_deploy_is_clean_with_the_example_production_env(tmp_path):
             key, _, value = line.partition("=")
             env[key] = value
     env.update(DATABASE_URL="sqlite:///" + str(tmp_path / "db.sqlite3"), LABELSITE_VAR_DIR=str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = check_deploy(env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no issues" in out.stdout
 
 
 def test_check_deploy_flags_the_development_secret(tmp_path):
     env = subprocess_env(drop=("SECRET_KEY", "DEBUG"), LABELSITE_VAR_DIR=str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = check_deploy(env)
     assert out.returncode != 0
     assert "SECRET_KEY" in out.stdout + out.stderr
