@@ -129,6 +129,7 @@ DEMO_DATA_DIR = env_path("DEMO_DATA_DIR", VAR_DIR / "data")
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "labelsite.broker:FilesystemTransport"  # atomic message files
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
