@@ -18,8 +18,8 @@ def connection(folder, transport=FilesystemTransport) -> Connection:
 
 
 @pytest.fixture
-def stalled_writes(monkeypatch, tmp_path):
-    """Message files in tmp_path are created at once but written only when the returned event is set."""
+def stalled_writes(monkeypatch):
+    """Message files are created at once but written only when the returned event is set."""
     go = threading.Event()
     real_open = builtins.open
 
@@ -42,7 +42,7 @@ def stalled_writes(monkeypatch, tmp_path):
 
     def fake_open(file, mode="r", *args, **kwargs):
         f = real_open(file, mode, *args, **kwargs)
-        return Stalled(f) if "w" in mode and str(file).startswith(str(tmp_path)) else f
+        return Stalled(f) if "w" in mode and str(file).endswith((".msg", ".msg.part")) else f
 
     monkeypatch.setattr(builtins, "open", fake_open)
     return go
