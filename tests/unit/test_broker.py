@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import time
 from queue import Empty
 
 import pytest
@@ -48,20 +49,28 @@ def stalled_writes(monkeypatch):
     return go
 
 
-def put_in_background(folder, transport) -> threading.Thread:
+def put_in_background(folder, transport, queue: str) -> threading.Thread:
+    """Start putting one message and return once its file exists (its write is stalled)."""
+
     def produce():
         with connection(folder, transport) as conn:
-            conn.SimpleQueue("q").put({"body": "x" * 1000})
+            conn.SimpleQueue(queue).put({"body": "x" * 1000})
 
+    with connection(folder, transport) as conn:
+        conn.SimpleQueue(queue)  # declare the queue before anyone publishes to it
     thread = threading.Thread(target=produce)
     thread.start()
+    deadline = time.monotonic() + 10
+    while not any(p.name.endswith((".msg", ".msg.part")) for p in folder.iterdir()):
+        assert time.monotonic() < deadline, f"the producer never created its message file: {list(folder.iterdir())}"
+        time.sleep(0.01)
     return thread
 
 
 def test_a_message_being_written_is_invisible_then_arrives_whole(tmp_path, stalled_writes):
-    producer = put_in_background(tmp_path, FilesystemTransport)
+    producer = put_in_background(tmp_path, FilesystemTransport, "ours")
     with connection(tmp_path) as conn:
-        queue = conn.SimpleQueue("q")
+        queue = conn.SimpleQueue("ours")
         with pytest.raises(Empty):
             queue.get(timeout=0.5)
         stalled_writes.set()
@@ -76,10 +85,11 @@ def test_kombus_own_filesystem_transport_shows_the_half_written_file(tmp_path, s
     """The control: the stock transport hands out the empty file, which is why we replace its _put."""
     from kombu.transport.filesystem import Transport as StockTransport
 
-    producer = put_in_background(tmp_path, StockTransport)
+    # kombu keeps declared exchanges in class-level state: a queue name of its own avoids the other test's.
+    producer = put_in_background(tmp_path, StockTransport, "stock")
     try:
         with connection(tmp_path, StockTransport) as conn, pytest.raises(ValueError):  # JSONDecodeError
-            conn.SimpleQueue("q").get(timeout=2)
+            conn.SimpleQueue("stock").get(timeout=2)
     finally:
         stalled_writes.set()
         producer.join(10)
