@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from compute.jobs import JobContext, JobInputError, job_create
+from compute.jobs import JobContext, JobInputError, job_create, param_int
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job, JobKind, JobStatus
 from compute.services.registry import RegistryError, corpus_texts, job_scratch, language_model_load, sae_load
 
@@ -317,14 +317,10 @@ def dashboard_context(*, dset: DashboardSet, row: FeatureDashboard, blind: bool)
 
 
 def _build_params(raw: dict[str, Any]) -> dict[str, int]:
-    params: dict[str, int] = {}
-    for key, default in BUILD_DEFAULTS.items():
-        value = raw.get(key, default)
-        lo, hi = _BOUNDS[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise JobInputError(f"{key} must be a whole number from {lo} to {hi}; got {value!r}.")
-        params[key] = value
-    return params
+    return {
+        key: param_int(raw, key, default, low=_BOUNDS[key][0], high=_BOUNDS[key][1])
+        for key, default in BUILD_DEFAULTS.items()
+    }
 
 
 def _round4(value: float) -> float:

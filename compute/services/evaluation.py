@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compute.jobs import JobContext, JobInputError, job_create
+from compute.jobs import JobContext, JobInputError, job_create, param_int
 from compute.models import SAE, Corpus, Evaluation, Job, JobKind
 from compute.services import registry
 
@@ -42,11 +42,8 @@ def evaluation_plan(params: dict[str, Any]) -> EvaluationPlan:
 
     options = {}
     for key, default in DEFAULTS.items():
-        value = params.get(key, default)
         low = 2 if key == "context_size" else (0 if key == "frequency_tokens" else 1)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10**9:
-            raise JobInputError(f"{key} must be a whole number of at least {low}; got {value!r}.")
-        options[key] = value
+        options[key] = param_int(params, key, default, low=low, high=10**9)
     try:
         sae = SAE.objects.select_related("language_model", "gsae", "train_corpus").get(pk=int(params.get("sae_id")))
     except (SAE.DoesNotExist, TypeError, ValueError) as exc:

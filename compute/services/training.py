@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compute.jobs import JobContext, JobInputError, job_create
+from compute.jobs import JobContext, JobInputError, job_create, param_int
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
 from compute.services import registry
 
@@ -75,10 +75,7 @@ class TrainingPlan:
 
 
 def _positive_int(params: dict[str, Any], key: str, *, low: int = 1, high: int = 10**10) -> int:
-    value = params.get(key, DEFAULTS[key])
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise JobInputError(f"{key} must be a whole number from {low} to {high}; got {value!r}.")
-    return value
+    return param_int(params, key, DEFAULTS[key], low=low, high=high)
 
 
 def _positive_float(params: dict[str, Any], key: str) -> float:
