@@ -33,17 +33,14 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from torch import Tensor
 
 from compute.ml.activations import ActivationBatch
+from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, PRECISIONS
 
-METHODS = ("gsae", "finetune", "direct", "ssae")
-DOMAIN_METHODS = ("finetune", "direct", "ssae")
-ARCHITECTURES = ("standard", "topk")
 GSAE_EXPANSION = 16
 DOMAIN_EXPANSION = 2
 FINETUNE_LR = 1e-4
 LR = 3e-3
 DEFAULT_L1_COEFFICIENTS = (0.3, 1.0, 3.0)
 DEFAULT_KS = (8, 16, 32)
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def autocast_dtype(device: str, precision: str = "auto") -> torch.dtype | None:

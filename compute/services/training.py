@@ -17,13 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from compute.jobs import JobContext, JobInputError, job_create, param_int
+from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, METHODS, PRECISIONS
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
 from compute.services import registry
 
-METHODS = ("gsae", "finetune", "direct", "ssae")
-DOMAIN_METHODS = ("finetune", "direct", "ssae")
-ARCHITECTURES = ("standard", "topk")
-PRECISIONS = ("auto", "float32", "bfloat16")  # of SAE training matmuls; see compute.ml.training.autocast_dtype
 HOOK_RE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*$")
 BLOCK_HOOK_RE = re.compile(r"^blocks\.(\d+)\.")
 
