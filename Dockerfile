@@ -12,4 +12,4 @@ RUN pip install --no-cache-dir "$(grep -E '^torch==' requirements.txt)" --extra-
 COPY . .
 RUN mkdir -p /var/lib/labelsite && python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["gunicorn", "labelsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from compute.jobs import job_cancel, job_retry
 from compute.models import Job
-from labelsite.roles import IsAdmin
+from config.roles import IsAdmin
 
 
 class JobSerializer(serializers.ModelSerializer):

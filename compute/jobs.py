@@ -169,7 +169,7 @@ def job_cancel(*, job_id: int) -> bool:
     if changed:
         job = Job.objects.get(pk=job_id)
         if job.celery_task_id:
-            from labelsite.celery import app
+            from config.celery import app
 
             app.control.revoke(job.celery_task_id)
     return bool(changed)

@@ -12,8 +12,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.roles import IsAdmin
 from labelsite.models import ALL_QUESTIONS, Campaign
-from labelsite.roles import IsAdmin
 from labelsite.selectors.admin import campaign_items, campaign_progress, judgment_rows, score_summary
 from labelsite.selectors.blind import (
     BlindItem,

@@ -8,9 +8,4 @@ class LabelsiteConfig(AppConfig):
     verbose_name = "Labelling"
 
     def ready(self) -> None:
-        from labelsite import checks, receivers  # noqa: F401 - registers deploy checks and signal receivers
-        from labelsite.celery import ensure_broker_dirs
-        from labelsite.storage import ensure_local_dirs
-
-        ensure_local_dirs()
-        ensure_broker_dirs()
+        from labelsite import receivers  # noqa: F401 - reacts to compute's job_succeeded signal

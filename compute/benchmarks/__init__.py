@@ -1,4 +1,4 @@
-"""Benchmarks behind `python manage.py bench NAME`: each module's `run(**options) -> dict` prints as JSON.
+"""Compute benchmarks behind `python manage.py bench NAME`: each module's `run(**options) -> dict` prints as JSON.
 
 A benchmark measures ratios within one run (machines are noisy) and never asserts; the README
 quotes its figures with the machine they came from.
@@ -7,5 +7,4 @@ quotes its figures with the machine they came from.
 BENCHMARKS: dict[str, str] = {
     "train": "compute.benchmarks.train",
     "dashboards": "compute.benchmarks.dashboards",
-    "web": "labelsite.benchmarks.web",
 }

@@ -20,7 +20,7 @@ from django.utils.text import slugify
 
 from compute.jobs import JobInputError
 from compute.models import SAE, Corpus, LanguageModel
-from labelsite.storage import artifact_storage
+from config.storage import artifact_storage
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_MODEL = {

@@ -18,7 +18,7 @@ from compute.services.dashboards import (
     dashboard_set_export_lines,
     neuronpedia_records,
 )
-from labelsite.roles import admin_required
+from config.roles import admin_required
 
 SORTS = {"index": "feature_index", "frequency": "-frequency", "max": "-max_activation", "rare": "frequency"}
 EXPORT_STYLES = ("ours", "neuronpedia")

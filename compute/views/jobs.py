@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from compute.jobs import job_cancel, job_create, job_retry
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
-from labelsite.roles import admin_required
+from config.roles import admin_required
 
 
 @admin_required

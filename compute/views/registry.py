@@ -11,7 +11,7 @@ from compute.models import SAE, Corpus, LanguageModel
 from compute.services.evaluation import evaluation_start
 from compute.services.registry import DEFAULT_MODEL_NAME
 from compute.services.training import training_start
-from labelsite.roles import admin_required
+from config.roles import admin_required
 
 
 @admin_required

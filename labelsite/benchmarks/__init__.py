@@ -1,0 +1,5 @@
+"""Web-product benchmarks behind `python manage.py bench NAME` (see config/management/commands/bench.py)."""
+
+BENCHMARKS: dict[str, str] = {
+    "web": "labelsite.benchmarks.web",
+}

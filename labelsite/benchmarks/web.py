@@ -189,7 +189,7 @@ def run(**overrides) -> dict:
         setup_s = time.perf_counter() - started
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "labelsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
              "--worker-class", "gthread", "--workers", str(params["workers"]), "--threads", str(params["threads"]),
              "--log-level", "warning"],
             cwd=ROOT, env=env,
@@ -301,7 +301,7 @@ def _check(campaign_id: int) -> dict:
 if __name__ == "__main__":
     import django
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelsite.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
     command, argument = sys.argv[1], sys.argv[2]
     result = _seed(json.loads(argument)) if command == "seed" else _check(int(argument))

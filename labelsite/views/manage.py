@@ -10,9 +10,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from config.roles import admin_required
 from labelsite.forms import CampaignForm, ReassignForm
 from labelsite.models import Campaign
-from labelsite.roles import admin_required
 from labelsite.selectors.admin import EXPORT_FIELDS, campaign_items, campaign_progress, judgment_rows, score_summary
 from labelsite.services import LabelError
 from labelsite.services.campaigns import (

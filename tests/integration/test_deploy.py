@@ -50,7 +50,7 @@ def test_worker_commands_name_the_celery_app_and_our_queues():
     consumed: set[str] = set()
     for name in ("worker", "worker-gpu"):
         cmd = command_of(services[name])
-        assert cmd[:4] == ["celery", "-A", "labelsite", "worker"]
+        assert cmd[:4] == ["celery", "-A", "config", "worker"]
         app = import_string(cmd[2] + ".celery_app")
         assert app.main == "labelsite"
         consumed |= set(cmd[cmd.index("-Q") + 1].split(","))

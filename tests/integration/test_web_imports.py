@@ -20,7 +20,7 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth import get_user_model
 from django.test import Client
-import labelsite.wsgi, labelsite.urls, compute.tasks  # what gunicorn and the URL conf load
+import config.wsgi, config.urls, compute.tasks  # what gunicorn and the URL conf load
 from compute.jobs import job_create
 from compute.models import JobKind
 from tests.integration.test_roles import staff_only_paths
@@ -39,7 +39,7 @@ print(json.dumps({"heavy": heavy, "statuses": statuses}))
 def test_web_process_never_imports_torch(tmp_path):
     env = subprocess_env(
         drop=("DATABASE_URL", "CELERY_BROKER_URL"),
-        DJANGO_SETTINGS_MODULE="labelsite.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         LABELSITE_VAR_DIR=str(tmp_path),
     )
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

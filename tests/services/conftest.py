@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from labelsite.celery import app as project_app
+from config.celery import app as project_app
 
 
 @pytest.fixture(scope="session")

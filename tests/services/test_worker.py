@@ -36,7 +36,7 @@ def test_broker_is_the_configured_one(worker):
 
 
 def project_broker_url() -> str:
-    from labelsite.celery import app
+    from config.celery import app
 
     return app.conf.broker_url
 

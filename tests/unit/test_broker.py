@@ -10,7 +10,7 @@ from queue import Empty
 import pytest
 from kombu import Connection
 
-from labelsite.broker import FilesystemTransport
+from config.broker import FilesystemTransport
 
 
 def connection(folder, transport=FilesystemTransport) -> Connection:
@@ -96,7 +96,7 @@ def test_kombus_own_filesystem_transport_shows_the_half_written_file(tmp_path, s
 
 
 def test_settings_use_it_for_the_filesystem_broker(settings):
-    from labelsite.celery import app
+    from config.celery import app
 
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         with app.connection_for_write() as conn:

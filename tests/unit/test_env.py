@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from labelsite import env
+from config import env
 
 
 def test_bool_accepts_common_spellings(monkeypatch):

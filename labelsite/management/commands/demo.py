@@ -92,7 +92,7 @@ class Command(BaseCommand):
             "-m",
             "celery",
             "-A",
-            "labelsite",
+            "config",
             "worker",
             "--loglevel",
             "INFO",

@@ -92,7 +92,7 @@ def test_training_job_registers_ready_saes_that_reload_with_sae_lens(setup):
     assert stats["train"]["fvu"] < stats["train"]["fvu_initial"]
     assert saes["ssae-standard-l1=0.3"].stats["eval"]["includes_gsae"] is True
     # Every artifact is an sae-lens folder in artifact storage.
-    from labelsite.storage import artifact_storage
+    from config.storage import artifact_storage
 
     storage = artifact_storage()
     for sae in saes.values():

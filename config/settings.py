@@ -1,4 +1,4 @@
-"""The one settings module. Every knob is an environment variable read through labelsite.env.
+"""The one settings module. Every knob is an environment variable read through config.env.
 
 With no environment at all the project runs embedded: SQLite and a filesystem Celery broker
 under var/. Set DATABASE_URL and CELERY_BROKER_URL for PostgreSQL and Redis.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labelsite.env import env_bool, env_broker, env_database, env_int, env_json, env_list, env_path, env_str
+from config.env import env_bool, env_broker, env_database, env_int, env_json, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("LABELSITE_VAR_DIR", BASE_DIR / "var")
@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_htmx",
     "template_partials",
+    "config.apps.ShellConfig",
     "labelsite",
     "compute",
 ]
@@ -41,15 +42,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "labelsite.roles.StaffOnlyPathsMiddleware",
+    "config.roles.StaffOnlyPathsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "labelsite.urls"
-WSGI_APPLICATION = "labelsite.wsgi.application"
-ASGI_APPLICATION = "labelsite.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -129,7 +130,7 @@ DEMO_DATA_DIR = env_path("DEMO_DATA_DIR", VAR_DIR / "data")
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT = "labelsite.broker:FilesystemTransport"  # atomic message files
+    CELERY_BROKER_TRANSPORT = "config.broker:FilesystemTransport"  # atomic message files
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

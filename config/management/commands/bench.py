@@ -6,17 +6,25 @@ import json
 import platform
 
 import psutil
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.module_loading import import_module
+from django.utils.module_loading import import_module, module_has_submodule
 
-from compute.benchmarks import BENCHMARKS
+
+def registered_benchmarks() -> dict[str, str]:
+    """Each app lists its own benchmarks in `<app>.benchmarks.BENCHMARKS` (name -> module path)."""
+    found: dict[str, str] = {}
+    for app in apps.get_app_configs():
+        if module_has_submodule(app.module, "benchmarks"):
+            found.update(getattr(import_module(f"{app.name}.benchmarks"), "BENCHMARKS", {}))
+    return found
 
 
 class Command(BaseCommand):
-    help = "Run a benchmark (train, dashboards, web) and print its figures as one JSON object."
+    help = "Run a benchmark (each app registers its own) and print its figures as one JSON object."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("name", choices=sorted(BENCHMARKS))
+        parser.add_argument("name", choices=sorted(registered_benchmarks()))
         parser.add_argument(
             "--set",
             action="append",
@@ -35,7 +43,7 @@ class Command(BaseCommand):
                 overrides[key] = json.loads(value)
             except json.JSONDecodeError:
                 overrides[key] = value
-        module = import_module(BENCHMARKS[name])
+        module = import_module(registered_benchmarks()[name])
         figures = module.run(**overrides)
         figures["machine"] = {
             "cpu": platform.processor() or platform.machine(),

@@ -8,14 +8,14 @@ from django.core.checks import Tags, Warning, register
 
 @register(Tags.security, deploy=True)
 def check_secret_key_is_set(app_configs, **kwargs) -> list[Warning]:
-    from labelsite.settings import _DEV_SECRET
+    from config.settings import _DEV_SECRET
 
     if settings.SECRET_KEY == _DEV_SECRET:
         return [
             Warning(
                 "SECRET_KEY is the built-in development key.",
                 hint="Set the SECRET_KEY environment variable to a long random string in production.",
-                id="labelsite.W001",
+                id="config.W001",
             )
         ]
     return []
