@@ -28,6 +28,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "config.apps.ShellConfig",
@@ -154,8 +157,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 600)
 
 # --- REST framework ---------------------------------------------------------------------------
+# Token first: scripts send "Authorization: Token <key>" (keys in the admin or `manage.py drf_create_token`),
+# and anonymous requests get 401 with a WWW-Authenticate header rather than 403.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
@@ -163,6 +169,19 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
+}
+# One OpenAPI schema at /api/schema/; Swagger UI (/api/docs/) served from our own static files (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Labelsite API",
+    "DESCRIPTION": "Campaigns, judgments, results, SAEs, evaluations and dashboards. "
+    "Authenticate with `Authorization: Token <key>`; every list is paginated (limit/offset).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- security (production-style when DEBUG is off) ----------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compute.urls import api_urlpatterns as compute_api
 from labelsite import campaign_urls, views
@@ -19,4 +20,6 @@ urlpatterns = [
     path("manage/", include(campaign_urls.manage_patterns)),
     path("api/label/", include(campaign_urls.api_label_patterns)),
     path("api/manage/", include(campaign_urls.api_manage_patterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
