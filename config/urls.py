@@ -5,12 +5,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from compute.urls import api_urlpatterns as compute_api
+from config.security import ThrottledAuthenticationForm
 from labelsite import campaign_urls, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("compute/", include("compute.urls")),
