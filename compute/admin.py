@@ -4,13 +4,13 @@ from django.contrib import admin
 
 from compute.forms import CorpusAdminForm
 from compute.models import SAE, Corpus, DashboardSet, Job, LanguageModel
+from config.admin import ReadOnlyAdmin
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "status", "progress", "message", "created_at"]
     list_filter = ["kind", "status"]
-    readonly_fields = [f.name for f in Job._meta.fields]
 
 
 @admin.register(LanguageModel)

@@ -78,6 +78,9 @@ def test_schema_lists_every_api_path_and_the_docs_load_nothing_from_elsewhere(ad
         html = admin_client.get(page).content.decode()
         sources = re.findall(r'(?:src|href)="([^"]+)"', html)
         assert sources and all(not s.startswith(("http:", "https:", "//")) for s in sources), sources
+        assert "<script>" not in html  # the Content-Security-Policy allows only our own script files
+        for source in sources:
+            assert admin_client.get(source).status_code == 200, source
 
 
 def _feature_rows(n: int) -> None:
