@@ -4,13 +4,13 @@ from django.contrib import admin
 
 from compute.forms import CorpusAdminForm
 from compute.models import SAE, Corpus, DashboardSet, Job, LanguageModel, LLMCall
+from config.admin import ReadOnlyAdmin
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "status", "progress", "message", "created_at"]
     list_filter = ["kind", "status"]
-    readonly_fields = [f.name for f in Job._meta.fields]
 
 
 @admin.register(LanguageModel)
@@ -40,7 +40,6 @@ class DashboardSetAdmin(admin.ModelAdmin):
 
 
 @admin.register(LLMCall)
-class LLMCallAdmin(admin.ModelAdmin):
+class LLMCallAdmin(ReadOnlyAdmin):
     list_display = ["id", "purpose", "model", "latency_s", "error", "created_at"]
     list_filter = ["purpose", "model"]
-    readonly_fields = [f.name for f in LLMCall._meta.fields]
