@@ -2,6 +2,7 @@
 
 from compute.models.dashboards import DashboardSet, FeatureDashboard
 from compute.models.jobs import Job, JobKind, JobStatus
+from compute.models.llm import LLMCall
 from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
 from compute.models.studies import FeatureMeasurements, Study, StudyEvaluation
 
@@ -15,6 +16,7 @@ __all__ = [
     "Job",
     "JobKind",
     "JobStatus",
+    "LLMCall",
     "LanguageModel",
     "Study",
     "StudyEvaluation",
