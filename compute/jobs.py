@@ -55,6 +55,7 @@ JOB_KINDS: dict[str, KindSpec] = {
         GPU_QUEUE,
         abandon="compute.services.dashboards.dashboards_abandon_job",
     ),
+    JobKind.EVALUATE_STUDY: KindSpec("compute.services.studies.run_study_evaluation_job", GPU_QUEUE),
 }
 
 
