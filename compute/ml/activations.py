@@ -69,11 +69,13 @@ def iter_activation_batches(
     hook_name: str,
     batch_size: int,
     device: str | None = None,
+    skip_batches: int = 0,
 ) -> Iterator[ActivationBatch]:
     """Run the model over windows of token ids, `batch_size` windows at a time, yielding the hook's activations.
 
     Windows may differ in length (right padding; padding is masked out, and causal attention keeps
-    it from changing earlier positions).
+    it from changing earlier positions). The first `skip_batches` batches are passed over without running
+    the model (a resumed training run has trained on them).
     """
     if not loaded.has_hook(hook_name):
         raise ValueError(f"The model has no hook {hook_name!r}.")
@@ -81,7 +83,9 @@ def iter_activation_batches(
     pad_id = loaded.tokenizer.pad_token_id
     if pad_id is None:
         pad_id = loaded.tokenizer.eos_token_id or 0
-    for batch in iter_windows_in_batches(windows, batch_size):
+    for index, batch in enumerate(iter_windows_in_batches(windows, batch_size)):
+        if index < skip_batches:
+            continue
         tokens, lengths = pad_windows(batch, pad_id)
         tokens = tokens.to(device)
         acts = hook_activations(loaded, tokens, hook_name=hook_name)  # [batch, seq, d_in]
