@@ -330,6 +330,17 @@ class EvaluationConfig(JobConfig):
     batch_size: int = option(8, help="Windows per model forward pass.", low=1, high=4096)
 
 
+@dataclass(frozen=True)
+class StudyConfig(JobConfig):
+    """An evaluate_study job's budgets: every SAE of a study in one model pass per corpus."""
+
+    eval_tokens: int = option(16_384, help="Held-out domain tokens for losses and reconstruction.", low=1, high=10**9)
+    # 131,072 frequency tokens resolve frequencies down to ~7.6e-6 (the figure draws the limit).
+    frequency_tokens: int = option(131_072, help="General-text tokens for feature frequencies.", low=1, high=MAX_TOKENS)
+    context_size: int = option(128, help="Tokens per window (BOS included).", low=2, high=MAX_CONTEXT_SIZE)
+    batch_size: int = option(8, help="Windows per model forward pass.", low=1, high=4096)
+
+
 # ----------------------------------------------------------------------------- dashboards
 
 
