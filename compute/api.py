@@ -12,7 +12,8 @@ from config.roles import IsAdmin
 
 
 class JobSerializer(serializers.ModelSerializer):
-    is_stale = serializers.BooleanField(read_only=True)
+    is_lost = serializers.BooleanField(read_only=True, help_text="Running, but its worker stopped heartbeating.")
+    silent_s = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds since its last heartbeat.")
 
     class Meta:
         model = Job
@@ -34,7 +35,10 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "heartbeat_at",
-            "is_stale",
+            "silent_s",
+            "is_lost",
+            "lost_attempts",
+            "stop_requested",
         ]
         read_only_fields = fields
 
