@@ -325,6 +325,12 @@ def sae_register_pretrained(
     )
 
 
+def sae_abandon_job(*, job, reason: str) -> int:
+    """A training job will never finish: its SAEs still in training are failed (JobKind abandon hook)."""
+    ids = list(SAE.objects.filter(job=job, status=SAE.Status.TRAINING).values_list("pk", flat=True))
+    return sae_mark_failed(sae_ids=ids, reason=reason)
+
+
 def sae_mark_failed(*, sae_ids: list[int], reason: str) -> int:
     """Training did not finish: these SAEs are never usable."""
     if not sae_ids:
