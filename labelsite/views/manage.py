@@ -12,11 +12,13 @@ from django.views.decorators.http import require_POST
 
 from config.roles import admin_required
 from labelsite.forms import CampaignForm, ReassignForm
-from labelsite.models import Campaign
+from labelsite.models import FORMULA_PREFIXES, Campaign
 from labelsite.selectors.admin import EXPORT_FIELDS, campaign_items, campaign_progress, judgment_rows, score_summary
 from labelsite.services import LabelError
+from labelsite.services.audit import stored_audit
 from labelsite.services.campaigns import (
     SourceSpec,
+    campaign_audit_run,
     campaign_close,
     campaign_create,
     campaign_open,
@@ -52,6 +54,10 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 overlap=data["overlap"],
                 hide_mapping_until_closed=data["hide_mapping_until_closed"],
                 lease_seconds=data["lease_minutes"] * 60,
+                max_skips=data["max_skips"],
+                sampling=data["sampling"] or Campaign.Sampling.RANDOM,
+                match_general=data["match_general"],
+                panel_extras=data["panel_extras"],
                 created_by=request.user,
             )
         except LabelError as exc:
@@ -78,6 +84,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "items": campaign_items(campaign=campaign, limit=500),
         "build_jobs": campaign.build_jobs.all(),
         "reassign_form": ReassignForm(campaign=campaign),
+        "audit": stored_audit(campaign),
     }
     template = "labelsite/manage/campaign_detail.html"
     return render(request, f"{template}#status-panel" if request.htmx else template, context)
@@ -97,12 +104,31 @@ def _act(request: HttpRequest, campaign_id: int, action, done: str) -> HttpRespo
 @admin_required
 @require_POST
 def campaign_open_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    return _act(
-        request,
-        campaign_id,
-        lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user),
-        "Campaign is {status}.",
-    )
+    confirm = request.POST.get("confirm_leak") == "1"
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        campaign = campaign_open(campaign_id=campaign.pk, user=request.user, confirm_leak=confirm)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        if campaign.status == Campaign.Status.DRAFT and campaign.prepare_error:
+            messages.warning(request, campaign.prepare_error)
+        else:
+            messages.success(request, f"Campaign is {campaign.get_status_display().lower()}.")
+    return redirect("manage:campaign", campaign_id=campaign.pk)
+
+
+@admin_required
+@require_POST
+def campaign_audit_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        result = campaign_audit_run(campaign_id=campaign.pk)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        (messages.warning if result.leak else messages.success)(request, result.summary())
+    return redirect("manage:campaign", campaign_id=campaign.pk)
 
 
 @admin_required
@@ -147,13 +173,18 @@ def export_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.csv"'
     writer = csv.DictWriter(response, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
-    writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
+    writer.writerows({k: v if k in CODE_COLUMNS else _csv_safe(v) for k, v in row.items()} for row in rows)
     return response
 
 
+# Item codes are generated never to start with a formula character (labelsite.models.new_item_code), so
+# they are written verbatim: a code in the CSV equals the code in the API and the JSON.
+CODE_COLUMNS = frozenset({"item_code"})
+
+
 def _csv_safe(value):
-    """Labellers' free text must not run as a spreadsheet formula when the CSV is opened (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """Typed text (explanations, comments, names) must not run as a spreadsheet formula (CSV injection)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 
