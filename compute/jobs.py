@@ -40,6 +40,7 @@ JOB_KINDS: dict[str, KindSpec] = {
     JobKind.TRAIN_SAES: KindSpec("compute.services.training.run_training_job", GPU_QUEUE),
     JobKind.EVALUATE_SAE: KindSpec("compute.services.evaluation.run_evaluation_job", GPU_QUEUE),
     JobKind.BUILD_DASHBOARDS: KindSpec("compute.services.dashboards.run_dashboard_job", GPU_QUEUE),
+    JobKind.EVALUATE_STUDY: KindSpec("compute.services.studies.run_study_evaluation_job", GPU_QUEUE),
 }
 
 
