@@ -44,8 +44,8 @@ def test_codes_round_trip_through_csv_api_and_json(admin_client, open_campaign, 
     campaign_close(campaign_id=open_campaign.pk)
     body = admin_client.get(reverse("manage:campaign-export-csv", args=[open_campaign.pk])).content.decode()
     (row,) = csv.DictReader(io.StringIO(body))
-    api_rows = admin_client.get(reverse("manage-api:judgments", args=[open_campaign.pk])).json()
-    api_items = admin_client.get(reverse("manage-api:items", args=[open_campaign.pk])).json()
+    api_rows = admin_client.get(reverse("manage-api:judgments", args=[open_campaign.pk])).json()["results"]
+    api_items = admin_client.get(reverse("manage-api:items", args=[open_campaign.pk])).json()["results"]
     assert row["item_code"] == code == api_rows[0]["item_code"]
     assert code in {i["code"] for i in api_items}
     assert row["domain_explanation"] == "'" + text  # typed text is guarded ...
