@@ -14,7 +14,7 @@ from django.urls import reverse
 from labelsite.models import FORMULA_PREFIXES, Item, new_item_code
 from labelsite.services.assignment import assignment_next
 from labelsite.services.campaigns import campaign_close
-from labelsite.services.judgments import Answers, judgment_submit
+from labelsite.services.judgments import judgment_submit
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_codes_round_trip_through_csv_api_and_json(admin_client, open_campaign, 
     Item.objects.filter(pk=a.item_id).update(code=code)
     text = f"{prefix}SUM(A1:A9)"
     judgment_submit(
-        item_code=code, labeller=bob, answers=Answers(domain_explanation=text, domain_score=1, general_score=0)
+        item_code=code, labeller=bob, answers={"domain_explanation": text, "domain_score": 1, "general_score": 0}
     )
     campaign_close(campaign_id=open_campaign.pk)
     body = admin_client.get(reverse("manage:campaign-export-csv", args=[open_campaign.pk])).content.decode()
@@ -53,7 +53,7 @@ def test_codes_round_trip_through_csv_api_and_json(admin_client, open_campaign, 
 
 
 def test_migration_gives_codes_starting_with_a_dash_a_new_code(open_campaign):
-    migration = importlib.import_module("labelsite.migrations.0002_blinding")
+    migration = importlib.import_module("labelsite.migrations.0004_blinding")
     item = Item.objects.filter(campaign=open_campaign).first()
     Item.objects.filter(pk=item.pk).update(code="-legacyCode1")
     others = dict(Item.objects.exclude(pk=item.pk).values_list("pk", "code"))
