@@ -9,6 +9,7 @@ themselves live in `labelsite.statistics` (pure); this module only reads the dat
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import combinations
@@ -312,7 +313,8 @@ def _fingerprint(campaign: Campaign) -> str:
         n=Count("pk"), last=Max("updated_at"), rev=Sum("revisions")
     )
     skipped = Assignment.objects.filter(campaign=campaign, status=Assignment.Status.SKIPPED).count()
-    return f"{campaign.status}:{judged['n']}:{judged['last']}:{judged['rev']}:{skipped}"
+    state = f"{campaign.status}:{judged['n']}:{judged['last']}:{judged['rev']}:{skipped}"
+    return hashlib.sha1(state.encode()).hexdigest()
 
 
 def campaign_results(*, campaign: Campaign, n_resamples: int = st.DEFAULT_RESAMPLES, identities: bool = True) -> dict:
