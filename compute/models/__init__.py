@@ -2,16 +2,22 @@
 
 from compute.models.dashboards import DashboardSet, FeatureDashboard
 from compute.models.jobs import Job, JobKind, JobStatus
+from compute.models.llm import LLMCall
 from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
+from compute.models.studies import FeatureMeasurements, Study, StudyEvaluation
 
 __all__ = [
     "SAE",
     "Corpus",
     "DashboardSet",
     "Evaluation",
+    "FeatureMeasurements",
     "FeatureDashboard",
     "Job",
     "JobKind",
     "JobStatus",
+    "LLMCall",
     "LanguageModel",
+    "Study",
+    "StudyEvaluation",
 ]

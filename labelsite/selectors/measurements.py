@@ -10,18 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 from compute.models import DashboardSet, FeatureDashboard
+from compute.selectors.measurements import feature_measurements
 from labelsite import statistics as st
 from labelsite.models import Campaign, Item
 
 MEASURES = ("freq_domain", "freq_general", "max_cos_decoder", "max_cos_encoder")
-
-
-def _study_measurements(sae_id: int, indices: list[int]) -> dict[int, dict]:
-    try:
-        from compute.selectors.measurements import feature_measurements
-    except ImportError:  # studies not installed in this build: dashboards alone
-        return {}
-    return feature_measurements(sae_id, indices)
 
 
 def _dashboard_frequencies(sae_id: int, corpus_id: int, indices: list[int]) -> dict[int, float]:
@@ -46,7 +39,7 @@ def campaign_feature_measurements(*, campaign: Campaign, sources: dict[int, dict
         indices = [index for index, _ in items.get(sid, [])]
         if not indices:
             continue
-        study = _study_measurements(info["sae_id"], indices)
+        study = feature_measurements(info["sae_id"], indices)
         domain = _dashboard_frequencies(info["sae_id"], campaign.domain_corpus_id, indices)
         general = _dashboard_frequencies(info["sae_id"], campaign.general_corpus_id, indices)
         rows = []

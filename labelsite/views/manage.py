@@ -41,7 +41,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 name=data["name"],
                 guidelines=data["guidelines"],
                 rubric=data["rubric"],
-                questions=data["questions"],
+                questions=form.campaign_questions(),
                 sources=[SourceSpec(sae_id=sae.pk, n_features=data["features_per_sae"]) for sae in data["saes"]],
                 domain_corpus_id=data["domain_corpus"].pk,
                 general_corpus_id=data["general_corpus"].pk,

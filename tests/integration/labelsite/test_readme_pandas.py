@@ -28,7 +28,7 @@ def test_readme_pandas_example_loads_the_judgments(live_server, known, alice):  
     code = code.replace("http://127.0.0.1:8000", live_server.url).replace("YOUR_KEY", key)
     code = re.sub(r"/campaigns/\d+/", f"/campaigns/{known.pk}/", code)
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102  (our own README)
+    exec(compile(code, "README.md", "exec"), scope)
     df = scope["df"]
     assert isinstance(df, pd.DataFrame)
     judged = df[df["status"] == "judged"]
