@@ -17,7 +17,7 @@ def readme_pandas_lines() -> list[str]:
     text = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- pandas-example -->\s*```python\n(.*?)```", text, re.DOTALL)
     assert block, "README.md lost its pandas example"
-    return block.group(1).strip().splitlines()
+    return [line for line in block.group(1).strip().splitlines() if line.strip()]
 
 
 def test_readme_pandas_example_loads_the_judgments(live_server, known, alice):  # noqa: F811
