@@ -40,6 +40,8 @@ JOB_KINDS: dict[str, KindSpec] = {
     JobKind.TRAIN_SAES: KindSpec("compute.services.training.run_training_job", GPU_QUEUE),
     JobKind.EVALUATE_SAE: KindSpec("compute.services.evaluation.run_evaluation_job", GPU_QUEUE),
     JobKind.BUILD_DASHBOARDS: KindSpec("compute.services.dashboards.run_dashboard_job", GPU_QUEUE),
+    JobKind.PROPOSE_DECOMPOSITION: KindSpec("compute.services.decomposition.run_propose_job", GPU_QUEUE),
+    JobKind.MEASURE_DECOMPOSITIONS: KindSpec("compute.services.decomposition.run_measure_job", GPU_QUEUE),
 }
 
 

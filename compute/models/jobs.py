@@ -24,6 +24,8 @@ class JobKind(models.TextChoices):
     TRAIN_SAES = "train_saes", "Train SAEs"
     EVALUATE_SAE = "evaluate_sae", "Evaluate SAE"
     BUILD_DASHBOARDS = "build_dashboards", "Build feature dashboards"
+    PROPOSE_DECOMPOSITION = "propose_decomposition", "Propose a feature decomposition"
+    MEASURE_DECOMPOSITIONS = "measure_decompositions", "Measure feature decompositions"
 
 
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
