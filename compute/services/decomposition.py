@@ -378,3 +378,25 @@ def _store_measurement(
         error="",
     )
     return bool(updated)
+
+
+def decomposition_summary() -> list[dict[str, Any]]:
+    """Per SAE with measured decompositions: how many features fall in each class (the latest measurement of each
+    feature counts once)."""
+    latest: dict[tuple[int, int], Decomposition] = {}
+    for row in (
+        Decomposition.objects.filter(status=Decomposition.Status.MEASURED)
+        .select_related("sae")
+        .only("sae__name", "sae__method", "feature_index", "verdict", "updated_at")
+        .order_by("updated_at", "id")
+    ):
+        latest[(row.sae_id, row.feature_index)] = row
+    per_sae: dict[int, dict[str, Any]] = {}
+    for row in latest.values():
+        entry = per_sae.setdefault(
+            row.sae_id,
+            {"sae": row.sae, "label": row.sae.name, "counts": {"cleanly": 0, "partly": 0, "not": 0}, "total": 0},
+        )
+        entry["counts"][row.verdict] += 1
+        entry["total"] += 1
+    return sorted(per_sae.values(), key=lambda e: e["label"])
