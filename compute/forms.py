@@ -129,6 +129,37 @@ class CorpusAdminForm(forms.ModelForm):
         return corpus
 
 
+class StudyForm(forms.Form):
+    """A study by hand (a training run's page creates one in one click)."""
+
+    name = forms.SlugField(max_length=100)
+    gsae = forms.ModelChoiceField(queryset=SAE.objects.filter(method=SAE.Method.GSAE, status=SAE.Status.READY))
+    domain_corpus = forms.ModelChoiceField(queryset=Corpus.objects.all(), label="Domain corpus D")
+    general_corpus = forms.ModelChoiceField(queryset=Corpus.objects.all())
+    saes = forms.ModelMultipleChoiceField(
+        queryset=SAE.objects.exclude(method=SAE.Method.GSAE).filter(status=SAE.Status.READY),
+        label="Domain SAEs",
+        widget=forms.SelectMultiple(attrs={"size": 8}),
+    )
+    eval_tokens = forms.IntegerField(min_value=1, initial=16_384, help_text="Held-out tokens of D for the losses.")
+    frequency_tokens = forms.IntegerField(
+        min_value=1,
+        initial=131_072,
+        help_text="General-corpus tokens for firing frequencies: nothing rarer than 1 / this can be told from dead.",
+    )
+
+    def service_kwargs(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "gsae": data["gsae"],
+            "domain_corpus": data["domain_corpus"],
+            "general_corpus": data["general_corpus"],
+            "saes": list(data["saes"]),
+            "options": {"eval_tokens": data["eval_tokens"], "frequency_tokens": data["frequency_tokens"]},
+        }
+
+
 class DecompositionProposeForm(forms.Form):
     """Sub-components from the LLM endpoint or the local model, or typed (text form: name, `+ phrase`, `- near miss`)."""
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import (
     env_bool,
     env_broker,
@@ -169,8 +171,17 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("JOB_SOFT_TIME_LIMIT", 6 * 3600 - 300)
 CELERY_TASK_TIME_LIMIT = env_int("JOB_HARD_TIME_LIMIT", 6 * 3600)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A running job that has not reported progress for this long is shown as stale and may be retried.
-JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 600)
+# A running job's worker writes a heartbeat this often (a thread, so also during long steps); a job
+# silent for JOB_LOST_AFTER_S is lost, and a redelivered message takes it over as a new attempt. After
+# JOB_MAX_LOST_ATTEMPTS lost attempts the job fails instead.
+JOB_HEARTBEAT_S = env_float("JOB_HEARTBEAT_S", 5.0)
+JOB_LOST_AFTER_S = env_float("JOB_LOST_AFTER_S", 30.0)
+JOB_MAX_LOST_ATTEMPTS = env_int("JOB_MAX_LOST_ATTEMPTS", 3)
+if not 0 < 2 * JOB_HEARTBEAT_S <= JOB_LOST_AFTER_S:
+    raise ImproperlyConfigured(
+        f"JOB_LOST_AFTER_S ({JOB_LOST_AFTER_S}) must be at least twice JOB_HEARTBEAT_S ({JOB_HEARTBEAT_S}), "
+        "which must be positive: otherwise a live worker could be taken for lost."
+    )
 
 # --- REST framework ---------------------------------------------------------------------------
 # Token first: scripts send "Authorization: Token <key>" (keys in the admin or `manage.py drf_create_token`),

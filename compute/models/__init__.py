@@ -5,6 +5,7 @@ from compute.models.decomposition import Decomposition, ProbeRequest
 from compute.models.jobs import Job, JobKind, JobStatus
 from compute.models.llm import LLMCall
 from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
+from compute.models.studies import FeatureMeasurements, Study, StudyEvaluation
 
 __all__ = [
     "SAE",
@@ -12,6 +13,7 @@ __all__ = [
     "DashboardSet",
     "Decomposition",
     "Evaluation",
+    "FeatureMeasurements",
     "FeatureDashboard",
     "Job",
     "JobKind",
@@ -19,4 +21,6 @@ __all__ = [
     "LLMCall",
     "LanguageModel",
     "ProbeRequest",
+    "Study",
+    "StudyEvaluation",
 ]

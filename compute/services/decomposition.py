@@ -400,3 +400,10 @@ def decomposition_summary() -> list[dict[str, Any]]:
         entry["counts"][row.verdict] += 1
         entry["total"] += 1
     return sorted(per_sae.values(), key=lambda e: e["label"])
+
+
+def decompositions_abandon_job(*, job, reason: str) -> None:
+    """A proposal or measurement job that will never finish: its decompositions fail instead of waiting forever."""
+    Decomposition.objects.filter(
+        job=job, status__in=[Decomposition.Status.PROPOSING, Decomposition.Status.MEASURING]
+    ).update(status=Decomposition.Status.FAILED, error=f"The job was abandoned: {reason}"[:2000])
