@@ -158,3 +158,35 @@ class StudyForm(forms.Form):
             "saes": list(data["saes"]),
             "options": {"eval_tokens": data["eval_tokens"], "frequency_tokens": data["frequency_tokens"]},
         }
+
+
+class DecompositionProposeForm(forms.Form):
+    """Sub-components from the LLM endpoint or the local model, or typed (text form: name, `+ phrase`, `- near miss`)."""
+
+    description = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    source = forms.ChoiceField(
+        choices=[("llm", "LLM endpoint"), ("local", "local instruct model"), ("manual", "typed below")], initial="llm"
+    )
+    n_components = forms.IntegerField(min_value=1, max_value=12, initial=5, label="sub-components")
+    n_phrases = forms.IntegerField(min_value=3, max_value=10, initial=3, label="phrases each")
+    components_text = forms.CharField(
+        required=False,
+        label="sub-components (typed)",
+        widget=forms.Textarea(
+            attrs={"rows": 10, "placeholder": "physics\n+ E = mc squared\n+ ...\n- physical therapy"}
+        ),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("source") == "manual" and not (data.get("components_text") or "").strip():
+            self.add_error("components_text", "Type the sub-components, or choose the LLM or the local model.")
+        return data
+
+
+class DecompositionEditForm(forms.Form):
+    components_text = forms.CharField(label="sub-components", widget=forms.Textarea(attrs={"rows": 16}))
+
+
+class ProbeForm(forms.Form):
+    text = forms.CharField(max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))

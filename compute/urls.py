@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from compute import api
-from compute.views import dashboards, jobs, registry, studies
+from compute.views import dashboards, decomposition, jobs, registry, studies
 
 app_name = "compute"
 
@@ -58,6 +58,28 @@ urlpatterns = [
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/",
         dashboards.feature_dashboard,
         name="feature-dashboard",
+    ),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/decompositions/",
+        decomposition.feature_decompositions,
+        name="feature-decompositions",
+    ),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/probe/",
+        decomposition.feature_probe,
+        name="feature-probe",
+    ),
+    path("decompositions/", decomposition.decomposition_list, name="decomposition-list"),
+    path("decompositions/<int:decomposition_id>/", decomposition.decomposition_detail, name="decomposition-detail"),
+    path(
+        "decompositions/<int:decomposition_id>/measure/",
+        decomposition.decomposition_measure_view,
+        name="decomposition-measure",
+    ),
+    path(
+        "decompositions/<int:decomposition_id>/figure.<str:fmt>",
+        decomposition.decomposition_figure_download,
+        name="decomposition-figure",
     ),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>.json",

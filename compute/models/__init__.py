@@ -1,6 +1,7 @@
 """Records of the science: language models, corpora, SAEs, jobs, evaluations and dashboards."""
 
 from compute.models.dashboards import DashboardSet, FeatureDashboard
+from compute.models.decomposition import Decomposition, ProbeRequest
 from compute.models.jobs import Job, JobKind, JobStatus
 from compute.models.llm import LLMCall
 from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
@@ -10,6 +11,7 @@ __all__ = [
     "SAE",
     "Corpus",
     "DashboardSet",
+    "Decomposition",
     "Evaluation",
     "FeatureMeasurements",
     "FeatureDashboard",
@@ -18,6 +20,7 @@ __all__ = [
     "JobStatus",
     "LLMCall",
     "LanguageModel",
+    "ProbeRequest",
     "Study",
     "StudyEvaluation",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import json
 import re
 
 import pytest
@@ -42,14 +43,19 @@ def test_codes_round_trip_through_csv_api_and_json(admin_client, open_campaign, 
         item_code=code, labeller=bob, answers={"domain_explanation": text, "domain_score": 1, "general_score": 0}
     )
     campaign_close(campaign_id=open_campaign.pk)
-    body = admin_client.get(reverse("manage:campaign-export-csv", args=[open_campaign.pk])).content.decode()
-    (row,) = csv.DictReader(io.StringIO(body))
+
+    def export(fmt: str) -> str:
+        response = admin_client.get(reverse("manage-api:judgments-export", args=[open_campaign.pk, fmt]))
+        return b"".join(response.streaming_content).decode()
+
+    (row,) = csv.DictReader(io.StringIO(export("csv")))
+    (line,) = [json.loads(x) for x in export("jsonl").splitlines() if x.strip()]
     api_rows = admin_client.get(reverse("manage-api:judgments", args=[open_campaign.pk])).json()["results"]
     api_items = admin_client.get(reverse("manage-api:items", args=[open_campaign.pk])).json()["results"]
-    assert row["item_code"] == code == api_rows[0]["item_code"]
+    assert row["item_code"] == code == line["item_code"] == api_rows[0]["item_code"]
     assert code in {i["code"] for i in api_items}
     assert row["domain_explanation"] == "'" + text  # typed text is guarded ...
-    assert api_rows[0]["domain_explanation"] == text  # ... only where a spreadsheet would read it
+    assert line["domain_explanation"] == api_rows[0]["domain_explanation"] == text  # ... only in the CSV
 
 
 def test_migration_gives_codes_starting_with_a_dash_a_new_code(open_campaign):
