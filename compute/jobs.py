@@ -40,6 +40,7 @@ JOB_KINDS: dict[str, KindSpec] = {
     JobKind.TRAIN_SAES: KindSpec("compute.services.training.run_training_job", GPU_QUEUE),
     JobKind.EVALUATE_SAE: KindSpec("compute.services.evaluation.run_evaluation_job", GPU_QUEUE),
     JobKind.BUILD_DASHBOARDS: KindSpec("compute.services.dashboards.run_dashboard_job", GPU_QUEUE),
+    JobKind.AUTOINTERP: KindSpec("compute.services.autointerp.run_autointerp_job", GPU_QUEUE),
 }
 
 

@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from compute import api
-from compute.views import dashboards, jobs, registry
+from compute.views import autointerp, dashboards, jobs, registry
 
 app_name = "compute"
 
@@ -24,6 +24,8 @@ urlpatterns = [
     path("saes/<int:sae_id>/", registry.sae_detail, name="sae-detail"),
     path("saes/<int:sae_id>/evaluate/", registry.sae_evaluate, name="sae-evaluate"),
     path("training/new/", registry.training_new, name="training-new"),
+    path("autointerp/", autointerp.autointerp_page, name="autointerp"),
+    path("autointerp/export.<str:fmt>", autointerp.autointerp_export, name="autointerp-export"),
     path("saes/<int:sae_id>/dashboards/", dashboards.sae_dashboards, name="sae-dashboards"),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/build/",

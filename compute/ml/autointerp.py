@@ -191,10 +191,18 @@ def split_contexts(top: list[Context], bins: list[list[Context]], config: AutoIn
     return ContextSplit(explain=explain, test=test)
 
 
-def select_negatives(candidates: list[Context], *, exclude: list[Context], n: int, seed: int) -> list[Context]:
-    """n distinct candidates that overlap none of `exclude` (the feature's own known windows), seeded."""
+def select_negatives(
+    candidates: list[Context], *, exclude: list[Context], n: int, seed: int, threshold: float = 0.3
+) -> list[Context]:
+    """n distinct candidates that overlap none of `exclude` (the feature's own known windows), seeded.
+
+    A candidate's activations of this feature are unknown (no model run here), so candidates containing
+    a token the feature is known to fire on strongly (at or above threshold x max in its own windows)
+    are used only when the others run out.
+    """
     spans = [c.span() for c in exclude]
     keys = {c.key() for c in exclude}
+    hot = {c.tokens[i] for c in exclude for i in active_positions(c, threshold)}
     unique: dict[tuple[Any, ...], Context] = {}
     for c in candidates:
         if c.key() in keys or c.key() in unique or any(_overlaps(c.span(), s) for s in spans):
@@ -202,7 +210,8 @@ def select_negatives(candidates: list[Context], *, exclude: list[Context], n: in
         unique[c.key()] = c
     pool = sorted(unique.values(), key=lambda c: repr(c.key()))
     random.Random(seed).shuffle(pool)
-    return pool[:n]
+    clean = [c for c in pool if not hot.intersection(c.tokens)]
+    return (clean + [c for c in pool if hot.intersection(c.tokens)])[:n]
 
 
 # ----------------------------------------------------------------------------- rendering

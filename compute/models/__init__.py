@@ -1,14 +1,18 @@
 """Records of the science: language models, corpora, SAEs, jobs, evaluations and dashboards."""
 
+from compute.models.autointerp import AutoInterpFeature, Explanation, ExplanationScore
 from compute.models.dashboards import DashboardSet, FeatureDashboard
 from compute.models.jobs import Job, JobKind, JobStatus
 from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
 
 __all__ = [
     "SAE",
+    "AutoInterpFeature",
     "Corpus",
     "DashboardSet",
     "Evaluation",
+    "Explanation",
+    "ExplanationScore",
     "FeatureDashboard",
     "Job",
     "JobKind",

@@ -24,6 +24,7 @@ class JobKind(models.TextChoices):
     TRAIN_SAES = "train_saes", "Train SAEs"
     EVALUATE_SAE = "evaluate_sae", "Evaluate SAE"
     BUILD_DASHBOARDS = "build_dashboards", "Build feature dashboards"
+    AUTOINTERP = "autointerp", "Explain and score features"
 
 
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)

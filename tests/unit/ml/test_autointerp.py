@@ -34,102 +34,7 @@ from compute.ml.autointerp import (
     split_contexts,
 )
 from compute.ml.llm import Completion
-
-WORDS = [" the", " a", " of", " river", " house", " ran", " quickly", " and", " to", " old", " new", " city"]
-COLOURS = [" red", " green", " blue", " yellow"]
-DIGITS = [" 0", " 1", " 2", " 3", " 4", " 5", " 6", " 7", " 8", " 9"]
-BEFORE, AFTER = 6, 3
-
-
-def _sequences(rng: random.Random, n: int, *, digits: bool) -> list[list[str]]:
-    out = []
-    for _ in range(n):
-        seq = []
-        for _ in range(40):
-            roll = rng.random()
-            if roll < 0.08:
-                seq.append(rng.choice(DIGITS if digits else WORDS))
-            elif roll < 0.09:
-                seq.append(rng.choice(COLOURS))
-            else:
-                seq.append(rng.choice(WORDS))
-        out.append(seq)
-    return out
-
-
-def _activation(token: str) -> float:
-    """The synthetic feature: fires exactly on digit tokens, more strongly on larger digits."""
-    return 1.0 + int(token) if token.strip().isdigit() else 0.0
-
-
-def _packed_dashboard(seqs: list[list[str]], seed: int, top_k: int = 20, n_bins: int = 10, per_bin: int = 5):
-    """A dashboard payload in the stored format (top examples, quantile samples, string table), built by brute force."""
-    strings: list[str] = []
-    index: dict[str, int] = {}
-
-    def example(s: int, p: int) -> dict:
-        lo, hi = max(0, p - BEFORE), min(len(seqs[s]), p + AFTER + 1)
-        ids = []
-        for tok in seqs[s][lo:hi]:
-            if tok not in index:
-                index[tok] = len(strings)
-                strings.append(tok)
-            ids.append(index[tok])
-        return {
-            "t": ids,
-            "v": [_activation(t) for t in seqs[s][lo:hi]],
-            "c": p - lo,
-            "x": _activation(seqs[s][p]),
-            "s": s,
-            "p": p,
-        }
-
-    firing = [(s, p) for s, seq in enumerate(seqs) for p, tok in enumerate(seq) if _activation(tok) > 0]
-    ranked = sorted(firing, key=lambda sp: (-_activation(seqs[sp[0]][sp[1]]), sp))
-    top = [example(s, p) for s, p in ranked[:top_k]]
-    by_value = sorted(firing, key=lambda sp: (_activation(seqs[sp[0]][sp[1]]), sp))
-    rng = random.Random(seed)
-    quantiles = []
-    for b in range(n_bins):
-        members = by_value[b * len(by_value) // n_bins : (b + 1) * len(by_value) // n_bins]
-        chosen = rng.sample(members, min(per_bin, len(members)))
-        quantiles.append({"lo": 0, "hi": 0, "count": len(members), "examples": [example(s, p) for s, p in chosen]})
-    return {"top": top, "quantiles": quantiles, "strings": strings, "logits": {"pos": [[" 5", 1.0]], "neg": []}}
-
-
-class RuleJudge:
-    """Applies an explanation literally to each example of a scorer prompt (a stand-in for the model)."""
-
-    model = "rule-judge"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    @staticmethod
-    def _predicate(explanation: str):
-        text = explanation.lower()
-        if "digit" in text:
-            return lambda word: word.strip().isdigit()
-        if "colour" in text or "color" in text:
-            return lambda word: f" {word.strip()}" in COLOURS
-        return lambda word: False
-
-    def complete(self, messages, *, max_tokens, temperature, json_schema=None):
-        self.calls += 1
-        prompt = messages[-1]["content"]
-        explanation = re.search(r"Feature explanation: (.*)", prompt).group(1)
-        fits = self._predicate(explanation)
-        fuzzing = "correctly marked" in messages[0]["content"]
-        answers = []
-        for line in re.findall(r"^Example \d+: (.*)$", prompt, flags=re.MULTILINE):
-            if fuzzing:
-                spans = re.findall(r"<<(.*?)>>", line)
-                ok = bool(spans) and all(fits(w) for span in spans for w in span.split())
-            else:
-                ok = any(fits(w) for w in re.sub(r"<<|>>", " ", line).split())
-            answers.append(int(ok))
-        text = "[" + ",".join(map(str, answers)) + "]"
-        return Completion(text=text, model=self.model, messages=messages, params={"temperature": temperature}, raw=text)
+from tests.synthetic_features import DIGITS, RuleJudge, packed_dashboard, plain_dashboard, sequences
 
 
 class Scripted:
@@ -150,19 +55,9 @@ class Scripted:
 @pytest.fixture(scope="module")
 def digits_feature():
     rng = random.Random(7)
-    data = _packed_dashboard(_sequences(rng, 120, digits=True), seed=1)
+    data = packed_dashboard(sequences(rng, 120, special=DIGITS))
     # Non-activating contexts: windows of another feature's dashboard, over text without digits.
-    other = _sequences(rng, 60, digits=False)
-    other_data = {
-        "top": [{"t": [0] * 10, "v": [0.0] * 10, "c": 6, "x": 1.0, "s": 1000 + i, "p": 6} for i in range(60)],
-        "quantiles": [],
-        "strings": ["x"],
-    }
-    # Spell out the other dashboard's windows with the digit-free text.
-    strings = sorted(set(t for seq in other for t in seq))
-    other_data["strings"] = strings
-    for i, ex in enumerate(other_data["top"]):
-        ex["t"] = [strings.index(t) for t in other[i][:10]]
+    other_data = plain_dashboard(sequences(rng, 60, special=None), seq_offset=1000)
     return data, other_data
 
 
@@ -211,6 +106,15 @@ def test_negatives_overlap_none_of_the_features_windows():
     chosen = select_negatives(candidates, exclude=mine, n=10, seed=0)
     # Windows 3..12, 25..34 and 35..44 are clear of 15..24; 7..16 and 24..33 overlap it.
     assert sorted(c.pos for c in chosen) == [8, 30, 40]
+
+
+def test_negatives_avoid_tokens_the_feature_fires_on_while_others_remain():
+    mine = [Context(tokens=(" a", " 7"), values=(0.0, 8.0), center=1, seq=0, pos=1)]
+    hot = Context(tokens=(" b", " 7"), values=(0.0, 0.0), center=0, seq=5, pos=0, quantile=None)
+    cold = [Context(tokens=(" b", " c"), values=(0.0, 0.0), center=0, seq=s, pos=0, quantile=None) for s in (6, 7)]
+    assert hot not in select_negatives([hot, *cold], exclude=mine, n=2, seed=0)
+    # When the clean candidates run out, the others fill up the number.
+    assert hot in select_negatives([hot, *cold], exclude=mine, n=3, seed=0)
 
 
 def test_material_is_identical_for_every_explanation_and_round_trips(digits_feature):
