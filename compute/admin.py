@@ -3,14 +3,14 @@ from __future__ import annotations
 from django.contrib import admin
 
 from compute.forms import CorpusAdminForm
-from compute.models import SAE, Corpus, DashboardSet, Job, LanguageModel
+from compute.models import SAE, Corpus, DashboardSet, Job, LanguageModel, LLMCall
+from config.admin import ReadOnlyAdmin
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "status", "progress", "message", "created_at"]
     list_filter = ["kind", "status"]
-    readonly_fields = [f.name for f in Job._meta.fields]
 
 
 @admin.register(LanguageModel)
@@ -37,3 +37,9 @@ class DashboardSetAdmin(admin.ModelAdmin):
     list_display = ["id", "sae", "corpus", "status", "n_tokens", "n_features", "n_dead", "finished_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in DashboardSet._meta.fields]
+
+
+@admin.register(LLMCall)
+class LLMCallAdmin(ReadOnlyAdmin):
+    list_display = ["id", "purpose", "model", "latency_s", "error", "created_at"]
+    list_filter = ["purpose", "model"]

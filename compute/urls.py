@@ -10,6 +10,9 @@ app_name = "compute"
 
 router = DefaultRouter()
 router.register("jobs", api.JobViewSet, basename="job")
+router.register("saes", api.SAEViewSet, basename="sae")
+router.register("evaluations", api.EvaluationViewSet, basename="evaluation")
+router.register("dashboards", api.DashboardSetViewSet, basename="dashboardset")
 
 urlpatterns = [
     path("", jobs.index, name="index"),

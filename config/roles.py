@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import render
 from rest_framework.permissions import BasePermission
 
 
@@ -49,5 +50,7 @@ class StaffOnlyPathsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith(self.prefixes) and request.user.is_authenticated and not is_admin(request.user):
-            return HttpResponseForbidden("Admins only.", content_type="text/plain")
+            if request.path.startswith("/api/"):
+                return HttpResponseForbidden("Admins only.", content_type="text/plain")
+            return render(request, "403.html", status=403)
         return self.get_response(request)

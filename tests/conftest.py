@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-pytest_plugins = ("celery.contrib.pytest",)
+pytest_plugins = ("celery.contrib.pytest", "tests.llm_server")
 
 PASSWORD = "correct-horse-battery"
 ROOT = Path(__file__).resolve().parents[1]

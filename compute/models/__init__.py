@@ -3,6 +3,7 @@
 from compute.models.autointerp import AutoInterpFeature, Explanation, ExplanationScore
 from compute.models.dashboards import DashboardSet, FeatureDashboard
 from compute.models.jobs import Job, JobKind, JobStatus
+from compute.models.llm import LLMCall
 from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "Job",
     "JobKind",
     "JobStatus",
+    "LLMCall",
     "LanguageModel",
 ]

@@ -5,12 +5,19 @@ when DATABASE_URL points at PostgreSQL) is migrated and seeded with an open camp
 50,000 judgments. A real server (gunicorn, gthread workers) serves it on 127.0.0.1, and N simulated
 labellers, each a thread with its own keep-alive connection and session, repeat the labelling loop:
 POST next -> GET the item page -> POST the judgment. Client-side latencies over loopback are reported.
+
+Two loads run on the same server: unpaced (every labeller fires its next request as soon as the last one
+answers: a stress figure dominated by queueing), and a capacity sweep in which each labeller pauses
+`pace_s` seconds between actions (people take tens of seconds per item) and the number of labellers doubles
+until the p95 latency passes `capacity_p95_ms`; `capacity_labellers` is the most labellers served within it.
+The simulated labellers run on the same machine as the server and take CPU from it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import secrets
@@ -21,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -34,6 +41,11 @@ DEFAULTS: dict[str, object] = {
     "threads": 4,
     "panel_examples": 10,
     "serial_pages": 100,
+    "pace_s": 5.0,
+    "capacity_start": 10,
+    "capacity_max": 640,
+    "capacity_step_s": 30.0,
+    "capacity_p95_ms": 50.0,
 }
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,18 +154,26 @@ class _Labeller(threading.Thread):
 
     def run(self) -> None:
         self.start_barrier.wait()
+        self.label_items(range(self.items))
+
+    def label_items(self, numbers, pause: Callable[[], bool] = lambda: True) -> None:
+        """Label one item per number; `pause()` runs between actions and returns False to stop."""
         try:
-            for n in range(self.items):
+            for n in numbers:
                 r = self._request("next", "POST", f"/label/c/{self.campaign_id}/next/")
                 location = r.getheader("Location", "")
                 if r.status != 302 or "/label/i/" not in location:
                     self.errors.append(f"next: {r.status} {location}")
                     return
                 item = urlsplit(location).path
+                if not pause():
+                    return
                 r = self._request("page", "GET", item)
                 if r.status != 200:
                     self.errors.append(f"page: {r.status}")
                     continue
+                if not pause():
+                    return
                 answers = {
                     "domain_explanation": f"load {n}",
                     "domain_score": n % 4,
@@ -164,11 +184,69 @@ class _Labeller(threading.Thread):
                 r = self._request("submit", "POST", item, answers)
                 if r.status != 302:
                     self.errors.append(f"submit: {r.status}")
+                if not pause():
+                    return
         except (http.client.HTTPException, OSError) as exc:
             self.errors.append(f"connection: {exc}")
         finally:
             if self.conn is not None:
                 self.conn.close()
+
+
+class _PacedLabeller(_Labeller):
+    """A labeller who pauses `pace` seconds between actions until `deadline` (time.monotonic())."""
+
+    def __init__(self, *, pace: float, deadline: float, offset: float, **kwargs) -> None:
+        super().__init__(items=0, **kwargs)
+        self.pace, self.deadline, self.offset = pace, deadline, offset
+
+    def _pause(self) -> bool:
+        remaining = self.deadline - time.monotonic()
+        time.sleep(max(0.0, min(self.pace, remaining)))
+        return time.monotonic() < self.deadline
+
+    def run(self) -> None:
+        self.start_barrier.wait()
+        time.sleep(self.offset)  # labellers do not all start at the same instant
+        self.label_items(itertools.count(), self._pause)
+
+
+def _paced_load(*, port: int, campaign_id: int, session_keys: list[str], pace: float, duration: float) -> dict:
+    barrier = threading.Barrier(len(session_keys))
+    deadline = time.monotonic() + duration
+    labellers = [
+        _PacedLabeller(port=port, session_key=key, campaign_id=campaign_id, start=barrier, pace=pace,
+                       deadline=deadline, offset=pace * i / len(session_keys))
+        for i, key in enumerate(session_keys)
+    ]  # fmt: skip
+    for t in labellers:
+        t.start()
+    for t in labellers:
+        t.join(timeout=duration + 120)
+    latencies = [ms for t in labellers for kind in t.latencies.values() for ms in kind]
+    errors = [e for t in labellers for e in t.errors]
+    return {
+        "labellers": len(session_keys),
+        "requests": len(latencies),
+        "p95_ms": round(_percentile(latencies, 95), 1) if latencies else None,
+        "errors": len(errors),
+    }
+
+
+def _capacity_sweep(*, port: int, campaign_id: int, session_keys: list[str], params: dict) -> dict:
+    """Double the paced labellers until p95 passes the bound (or errors appear, or keys run out)."""
+    bound = float(params["capacity_p95_ms"])
+    steps, best = [], 0
+    n = int(params["capacity_start"])
+    while n <= min(int(params["capacity_max"]), len(session_keys)):
+        step = _paced_load(port=port, campaign_id=campaign_id, session_keys=session_keys[:n],
+                           pace=float(params["pace_s"]), duration=float(params["capacity_step_s"]))  # fmt: skip
+        steps.append(step)
+        if step["errors"] or step["p95_ms"] is None or step["p95_ms"] > bound:
+            break
+        best = n
+        n *= 2
+    return {"capacity_labellers": best, "steps": steps}
 
 
 def run(**overrides) -> dict:
@@ -210,9 +288,12 @@ def run(**overrides) -> dict:
                 t.join()
             wall = time.perf_counter() - load_started
             # Server time without queueing: one labeller alone opens item pages one after another.
-            solo = _Labeller(port=port, session_key=info["session_keys"][-1], campaign_id=info["campaign_id"],
+            solo = _Labeller(port=port, session_key=info["session_keys"][n_labellers], campaign_id=info["campaign_id"],
                              items=0, start=threading.Barrier(1))  # fmt: skip
             serial_ms = solo.serial_pages(int(params["serial_pages"]))
+            # Fresh labellers (who judged nothing yet) for the paced sweep.
+            capacity = _capacity_sweep(port=port, campaign_id=info["campaign_id"],
+                                       session_keys=info["session_keys"][n_labellers + 1 :], params=params)  # fmt: skip
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -252,6 +333,13 @@ def run(**overrides) -> dict:
             for kind in ("next", "page", "submit")
             if (v := [ms for t in labellers for ms in t.latencies[kind]])
         },
+        "capacity_labellers": capacity["capacity_labellers"],
+        "capacity": {
+            "pace_s": float(params["pace_s"]),
+            "p95_bound_ms": float(params["capacity_p95_ms"]),
+            "step_s": float(params["capacity_step_s"]),
+            "steps": capacity["steps"],
+        },
         "judgments_after": after["judgments"],
         "invariants_hold": after["ok"],
         "load_s": round(wall, 2),
@@ -268,7 +356,8 @@ def _seed(params: dict) -> dict:
     info = seed_labelling_load(
         items=int(params["items"]),
         judgments=int(params["judgments"]),
-        load_labellers=int(params["labellers"]),
+        # the unpaced load, the one-labeller serial pages, then the paced capacity sweep
+        load_labellers=int(params["labellers"]) + 1 + int(params["capacity_max"]),
         panel_examples=int(params["panel_examples"]),
     )
     keys = []

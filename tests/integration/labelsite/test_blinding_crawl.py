@@ -134,7 +134,9 @@ def _crawl(client, starts: list[str]) -> list:
             queue.extend(parser.gets)
         elif "json" in content_type:
             queue.extend(re.findall(r'"(/(?:label|api/label)/[^"]*)"', text))
-            for campaign in response.json() if isinstance(response.json(), list) else [response.json()]:
+            data = response.json()
+            data = data["results"] if isinstance(data, dict) and "results" in data else data  # a page of a list
+            for campaign in data if isinstance(data, list) else [data]:
                 if isinstance(campaign, dict) and "progress" in campaign and "id" in campaign:
                     cid = campaign["id"]
                     queue.extend([f"/api/label/campaigns/{cid}/", f"/api/label/campaigns/{cid}/judgments/"])

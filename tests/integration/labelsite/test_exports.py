@@ -104,7 +104,7 @@ def test_hidden_mapping_is_refused_to_admins_until_closed(admin_client, registry
         response = admin_client.get(reverse(name, args=[campaign.pk]))
         assert response.status_code == 409
         assert "until it is closed" in response.content.decode()
-    items = admin_client.get(reverse("manage-api:items", args=[campaign.pk])).json()
+    items = admin_client.get(reverse("manage-api:items", args=[campaign.pk])).json()["results"]
     assert items and all(set(row) == {"code", "judgment_count", "slots_taken"} for row in items)
     detail = admin_client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
     assert registry.saes[0].name not in detail
