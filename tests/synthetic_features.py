@@ -4,23 +4,20 @@
   that fires exactly on digit tokens (or colour words);
 - `RuleModel` answers the autointerp prompts the way a perfectly literal model would: as explainer it
   names what the marked tokens are ("digits", "colours"); as scorer it applies the explanation word by
-  word. `RuleJudge` wraps it as an in-process ChatClient; `rule_endpoint` serves it over loopback HTTP
-  as an OpenAI-compatible chat-completions endpoint, with switchable failures.
+  word. `RuleJudge` wraps it as an in-process ChatClient; `RuleLLMServer` serves it over loopback HTTP
+  (tests/llm_server.py's OpenAI-compatible fake, whose scripted failures still apply).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from compute.ml.llm import Completion
+from tests.llm_server import FakeLLMServer, Reply, server_error
 
 WORDS = [" the", " a", " of", " river", " house", " ran", " quickly", " and", " to", " old", " new", " city"]
 COLOURS = [" red", " green", " blue", " yellow"]
@@ -176,72 +173,40 @@ class RuleJudge:
         return Completion(text=text, model=self.model, messages=messages, params={"temperature": temperature}, raw=text)
 
 
-class EndpointState:
-    """What the loopback endpoint does next; tests flip these between requests."""
+class RuleLLMServer(FakeLLMServer):
+    """The loopback OpenAI-compatible server answering unscripted requests like RuleModel.
+
+    Scripted replies (`reply(...)`: 429, garbage, slow, 5xx) still come first. `fail_after`: every
+    request after that many answers 503 (the endpoint went down). `explanation_override`: the answer
+    to every explainer prompt.
+    """
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.fail_after: int | None = None  # answer 503 once this many requests were served
-        self.rate_limit_next = 0  # this many 429 (Retry-After: 0) answers first
-        self.garbage_next = 0  # this many non-JSON bodies first
-        self.explanation_override: str | None = None  # answer every explainer prompt with this
-        self.delay_s = 0.0
-        self.lock = threading.Lock()
+        super().__init__()
+        self.rules = RuleModel()
+        self.fail_after: int | None = None
+        self.explanation_override: str | None = None
+
+    def _next(self, path: str, headers: dict, payload: Any) -> Reply:
+        reply = super()._next(path, headers, payload)
+        if reply is not self.default or not isinstance(payload, dict):
+            return reply
+        if self.fail_after is not None and len(self.requests) > self.fail_after:
+            return server_error(503)
+        messages = payload["messages"]
+        if self.explanation_override is not None and "[EXPLANATION]" in messages[0]["content"]:
+            return Reply(content=self.explanation_override)
+        return Reply(content=self.rules.answer(messages))
+
+    def prompts(self, start: int = 0) -> list[list[dict[str, str]]]:
+        """The messages of every request received (from index `start`)."""
+        return [r["json"]["messages"] for r in self.requests[start:] if isinstance(r["json"], dict)]
 
 
 @contextmanager
-def rule_endpoint() -> Iterator[tuple[str, EndpointState]]:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 answering with RuleModel."""
-    state = EndpointState()
-    rules = RuleModel()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep test output quiet
-            return
-
-        def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:
-            payload = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            with state.lock:
-                if state.rate_limit_next:
-                    state.rate_limit_next -= 1
-                    return self._send(429, b'{"error": "slow down"}', {"Retry-After": "0"})
-                if state.garbage_next:
-                    state.garbage_next -= 1
-                    return self._send(200, b"<html>not json</html>")
-                if state.fail_after is not None and len(state.requests) >= state.fail_after:
-                    return self._send(503, b'{"error": "down"}')
-                state.requests.append(payload)
-                override = state.explanation_override
-            if state.delay_s:
-                time.sleep(state.delay_s)
-            messages = payload["messages"]
-            if override is not None and "[EXPLANATION]" in messages[0]["content"]:
-                text = override
-            else:
-                text = rules.answer(messages)
-            body = {
-                "id": "cmpl-1",
-                "object": "chat.completion",
-                "model": payload.get("model") or "rule-model",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-            self._send(200, json.dumps(body).encode())
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def rule_llm_server() -> Iterator[RuleLLMServer]:
+    server = RuleLLMServer().start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/v1", state
+        yield server
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()

@@ -25,6 +25,7 @@ import math
 import random
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,9 +51,10 @@ class BadPredictions(ValueError):
 class ExplanationRefused(Exception):
     """Every attempt to explain a feature gave an answer that is not an explanation."""
 
-    def __init__(self, message: str, refused: list[dict[str, str]]) -> None:
+    def __init__(self, message: str, refused: list[dict[str, str]], model_seconds: float = 0.0) -> None:
         super().__init__(message)
         self.refused = refused
+        self.model_seconds = model_seconds
 
 
 @dataclass(frozen=True)
@@ -369,7 +371,7 @@ def explain(client: ChatClient, messages: list[dict[str, str]], config: AutoInte
             model_seconds=spent,
         )
     reasons = "; ".join(r["reason"] for r in refused)
-    raise ExplanationRefused(f"no explanation after {config.explain_attempts} attempts: {reasons}", refused)
+    raise ExplanationRefused(f"no explanation after {config.explain_attempts} attempts: {reasons}", refused, spent)
 
 
 # ----------------------------------------------------------------------------- scoring material
@@ -534,37 +536,47 @@ class ScoreResult:
 
 
 def score_explanation(
-    client: ChatClient, *, explanation: str, material: ScoringMaterial, method: str, config: AutoInterpConfig
+    client: ChatClient,
+    *,
+    explanation: str,
+    material: ScoringMaterial,
+    method: str,
+    config: AutoInterpConfig,
+    workers: int = 1,
 ) -> ScoreResult:
     """Detection or fuzzing score of one explanation on a feature's stored material.
 
     A prompt whose answer is not a valid list is asked again (score_attempts in all); if it never is,
     its samples count as wrongly judged (conservative) and as invalid. Transport errors propagate.
+    `workers` > 1 sends that many prompts at once (an endpoint's own concurrency limit still applies).
     """
-    truth: list[bool] = []
-    predictions: list[bool | None] = []
-    answers: list[str] = []
-    spent = 0.0
-    model = ""
-    params: dict[str, Any] = {}
     batches = material.batches(method)
-    for batch in batches:
+
+    def ask(batch: list[Sample]) -> tuple[list[bool] | None, Completion | None, str, float]:
         messages = scorer_messages(method, explanation, batch)
-        got: list[bool] | None = None
-        answer = ""
+        spent, answer, completion = 0.0, "", None
         for _ in range(config.score_attempts):
             t0 = time.perf_counter()
             completion = client.complete(messages, max_tokens=4 * len(batch) + 16, temperature=0.0)
             spent += time.perf_counter() - t0
-            answer, model, params = completion.text, completion.model, dict(completion.params or {})
+            answer = completion.text
             try:
-                got = parse_predictions(answer, len(batch))
-                break
+                return parse_predictions(answer, len(batch)), completion, answer, spent
             except BadPredictions:
                 continue
-        answers.append(answer[:500])
+        return None, completion, answer, spent
+
+    if workers > 1 and len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(ask, batches))
+    else:
+        outcomes = [ask(batch) for batch in batches]
+    truth: list[bool] = []
+    predictions: list[bool | None] = []
+    for batch, (got, _, _, _) in zip(batches, outcomes, strict=True):
         truth.extend(s.activating for s in batch)
         predictions.extend(got if got is not None else [None] * len(batch))
+    last = next((c for _, c, _, _ in reversed(outcomes) if c is not None), None)
     judged = [p if p is not None else not t for t, p in zip(truth, predictions, strict=True)]
     pairs = list(zip(truth, judged, strict=True))
     return ScoreResult(
@@ -577,9 +589,9 @@ def score_explanation(
         tn=sum((not t) and (not p) for t, p in pairs),
         fp=sum((not t) and p for t, p in pairs),
         fn=sum(t and (not p) for t, p in pairs),
-        answers=answers,
-        model=model,
-        params=params,
+        answers=[answer[:500] for _, _, answer, _ in outcomes],
+        model=last.model if last is not None else "",
+        params=dict(last.params or {}) if last is not None else {},
         prompts=len(batches),
-        model_seconds=spent,
+        model_seconds=sum(spent for _, _, _, spent in outcomes),
     )

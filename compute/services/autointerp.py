@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from compute.jobs import JobContext, JobInputError, job_create, param_int
@@ -85,6 +86,17 @@ def _config(raw: Any) -> AutoInterpConfig:
     return config
 
 
+def _client():
+    """The configured LLM client; unusable settings are the admin's to fix (JobInputError)."""
+    from compute.ml.llm import LLMError
+    from compute.services.llm import llm_client
+
+    try:
+        return llm_client()
+    except LLMError as exc:
+        raise JobInputError(f"LLM settings: {exc}") from exc
+
+
 def autointerp_start(
     *,
     sae_id: int,
@@ -108,6 +120,8 @@ def autointerp_start(
     """
     dset = _ready_set(sae_id, corpus_id)
     _config(config)
+    if explain or score:
+        _client()
     if feature_indices is None:
         if not n_random or n_random < 1:
             raise JobInputError("Give feature indices or a number of random features (at least 1).")
@@ -257,11 +271,11 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
 
     client = None
     if (do_explain and features) or (do_score and todo):
-        from compute.services.llm import llm_client
-
         ctx.progress(0.02, "loading the language model client")
-        client = llm_client()
+        client = _client()
     model_name = getattr(client, "model", "") or ""
+    # An endpoint answers several scoring prompts at once; the local model generates one at a time.
+    workers = max(1, settings.LLM_MAX_CONCURRENCY) if settings.LLM_BASE_URL else 1
     stats = {"explained": 0, "refused": 0, "scored": 0, "skipped": 0, "silent": 0, "prompts": 0, "model_s": 0.0}
     t_start = time.perf_counter()
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
@@ -284,6 +298,7 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
                     except ExplanationRefused as exc:
                         item.refused = exc.refused
                         stats["refused"] += 1
+                        stats["model_s"] += exc.model_seconds
             if do_score and client is not None and feature.n_test > 0:
                 material = ScoringMaterial.from_dict(feature.material)
                 targets: list[tuple[int | None, str]] = [
@@ -301,7 +316,12 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
                         if method in done:
                             continue
                         result = score_explanation(
-                            client, explanation=text, material=material, method=method, config=fconfig
+                            client,
+                            explanation=text,
+                            material=material,
+                            method=method,
+                            config=fconfig,
+                            workers=workers,
                         )
                         item.scores[(key, method)] = result
                         stats["prompts"] += result.prompts

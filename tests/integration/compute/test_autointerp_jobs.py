@@ -24,6 +24,7 @@ from compute.models import (
     LanguageModel,
 )
 from compute.services.autointerp import autointerp_start
+from tests.llm_server import NOT_JSON_BODY, rate_limited, slow
 from tests.synthetic_features import (
     COLOURS,
     DIGITS,
@@ -31,7 +32,7 @@ from tests.synthetic_features import (
     digit_activation,
     packed_dashboard,
     plain_dashboard,
-    rule_endpoint,
+    rule_llm_server,
     sequences,
 )
 
@@ -76,12 +77,13 @@ def dset():
 
 @pytest.fixture
 def endpoint(settings):
-    with rule_endpoint() as (url, state):
-        settings.LLM_BASE_URL = url
+    with rule_llm_server() as server:
+        settings.LLM_BASE_URL = server.base_url
         settings.LLM_MODEL = "rule-model"
         settings.LLM_RETRIES = 2
-        settings.LLM_TIMEOUT_S = 5
-        yield state
+        settings.LLM_TIMEOUT_S = 1
+        settings.LLM_BACKOFF_S = 0.01
+        yield server
 
 
 def _run(job: Job) -> str:
@@ -155,19 +157,19 @@ def test_killed_mid_job_loses_at_most_the_batch_in_flight_and_resumes(dset, endp
     assert sorted(Explanation.objects.values_list("feature__feature_index", flat=True)) == [0, 1]
     assert ExplanationScore.objects.count() == 4
     n_before = len(endpoint.requests)
-    stored_prompts = _explained_prompts(endpoint.requests[:n_before])[:2]
+    stored_prompts = _explained_prompts(endpoint.prompts()[:n_before])[:2]
 
     endpoint.fail_after = None
     assert job_retry(job_id=job.pk)
     assert _run(job) == JobStatus.SUCCEEDED
     assert Explanation.objects.count() == 6 and ExplanationScore.objects.count() == 12
     # The retry explained each remaining feature once and none of the stored ones again.
-    retried = _explained_prompts(endpoint.requests[n_before:])
+    retried = _explained_prompts(endpoint.prompts(n_before))
     assert len(retried) == 4 and not set(stored_prompts) & set(retried)
 
 
-def _explained_prompts(requests) -> list[str]:
-    return [r["messages"][-1]["content"] for r in requests if "[EXPLANATION]" in r["messages"][0]["content"]]
+def _explained_prompts(prompts) -> list[str]:
+    return [m[-1]["content"] for m in prompts if "[EXPLANATION]" in m[0]["content"]]
 
 
 def test_non_explanations_are_refused_never_stored(dset, endpoint):
@@ -176,25 +178,26 @@ def test_non_explanations_are_refused_never_stored(dset, endpoint):
     assert _run(job) == JobStatus.SUCCEEDED
     assert Explanation.objects.count() == 0
     assert Job.objects.get(pk=job.pk).result["refused"] == 1
-    explainer_calls = _explained_prompts(endpoint.requests)
+    explainer_calls = _explained_prompts(endpoint.prompts())
     assert len(explainer_calls) == 3  # explain_attempts
 
 
-def test_rate_limits_and_garbage_are_retried(dset, endpoint):
-    endpoint.rate_limit_next = 1
-    endpoint.garbage_next = 1
+def test_rate_limits_garbage_and_timeouts_are_retried(dset, endpoint, settings):
+    settings.LLM_RETRIES = 3  # one request: 429 (Retry-After honoured), a non-JSON body, a timeout, then an answer
+    endpoint.reply(rate_limited("0"), NOT_JSON_BODY, slow(2.0, [1]))
     job = autointerp_start(sae_id=dset.sae_id, corpus_id=dset.corpus_id, feature_indices=[0])
     assert _run(job) == JobStatus.SUCCEEDED, Job.objects.get(pk=job.pk).error
     assert Explanation.objects.get().text == "digits"
 
 
-def test_endpoint_down_fails_with_a_clear_message_and_stores_nothing(dset, settings):
-    settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"
+def test_endpoint_down_fails_with_a_clear_message_and_stores_nothing(dset, settings, llm_down_url):
+    settings.LLM_BASE_URL = llm_down_url
+    settings.LLM_MODEL = "rule-model"
     settings.LLM_RETRIES = 0
     job = autointerp_start(sae_id=dset.sae_id, corpus_id=dset.corpus_id, feature_indices=[0])
     assert _run(job) == JobStatus.FAILED
     job.refresh_from_db()
-    assert "Unavailable" in job.message or "unavailable" in job.message.lower()
+    assert job.message.startswith("Failed: LLMUnavailable") and llm_down_url in job.message
     assert Explanation.objects.count() == 0 and ExplanationScore.objects.count() == 0
 
 
@@ -210,6 +213,14 @@ def test_endpoint_down_fails_with_a_clear_message_and_stores_nothing(dset, setti
 def test_bad_input_is_refused_before_any_work(dset, kwargs, message):
     with pytest.raises(JobInputError, match=message):
         autointerp_start(sae_id=dset.sae_id, corpus_id=dset.corpus_id, **kwargs)
+    assert Job.objects.count() == 0
+
+
+def test_unusable_llm_settings_are_refused_before_queueing(dset, settings):
+    settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"
+    settings.LLM_MODEL = ""
+    with pytest.raises(JobInputError, match="LLM_MODEL"):
+        autointerp_start(sae_id=dset.sae_id, corpus_id=dset.corpus_id, feature_indices=[0])
     assert Job.objects.count() == 0
 
 

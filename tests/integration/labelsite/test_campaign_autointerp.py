@@ -26,7 +26,7 @@ from tests.synthetic_features import (
     digit_activation,
     packed_dashboard,
     plain_dashboard,
-    rule_endpoint,
+    rule_llm_server,
     sequences,
 )
 
@@ -51,7 +51,11 @@ def _dashboards(registry) -> None:
                 payload = FeatureDashboard.pack(data)
                 rows.append(
                     FeatureDashboard(
-                        dashboard_set=dset, feature_index=f, n_firing=50, frequency=0.01, max_activation=10.0,
+                        dashboard_set=dset,
+                        feature_index=f,
+                        n_firing=50,
+                        frequency=0.01,
+                        max_activation=10.0,
                         payload=payload,
                     )  # fmt: skip
                 )
@@ -87,11 +91,11 @@ def campaign(bob):
 
 @pytest.fixture
 def endpoint(settings):
-    with rule_endpoint() as (url, state):
-        settings.LLM_BASE_URL = url
+    with rule_llm_server() as server:
+        settings.LLM_BASE_URL = server.base_url
         settings.LLM_MODEL = "rule-model"
         settings.LLM_RETRIES = 1
-        yield state
+        yield server
 
 
 def _run_all(jobs) -> None:
