@@ -6,13 +6,14 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from compute.jobs import job_cancel, job_retry
-from compute.models import SAE, DashboardSet, Evaluation, FeatureDashboard, Job
+from compute.jobs import JobInputError, job_cancel, job_retry
+from compute.models import SAE, DashboardSet, Evaluation, FeatureDashboard, Job, Study
 from config.roles import IsAdmin
 
 
 class JobSerializer(serializers.ModelSerializer):
-    is_stale = serializers.BooleanField(read_only=True)
+    is_lost = serializers.BooleanField(read_only=True, help_text="Running, but its worker stopped heartbeating.")
+    silent_s = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds since its last heartbeat.")
 
     class Meta:
         model = Job
@@ -34,7 +35,10 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "heartbeat_at",
-            "is_stale",
+            "silent_s",
+            "is_lost",
+            "lost_attempts",
+            "stop_requested",
         ]
         read_only_fields = fields
 
@@ -166,3 +170,58 @@ class DashboardSetViewSet(viewsets.ReadOnlyModelViewSet):
         )
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(FeatureSummarySerializer(page, many=True).data)
+
+
+class StudySerializer(serializers.ModelSerializer):
+    domain_corpus = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    general_corpus = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    evaluations = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "name",
+            "description",
+            "gsae",
+            "saes",
+            "domain_corpus",
+            "general_corpus",
+            "options",
+            "training_job",
+            "evaluations",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class StudyViewSet(viewsets.ReadOnlyModelViewSet):
+    """Studies. `GET …/evaluation/` is the current evaluation's every number (`?per_feature=1` adds the
+    per-feature arrays); `POST …/evaluate/` reuses it when nothing changed, else queues a job (202)."""
+
+    queryset = Study.objects.select_related("domain_corpus", "general_corpus").prefetch_related("saes", "evaluations")
+    serializer_class = StudySerializer
+    permission_classes = [IsAdmin]
+
+    @action(detail=True, methods=["get"])
+    def evaluation(self, request, pk=None):
+        from compute.selectors.studies import evaluation_export
+        from compute.services.studies import study_evaluation_current
+
+        study = self.get_object()
+        current = study_evaluation_current(study)
+        if current is None:
+            return Response({"detail": "No evaluation with the study's current inputs: POST evaluate/."}, status=404)
+        return Response(evaluation_export(current, per_feature=request.query_params.get("per_feature") == "1"))
+
+    @action(detail=True, methods=["post"])
+    def evaluate(self, request, pk=None):
+        from compute.services.studies import study_evaluate_start
+
+        try:
+            outcome = study_evaluate_start(study=self.get_object(), created_by=request.user)
+        except JobInputError as exc:
+            return Response({"detail": str(exc)}, status=getattr(exc, "http_status", 400))
+        if outcome.reused:
+            return Response({"evaluation": outcome.evaluation.pk, "reused": True})
+        return Response({"job": outcome.job.pk, "reused": False}, status=status.HTTP_202_ACCEPTED)

@@ -156,3 +156,66 @@ class AutoInterpForm(forms.Form):
         if not data.get("feature_indices") and not data.get("n_random"):
             raise forms.ValidationError("Give a number of random features or a list of feature indices.")
         return data
+
+
+class StudyForm(forms.Form):
+    """A study by hand (a training run's page creates one in one click)."""
+
+    name = forms.SlugField(max_length=100)
+    gsae = forms.ModelChoiceField(queryset=SAE.objects.filter(method=SAE.Method.GSAE, status=SAE.Status.READY))
+    domain_corpus = forms.ModelChoiceField(queryset=Corpus.objects.all(), label="Domain corpus D")
+    general_corpus = forms.ModelChoiceField(queryset=Corpus.objects.all())
+    saes = forms.ModelMultipleChoiceField(
+        queryset=SAE.objects.exclude(method=SAE.Method.GSAE).filter(status=SAE.Status.READY),
+        label="Domain SAEs",
+        widget=forms.SelectMultiple(attrs={"size": 8}),
+    )
+    eval_tokens = forms.IntegerField(min_value=1, initial=16_384, help_text="Held-out tokens of D for the losses.")
+    frequency_tokens = forms.IntegerField(
+        min_value=1,
+        initial=131_072,
+        help_text="General-corpus tokens for firing frequencies: nothing rarer than 1 / this can be told from dead.",
+    )
+
+    def service_kwargs(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "gsae": data["gsae"],
+            "domain_corpus": data["domain_corpus"],
+            "general_corpus": data["general_corpus"],
+            "saes": list(data["saes"]),
+            "options": {"eval_tokens": data["eval_tokens"], "frequency_tokens": data["frequency_tokens"]},
+        }
+
+
+class DecompositionProposeForm(forms.Form):
+    """Sub-components from the LLM endpoint or the local model, or typed (text form: name, `+ phrase`, `- near miss`)."""
+
+    description = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    source = forms.ChoiceField(
+        choices=[("llm", "LLM endpoint"), ("local", "local instruct model"), ("manual", "typed below")], initial="llm"
+    )
+    n_components = forms.IntegerField(min_value=1, max_value=12, initial=5, label="sub-components")
+    n_phrases = forms.IntegerField(min_value=3, max_value=10, initial=3, label="phrases each")
+    components_text = forms.CharField(
+        required=False,
+        label="sub-components (typed)",
+        widget=forms.Textarea(
+            attrs={"rows": 10, "placeholder": "physics\n+ E = mc squared\n+ ...\n- physical therapy"}
+        ),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("source") == "manual" and not (data.get("components_text") or "").strip():
+            self.add_error("components_text", "Type the sub-components, or choose the LLM or the local model.")
+        return data
+
+
+class DecompositionEditForm(forms.Form):
+    components_text = forms.CharField(label="sub-components", widget=forms.Textarea(attrs={"rows": 16}))
+
+
+class ProbeForm(forms.Form):
+    text = forms.CharField(max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))

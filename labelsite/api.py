@@ -14,7 +14,8 @@ from rest_framework.response import Response
 
 from config.pagination import paginated_response
 from config.roles import IsAdmin
-from labelsite.models import ALL_QUESTIONS, Campaign
+from labelsite import questions as schema
+from labelsite.models import Campaign
 from labelsite.selectors.admin import campaign_items, campaign_progress, judgment_rows, score_summary
 from labelsite.selectors.blind import (
     BlindItem,
@@ -34,7 +35,7 @@ from labelsite.services.campaigns import (
     campaign_reassign,
     campaign_reopen,
 )
-from labelsite.services.judgments import Answers, judgment_submit
+from labelsite.services.judgments import judgment_submit
 
 
 def _error(exc: LabelError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -46,16 +47,14 @@ def _progress(progress) -> dict:
 
 
 def _blind_item_json(item: BlindItem) -> dict:
-    answers = {k: v for k, v in item.answers.items() if k != "updated_at"}
     return {
         "code": item.code,
         "campaign": item.campaign.id,
         "status": item.status,
         "editable": item.editable,
         "panels": [asdict(p) for p in item.panels],
-        "rubric": item.campaign.rubric,
         "questions": item.campaign.questions,
-        "answers": answers or None,
+        "answers": item.answers or None,
     }
 
 
@@ -110,21 +109,32 @@ def label_item(request: Request, code: str) -> Response:
     return Response(_blind_item_json(_own_item(request, code)))
 
 
-class JudgmentIn(serializers.Serializer):
-    domain_explanation = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    domain_score = serializers.IntegerField(required=False, allow_null=True, default=None)
-    general_explanation = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    general_score = serializers.IntegerField(required=False, allow_null=True, default=None)
-    nice = serializers.BooleanField(required=False, default=False)
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    time_spent_ms = serializers.IntegerField(required=False, min_value=0, default=0)
+def _answer_field(question: dict) -> serializers.Field:
+    """The API field of one question; whether a required one is answered is the service's check."""
+    kind = question["type"]
+    if kind == schema.TEXT:
+        return serializers.CharField(required=False, allow_blank=True, max_length=schema.MAX_TEXT, default="")
+    if kind == schema.SCORE:
+        return serializers.IntegerField(required=False, allow_null=True, default=None)
+    if kind == schema.YESNO:
+        return serializers.BooleanField(required=False, default=False)
+    if kind == schema.CHOICE:
+        return serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
+    return serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+
+
+def judgment_in(questions: list[dict]) -> serializers.Serializer:
+    """The judgment input serializer of a campaign: one flat field per question key, and time_spent_ms."""
+    fields = {q["key"]: _answer_field(q) for q in questions}
+    fields["time_spent_ms"] = serializers.IntegerField(required=False, min_value=0, default=0)
+    return type("JudgmentIn", (serializers.Serializer,), fields)
 
 
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 def label_judge(request: Request, code: str) -> Response:
     item = _own_item(request, code)
-    data = JudgmentIn(data=request.data)
+    data = judgment_in(item.campaign.questions)(data=request.data)
     data.is_valid(raise_exception=True)
     values = dict(data.validated_data)
     time_spent_ms = values.pop("time_spent_ms")
@@ -132,14 +142,13 @@ def label_judge(request: Request, code: str) -> Response:
         judgment, changed = judgment_submit(
             item_code=item.code,
             labeller=request.user,
-            answers=Answers(**values),
+            answers=values,
             time_spent_ms=time_spent_ms,
             panel_order=item.panel_order,
         )
     except LabelError as exc:
         return _error(exc, status.HTTP_409_CONFLICT)
-    body = {"item_code": item.code, "changed": changed, "revisions": judgment.revisions}
-    body.update({k: getattr(judgment, k) for k in JudgmentIn().fields})
+    body = {"item_code": item.code, "changed": changed, "revisions": judgment.revisions, "answers": judgment.answers}
     return Response(body, status=status.HTTP_201_CREATED if changed and judgment.revisions == 0 else 200)
 
 
@@ -174,9 +183,8 @@ class CampaignIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     guidelines = serializers.CharField(required=False, allow_blank=True, default="")
     rubric = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=None)
-    questions = serializers.ListField(
-        child=serializers.ChoiceField(choices=ALL_QUESTIONS), required=False, default=list(ALL_QUESTIONS)
-    )
+    # Question objects (labelsite.questions) or names of the default groups; checked by campaign_create.
+    questions = serializers.ListField(child=serializers.JSONField(), required=False, allow_null=True, default=None)
     sources = SourceIn(many=True)
     domain_corpus_id = serializers.IntegerField()
     general_corpus_id = serializers.IntegerField()
@@ -195,7 +203,6 @@ def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
         "name": campaign.name,
         "status": campaign.status,
         "guidelines": campaign.guidelines,
-        "rubric": campaign.rubric,
         "questions": campaign.questions,
         "domain_corpus_id": campaign.domain_corpus_id,
         "general_corpus_id": campaign.general_corpus_id,

@@ -14,30 +14,19 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-DEFAULT_RUBRIC: list[dict] = [
-    {"score": 0, "label": "No coherent explanation"},
-    {"score": 1, "label": "Coherent but generic (syntax, formatting, common words)"},
-    {"score": 2, "label": "Related to the subject but not specific to it"},
-    {"score": 3, "label": "A concept specific to the subject"},
-]
-
-# The questions an item can ask; a later issue adds decomposition questions (new keys here).
-QUESTION_DOMAIN = "domain"
-QUESTION_GENERAL = "general"
-QUESTION_NICE = "nice"
-QUESTION_COMMENT = "comment"
-ALL_QUESTIONS: tuple[str, ...] = (QUESTION_DOMAIN, QUESTION_GENERAL, QUESTION_NICE, QUESTION_COMMENT)
+from labelsite import questions as schema
 
 # 2**31 - 1 is prime, so x -> (a*x + b) mod P is a permutation of [0, P): a stable per-labeller shuffle.
 SHUFFLE_PRIME = 2_147_483_647
 
 
+def default_questions() -> list[dict]:
+    return schema.default_questions()
+
+
 def default_rubric() -> list[dict]:
-    return [dict(level) for level in DEFAULT_RUBRIC]
-
-
-def default_questions() -> list[str]:
-    return list(ALL_QUESTIONS)
+    """Only migration 0001 names this (campaigns had one rubric before questions carried their own)."""
+    return schema.default_rubric()
 
 
 def new_item_code() -> str:
@@ -63,8 +52,9 @@ class Campaign(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown, shown to labellers.")
-    rubric = models.JSONField(default=default_rubric, help_text='List of {"score": int, "label": str}.')
-    questions = models.JSONField(default=default_questions)
+    questions = models.JSONField(
+        default=default_questions, help_text="Ordered list of question objects (see labelsite.questions)."
+    )
     domain_corpus = models.ForeignKey("compute.Corpus", on_delete=models.PROTECT, related_name="+")
     general_corpus = models.ForeignKey("compute.Corpus", on_delete=models.PROTECT, related_name="+")
     min_frequency = models.FloatField(
@@ -94,17 +84,9 @@ class Campaign(models.Model):
         return self.name
 
     @property
-    def is_open(self) -> bool:
-        return self.status == self.Status.OPEN
-
-    @property
     def mapping_visible(self) -> bool:
         """Whether admins may see which SAE an item came from."""
         return not self.hide_mapping_until_closed or self.status == self.Status.CLOSED
-
-    @property
-    def scores(self) -> list[int]:
-        return [int(level["score"]) for level in self.rubric]
 
 
 class CampaignSAE(models.Model):
@@ -188,14 +170,8 @@ class Judgment(models.Model):
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="judgments")
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="judgments")
     labeller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments")
-    domain_explanation = models.TextField(blank=True)
-    domain_score = models.SmallIntegerField(null=True, blank=True)
-    general_explanation = models.TextField(blank=True)
-    general_score = models.SmallIntegerField(null=True, blank=True)
-    nice = models.BooleanField(default=False)
-    comment = models.TextField(blank=True)
-    # Answers to questions added later (e.g. decomposition), keyed by question key.
-    extra = models.JSONField(default=dict, blank=True)
+    # {question key: answer}, validated against the campaign's questions (labelsite.questions).
+    answers = models.JSONField(default=dict, blank=True)
     panel_order = models.CharField(max_length=20, blank=True, help_text="Which panel the labeller saw first.")
     time_spent_ms = models.PositiveIntegerField(default=0)
     revisions = models.PositiveIntegerField(default=0)

@@ -8,4 +8,5 @@ BENCHMARKS: dict[str, str] = {
     "train": "compute.benchmarks.train",
     "dashboards": "compute.benchmarks.dashboards",
     "autointerp": "compute.benchmarks.autointerp",
+    "probe": "compute.benchmarks.probe",
 }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -24,6 +22,9 @@ class JobKind(models.TextChoices):
     TRAIN_SAES = "train_saes", "Train SAEs"
     EVALUATE_SAE = "evaluate_sae", "Evaluate SAE"
     BUILD_DASHBOARDS = "build_dashboards", "Build feature dashboards"
+    EVALUATE_STUDY = "evaluate_study", "Evaluate study"
+    PROPOSE_DECOMPOSITION = "propose_decomposition", "Propose a feature decomposition"
+    MEASURE_DECOMPOSITIONS = "measure_decompositions", "Measure feature decompositions"
     AUTOINTERP = "autointerp", "Explain and score features"
 
 
@@ -49,6 +50,15 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    lost_attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts whose worker stopped heartbeating and were taken over."
+    )
+    stop_requested = models.BooleanField(
+        default=False, help_text="Its worker is shutting down: checkpoint and hand the job back to the queue."
+    )
+    requeued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker last sent a message to take this lost job over."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -64,12 +74,18 @@ class Job(models.Model):
         return self.status in FINISHED_STATUSES
 
     @property
-    def is_stale(self) -> bool:
-        """Running, but its worker has not reported for JOB_STALE_AFTER_S: probably died."""
+    def silent_s(self) -> float | None:
+        """Seconds since its worker last heartbeated (None unless running)."""
         if self.status != JobStatus.RUNNING:
-            return False
+            return None
         last = self.heartbeat_at or self.started_at or self.created_at
-        return timezone.now() - last > timedelta(seconds=settings.JOB_STALE_AFTER_S)
+        return (timezone.now() - last).total_seconds()
+
+    @property
+    def is_lost(self) -> bool:
+        """Running, but its worker has not heartbeated for JOB_LOST_AFTER_S: it died or hangs."""
+        silent = self.silent_s
+        return silent is not None and silent > settings.JOB_LOST_AFTER_S
 
     @property
     def can_cancel(self) -> bool:
@@ -77,7 +93,7 @@ class Job(models.Model):
 
     @property
     def can_retry(self) -> bool:
-        return self.status in (JobStatus.FAILED, JobStatus.CANCELLED) or self.is_stale
+        return self.status in (JobStatus.FAILED, JobStatus.CANCELLED) or self.is_lost
 
     @property
     def duration_s(self) -> float | None:

@@ -1,0 +1,1 @@
+"""Reads of compute records that need care (no torch: numpy at most)."""

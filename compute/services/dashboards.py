@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from compute.jobs import JobContext, JobInputError, job_create, param_int
+from compute.jobs import JobContext, JobInputError, JobInterrupted, job_create, param_int
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job, JobKind, JobStatus
 from compute.services.registry import RegistryError, corpus_texts, job_scratch, language_model_load, sae_load
 
@@ -241,6 +241,12 @@ def _example_html(example: dict[str, Any], strings: list[str], scale: float) -> 
     )
 
 
+def tokens_html(tokens: list[str], values: list[float], scale: float) -> str:
+    """Tokens shaded by activation (relative to `scale`, e.g. the feature's corpus max), the max outlined."""
+    top = max(range(len(values)), key=values.__getitem__) if values and max(values) > 0 else -1
+    return "".join(_token_html(t, v, scale, i == top) for i, (t, v) in enumerate(zip(tokens, values, strict=True)))
+
+
 def _histogram_svg(counts: list[int], hi: float) -> str:
     if not counts or not any(counts):
         return ""
@@ -411,11 +417,20 @@ def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
     except (ml_corpora.CorpusError, ml_lm.ModelLoadError, RegistryError) as exc:
         _set_failed(dset)
         raise JobInputError(str(exc)) from exc
+    except JobInterrupted:
+        raise  # the next attempt builds the set again
     except BaseException:
         _set_failed(dset)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def dashboards_abandon_job(*, job: Job, reason: str) -> int:
+    """A dashboard job will never finish: the set it was building is failed (JobKind abandon hook)."""
+    return DashboardSet.objects.filter(job=job, status=DashboardSet.Status.BUILDING).update(
+        status=DashboardSet.Status.FAILED
+    )
 
 
 def _set_failed(dset: DashboardSet) -> None:

@@ -7,6 +7,7 @@ that need them (worker, shell), never at module level.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -97,6 +98,32 @@ def job_scratch(*, prefix: str) -> Path:
     root = Path(settings.WORKER_SCRATCH_DIR)
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
+_JOB_SCRATCH = re.compile(r"^[a-z]+-(\d+)-")  # job_scratch(prefix=f"{kind}-{job id}-")
+
+
+def scratch_clean(*, job_id: int) -> list[Path]:
+    """Remove the scratch folders that no live attempt uses: all of `job_id`'s (its new attempt starts here,
+    so any folder of it is a dead attempt's) and those of jobs that are not running. Returns what it removed."""
+    from compute.models import Job, JobStatus
+
+    root = Path(settings.WORKER_SCRATCH_DIR)
+    if not root.is_dir():
+        return []
+    folders: dict[int, list[Path]] = {}
+    for path in root.iterdir():
+        if path.is_dir() and (match := _JOB_SCRATCH.match(path.name)):
+            folders.setdefault(int(match.group(1)), []).append(path)
+    running = set(
+        Job.objects.filter(pk__in=list(folders), status=JobStatus.RUNNING)
+        .exclude(pk=job_id)
+        .values_list("pk", flat=True)
+    )
+    removed = [path for pk, paths in folders.items() if pk not in running for path in paths]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def language_model_inspect(*, language_model: LanguageModel, device: str = "cpu") -> LanguageModel:
@@ -345,6 +372,12 @@ def sae_import_local(
     sae.status = SAE.Status.READY
     sae.save(update_fields=["artifact_path", "status"])
     return sae
+
+
+def sae_abandon_job(*, job, reason: str) -> int:
+    """A training job will never finish: its SAEs still in training are failed (JobKind abandon hook)."""
+    ids = list(SAE.objects.filter(job=job, status=SAE.Status.TRAINING).values_list("pk", flat=True))
+    return sae_mark_failed(sae_ids=ids, reason=reason)
 
 
 def sae_mark_failed(*, sae_ids: list[int], reason: str) -> int:

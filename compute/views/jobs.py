@@ -54,7 +54,7 @@ def job_retry_view(request: HttpRequest, job_id: int) -> HttpResponse:
     if job_retry(job_id=job.pk):
         messages.success(request, f"Job {job.pk} queued again.")
     else:
-        messages.error(request, f"Job {job.pk} is {job.status}; only failed, cancelled or stale jobs can be retried.")
+        messages.error(request, f"Job {job.pk} is {job.status}; only failed, cancelled or lost jobs can be retried.")
     return _back_to_job(request, job.pk)
 
 

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q
 
 from labelsite.models import Assignment, Campaign, Item, Judgment
+from labelsite.questions import choice_questions, export_columns, score_questions, yesno_questions
 from labelsite.services import LabelError
 
 
@@ -66,48 +67,43 @@ def campaign_items(*, campaign: Campaign, limit: int = 1000) -> list[dict]:
     return list(Item.objects.filter(campaign=campaign).order_by("code").values(*fields)[:limit])
 
 
-EXPORT_FIELDS = (
-    "item_code",
-    "sae",
-    "method",
-    "feature_index",
-    "labeller",
-    "domain_explanation",
-    "domain_score",
-    "general_explanation",
-    "general_score",
-    "nice",
-    "comment",
-    "time_spent_ms",
-    "revisions",
-    "created_at",
-    "updated_at",
-)
+EXPORT_HEAD = ("item_code", "sae", "method", "feature_index", "labeller")
+EXPORT_TAIL = ("time_spent_ms", "revisions", "created_at", "updated_at")
+
+
+def export_fields(campaign: Campaign) -> list[str]:
+    """Columns of a judgment export: the item and its source, one column per question, then bookkeeping."""
+    return [*EXPORT_HEAD, *export_columns(campaign.questions), *EXPORT_TAIL]
 
 
 def judgment_rows(*, campaign: Campaign) -> list[dict]:
-    """One row per judgment with its source revealed (admins only, mapping visible)."""
+    """One row per judgment with its source revealed (admins only, mapping visible), keyed by export_fields."""
     require_mapping(campaign)
+    keys = export_columns(campaign.questions)
     rows = (
         Judgment.objects.filter(campaign=campaign)
         .order_by("item__source__sae__name", "item__feature_index", "labeller__username")
-        .values(
+        .values_list(
             "item__code",
             "item__source__sae__name",
             "item__source__sae__method",
             "item__feature_index",
             "labeller__username",
-            *EXPORT_FIELDS[5:],
+            "answers",
+            *EXPORT_TAIL,
         )
     )
-    renamed = {
-        "item__code": "item_code",
-        "item__source__sae__name": "sae",
-        "item__source__sae__method": "method",
-        "item__feature_index": "feature_index",
-        "labeller__username": "labeller",
-    }
-    return [{renamed.get(k, k): v for k, v in row.items()} for row in rows]
+    out = []
+    for row in rows:
+        answers = row[5]
+        out.append(
+            {
+                **dict(zip(EXPORT_HEAD, row[:5], strict=True)),
+                **{k: answers.get(k) for k in keys},
+                **dict(zip(EXPORT_TAIL, row[6:], strict=True)),
+            }
+        )
+    return out
 
 
 def _score_stats(values: list[int], levels: list[int]) -> dict:
@@ -145,9 +141,14 @@ def agreement(scores_by_item: dict[str, list[int]]) -> dict:
 
 
 def score_summary(*, campaign: Campaign) -> dict:
-    """Score breakdowns per SAE, per method and per labeller; agreement figures when k >= 2."""
+    """Breakdowns per SAE, per method and per labeller of every score, yes/no and choice question;
+    agreement figures per score question when k >= 2."""
     rows = judgment_rows(campaign=campaign)
-    levels = campaign.scores
+    scored, flags, choices = (
+        score_questions(campaign.questions),
+        yesno_questions(campaign.questions),
+        choice_questions(campaign.questions),
+    )
     groups: dict[str, dict[str, list[dict]]] = {"sae": defaultdict(list), "method": defaultdict(list)}
     groups["labeller"] = defaultdict(list)
     for row in rows:
@@ -155,31 +156,31 @@ def score_summary(*, campaign: Campaign) -> dict:
             groups[key][row[key]].append(row)
 
     def describe(group_rows: list[dict]) -> dict:
-        out = {
-            "judgments": len(group_rows),
-            "items": len({r["item_code"] for r in group_rows}),
-            "nice": sum(r["nice"] for r in group_rows),
-        }
-        for q in ("domain", "general"):
-            out[f"{q}_score"] = _score_stats(
-                [r[f"{q}_score"] for r in group_rows if r[f"{q}_score"] is not None], levels
-            )
+        out = {"judgments": len(group_rows), "items": len({r["item_code"] for r in group_rows})}
+        for q in flags:
+            out[q["key"]] = sum(bool(r[q["key"]]) for r in group_rows)
+        for q in scored:
+            levels = [level["score"] for level in q["rubric"]]
+            out[q["key"]] = _score_stats([r[q["key"]] for r in group_rows if r[q["key"]] is not None], levels)
+        for q in choices:
+            values = [r[q["key"]] for r in group_rows if r[q["key"]] is not None]
+            out[q["key"]] = {"n": len(values), "counts": {o["value"]: values.count(o["value"]) for o in q["options"]}}
         return out
 
     summary = {
         "campaign": campaign.name,
         "overlap": campaign.overlap,
-        "rubric": campaign.rubric,
+        "questions": campaign.questions,
         "per_sae": {k: describe(v) for k, v in sorted(groups["sae"].items())},
         "per_method": {k: describe(v) for k, v in sorted(groups["method"].items())},
         "per_labeller": {k: describe(v) for k, v in sorted(groups["labeller"].items())},
     }
     if campaign.overlap >= 2:
         summary["agreement"] = {}
-        for q in ("domain", "general"):
+        for q in scored:
             by_item: dict[str, list[int]] = defaultdict(list)
             for row in rows:
-                if row[f"{q}_score"] is not None:
-                    by_item[row["item_code"]].append(row[f"{q}_score"])
-            summary["agreement"][f"{q}_score"] = agreement(by_item)
+                if row[q["key"]] is not None:
+                    by_item[row["item_code"]].append(row[q["key"]])
+            summary["agreement"][q["key"]] = agreement(by_item)
     return summary

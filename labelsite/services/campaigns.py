@@ -11,36 +11,15 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from labelsite.models import ALL_QUESTIONS, Assignment, Campaign, CampaignSAE, Item, default_questions
+from labelsite.models import Assignment, Campaign, CampaignSAE, Item
+from labelsite.questions import DEFAULT_GROUPS, QuestionError, questions_validate, rubric_validate
 from labelsite.services import LabelError
-
-MAX_RUBRIC_SCORE = 9  # scores are typed with one number key
 
 
 @dataclass(frozen=True)
 class SourceSpec:
     sae_id: int
     n_features: int = 100
-
-
-def rubric_validate(rubric: object) -> list[dict]:
-    """A rubric is a non-empty list of {"score": 0..9, "label": text} with distinct scores."""
-    if not isinstance(rubric, list) or not rubric:
-        raise LabelError("The rubric needs at least one level.")
-    levels: list[dict] = []
-    for level in rubric:
-        if not isinstance(level, dict) or "score" not in level or not str(level.get("label", "")).strip():
-            raise LabelError('Each rubric level needs a "score" and a "label".')
-        try:
-            score = int(level["score"])
-        except (TypeError, ValueError):
-            raise LabelError(f"Rubric score {level['score']!r} is not a whole number.") from None
-        if not 0 <= score <= MAX_RUBRIC_SCORE:
-            raise LabelError(f"Rubric scores must be between 0 and {MAX_RUBRIC_SCORE} (one number key each).")
-        levels.append({"score": score, "label": str(level["label"]).strip()})
-    if len({lv["score"] for lv in levels}) != len(levels):
-        raise LabelError("Rubric scores must be distinct.")
-    return sorted(levels, key=lambda lv: lv["score"])
 
 
 def rubric_parse(text: str) -> list[dict]:
@@ -56,7 +35,10 @@ def rubric_parse(text: str) -> list[dict]:
         else:
             raise LabelError(f'Rubric line "{line.strip()}" should look like "2: related to the subject".')
         levels.append({"score": score.strip(), "label": label.strip()})
-    return rubric_validate(levels)
+    try:
+        return rubric_validate(levels)
+    except QuestionError as exc:
+        raise LabelError(str(exc)) from None
 
 
 def rubric_format(rubric: Sequence[dict]) -> str:
@@ -72,7 +54,7 @@ def campaign_create(
     labeller_ids: Iterable[int],
     guidelines: str = "",
     rubric: list[dict] | None = None,
-    questions: list[str] | None = None,
+    questions: list | None = None,
     min_frequency: float | None = None,
     seed: int = 0,
     panel_order: str = Campaign.PanelOrder.DOMAIN_FIRST,
@@ -81,7 +63,12 @@ def campaign_create(
     lease_seconds: int = 30 * 60,
     created_by=None,
 ) -> Campaign:
-    """Record a draft campaign after checking everything an admin could get wrong."""
+    """Record a draft campaign after checking everything an admin could get wrong.
+
+    `questions` is a list of question objects (labelsite.questions; names of the default groups are
+    accepted too); None asks the study's default questions. `rubric` is given to score questions that
+    bring none.
+    """
     from compute.models import SAE, Corpus
 
     name = name.strip()
@@ -121,18 +108,17 @@ def campaign_create(
         raise LabelError(f"Overlap k = {overlap} needs at least {overlap} labellers; {len(labeller_ids)} chosen.")
     if min_frequency is not None and not 0.0 <= min_frequency <= 1.0:
         raise LabelError("The minimum firing frequency is a fraction of tokens, between 0 and 1.")
-    questions = list(questions) if questions is not None else default_questions()
-    unknown = set(questions) - set(ALL_QUESTIONS)
-    if unknown or not questions:
-        raise LabelError(f"Unknown or no questions: {sorted(unknown)}; choose from {list(ALL_QUESTIONS)}.")
+    try:
+        questions = questions_validate(list(DEFAULT_GROUPS if questions is None else questions), rubric=rubric)
+    except QuestionError as exc:
+        raise LabelError(str(exc)) from None
     if lease_seconds < 60:
         raise LabelError("A lease must last at least 60 seconds.")
     with transaction.atomic():
         campaign = Campaign.objects.create(
             name=name,
             guidelines=guidelines,
-            rubric=rubric_validate(rubric) if rubric is not None else Campaign._meta.get_field("rubric").default(),
-            questions=[q for q in ALL_QUESTIONS if q in questions],
+            questions=questions,
             domain_corpus=domain,
             general_corpus=general,
             min_frequency=min_frequency,

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from config.roles import admin_required
 from labelsite.forms import CampaignForm, ReassignForm
 from labelsite.models import Campaign
-from labelsite.selectors.admin import EXPORT_FIELDS, campaign_items, campaign_progress, judgment_rows, score_summary
+from labelsite.selectors.admin import campaign_items, campaign_progress, export_fields, judgment_rows, score_summary
 from labelsite.services import LabelError
 from labelsite.services.campaigns import (
     SourceSpec,
@@ -41,7 +41,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 name=data["name"],
                 guidelines=data["guidelines"],
                 rubric=data["rubric"],
-                questions=data["questions"],
+                questions=form.campaign_questions(),
                 sources=[SourceSpec(sae_id=sae.pk, n_features=data["features_per_sae"]) for sae in data["saes"]],
                 domain_corpus_id=data["domain_corpus"].pk,
                 general_corpus_id=data["general_corpus"].pk,
@@ -145,7 +145,7 @@ def export_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.csv"'
-    writer = csv.DictWriter(response, fieldnames=EXPORT_FIELDS)
+    writer = csv.DictWriter(response, fieldnames=export_fields(campaign))
     writer.writeheader()
     writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
     return response
@@ -153,6 +153,8 @@ def export_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 def _csv_safe(value):
     """Labellers' free text must not run as a spreadsheet formula when the CSV is opened (CSV injection)."""
+    if isinstance(value, dict):  # a per-component answer
+        value = json.dumps(value, sort_keys=True)
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -75,14 +76,12 @@ def test_cancel_stops_a_running_handler_at_its_next_report():
     assert job.status == JobStatus.CANCELLED and job.progress == 0.5
 
 
-def test_retry_only_when_failed_cancelled_or_stale(django_capture_on_commit_callbacks, settings):
+def test_retry_only_when_failed_cancelled_or_lost(django_capture_on_commit_callbacks, settings):
     job = job_create(kind=JobKind.SELFCHECK, enqueue=False)
     assert not job_retry(job_id=job.pk)  # queued
     job_claim(job_id=job.pk, attempt=1)
     assert not job_retry(job_id=job.pk)  # running, fresh heartbeat
-    Job.objects.filter(pk=job.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_S + 5)
-    )
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_LOST_AFTER_S + 5))
     with django_capture_on_commit_callbacks(execute=False):
         assert job_retry(job_id=job.pk)
     job.refresh_from_db()
@@ -109,3 +108,130 @@ def test_cancel_and_retry_buttons_work_without_javascript(admin_client):
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
     response = admin_client.post(f"/compute/jobs/{job.pk}/cancel/", follow=True)
     assert b"only queued or running jobs can be cancelled" in response.content
+
+
+def _silence(job: Job, seconds: float) -> None:
+    """Make the job's last heartbeat `seconds` old, as if its worker had died then."""
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_lost_job_is_taken_over_as_a_new_attempt_and_the_old_attempt_stops(settings):
+    job = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    old = JobContext(job_claim(job_id=job.pk, attempt=1, worker="w1@a"))
+    _silence(job, settings.JOB_LOST_AFTER_S + 1)
+    assert Job.objects.get(pk=job.pk).is_lost
+    taken = jobs.job_take_over(job_id=job.pk, worker="w2@b", wait_s=0)
+    assert taken is not None
+    assert (taken.status, taken.attempt, taken.lost_attempts, taken.worker) == (JobStatus.RUNNING, 2, 1, "w2@b")
+    assert "Attempt 1 lost its worker w1@a" in taken.message
+    assert not taken.is_lost
+    # The first attempt, had it only hung, stops at its next report without touching the job.
+    with pytest.raises(jobs.JobSuperseded):
+        old.progress(0.9, "late")
+    assert Job.objects.get(pk=job.pk).progress == 0.0
+    # A second delivery finds the new attempt alive and takes nothing.
+    assert jobs.job_take_over(job_id=job.pk, worker="w3@c", wait_s=0) is None
+
+
+def test_a_job_whose_worker_heartbeats_is_never_taken_over(settings):
+    settings.JOB_HEARTBEAT_S = 0.1
+    job = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    ctx = JobContext(job_claim(job_id=job.pk, attempt=1))
+    _silence(job, settings.JOB_LOST_AFTER_S - 1)  # silent, but not yet for long enough
+    ctx.beat()
+    assert jobs.job_take_over(job_id=job.pk, wait_s=0.3) is None
+    after = Job.objects.get(pk=job.pk)
+    assert (after.attempt, after.lost_attempts, after.status) == (1, 0, JobStatus.RUNNING)
+
+
+def test_a_delivery_waits_for_a_just_died_worker_to_become_lost(settings):
+    settings.JOB_HEARTBEAT_S = 0.1
+    settings.JOB_LOST_AFTER_S = 0.5
+    job = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    job_claim(job_id=job.pk, attempt=1)
+    started = time.monotonic()
+    taken = jobs.job_take_over(job_id=job.pk)
+    assert taken is not None and taken.attempt == 2
+    assert 0.4 < time.monotonic() - started < 3
+
+
+def test_the_last_allowed_lost_attempt_fails_the_job_and_its_unfinished_saes(settings):
+    from compute.models import SAE, LanguageModel
+
+    settings.JOB_MAX_LOST_ATTEMPTS = 2
+    job = job_create(kind=JobKind.TRAIN_SAES, enqueue=False)
+    lm = LanguageModel.objects.create(name="tiny", source="local", location="/models/tiny")
+    training = SAE.objects.create(
+        name="t", method="gsae", status="training", language_model=lm, d_in=16, d_sae=32, job=job
+    )
+    job_claim(job_id=job.pk, attempt=1)
+    _silence(job, settings.JOB_LOST_AFTER_S + 1)
+    assert jobs.job_take_over(job_id=job.pk, wait_s=0).attempt == 2
+    _silence(job, settings.JOB_LOST_AFTER_S + 1)
+    assert jobs.job_take_over(job_id=job.pk, wait_s=0) is None
+    failed = Job.objects.get(pk=job.pk)
+    assert failed.status == JobStatus.FAILED and failed.lost_attempts == 2
+    assert "worker was lost 2 times" in failed.error and "JOB_MAX_LOST_ATTEMPTS=2" in failed.error
+    training.refresh_from_db()
+    assert training.status == SAE.Status.FAILED and "lost" in training.stats["failure"]
+    assert failed.can_retry
+
+
+def test_a_stopping_worker_hands_its_job_back_to_the_queue(django_capture_on_commit_callbacks, monkeypatch):
+    def stops(ctx: JobContext) -> dict:
+        ctx.progress(0.2, "working")
+        Job.objects.filter(pk=ctx.job.pk).update(stop_requested=True)  # what the worker's main process writes
+        ctx.beat()
+        ctx.progress(0.3, "more")  # a handler without checkpoints stops at its next report
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(jobs, "import_string", lambda path: stops)
+    job = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert job_run(job_id=job.pk, attempt=1) == "requeued"
+    back = Job.objects.get(pk=job.pk)
+    assert (back.status, back.attempt, back.lost_attempts, back.stop_requested) == (JobStatus.QUEUED, 2, 0, False)
+    assert "Handed back" in back.message and back.progress == 0.3
+    assert len(callbacks) == 1  # the new attempt's message, sent once the hand-back commits
+
+
+def test_worker_stop_request_reaches_only_that_workers_jobs():
+    mine = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    other = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    job_claim(job_id=mine.pk, attempt=1, worker="w1@host")
+    job_claim(job_id=other.pk, attempt=1, worker="w2@host")
+    assert jobs.jobs_request_stop(worker="w1@host") == 1
+    ctx_mine, ctx_other = JobContext(Job.objects.get(pk=mine.pk)), JobContext(Job.objects.get(pk=other.pk))
+    ctx_mine.beat()
+    ctx_other.beat()
+    assert ctx_mine.stop_requested and not ctx_other.stop_requested
+
+
+def test_scratch_of_dead_attempts_is_removed_and_live_ones_kept(artifacts, settings):
+    from compute.services.registry import job_scratch, scratch_clean
+
+    running = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    job_claim(job_id=running.pk, attempt=1)
+    finished = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    Job.objects.filter(pk=finished.pk).update(status=JobStatus.SUCCEEDED)
+    starting = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    job_claim(job_id=starting.pk, attempt=1)
+    live = job_scratch(prefix=f"train-{running.pk}-")
+    dead = [job_scratch(prefix=f"dash-{finished.pk}-"), job_scratch(prefix=f"eval-{starting.pk}-")]
+    keep = settings.WORKER_SCRATCH_DIR / "corpora"
+    keep.mkdir()
+    removed = scratch_clean(job_id=starting.pk)
+    assert sorted(removed) == sorted(dead)
+    assert live.is_dir() and keep.is_dir() and not any(p.exists() for p in dead)
+
+
+def test_job_page_and_api_say_when_a_job_is_lost(admin_client, settings):
+    job = job_create(kind=JobKind.SELFCHECK, enqueue=False)
+    job_claim(job_id=job.pk, attempt=1, worker="w1@a")
+    data = admin_client.get(f"/api/compute/jobs/{job.pk}/").json()
+    assert data["is_lost"] is False and 0 <= data["silent_s"] < 5 and data["lost_attempts"] == 0
+    _silence(job, settings.JOB_LOST_AFTER_S + 7)
+    data = admin_client.get(f"/api/compute/jobs/{job.pk}/").json()
+    assert data["is_lost"] is True and data["silent_s"] >= settings.JOB_LOST_AFTER_S + 7
+    page = admin_client.get(f"/compute/jobs/{job.pk}/").content.decode()
+    assert "Lost: no heartbeat from its worker for" in page and "Retry" in page

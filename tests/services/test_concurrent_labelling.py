@@ -18,7 +18,7 @@ from django.db import OperationalError, close_old_connections, connection
 
 from labelsite.models import Assignment, Item, Judgment
 from labelsite.services.assignment import assignment_next_code, assignment_skip
-from labelsite.services.judgments import Answers, judgment_submit
+from labelsite.services.judgments import judgment_submit
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,7 +41,7 @@ def _retrying(call):
 
 
 def _run_labellers(campaign, users, *, skip_rate: float = 0.0) -> tuple[dict, list[BaseException]]:
-    submitted: dict[int, dict[str, Answers]] = {u.pk: {} for u in users}
+    submitted: dict[int, dict[str, dict]] = {u.pk: {} for u in users}
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(users))
 
@@ -56,7 +56,7 @@ def _run_labellers(campaign, users, *, skip_rate: float = 0.0) -> tuple[dict, li
                 if rng.random() < skip_rate:
                     _retrying(lambda c=code: assignment_skip(item_code=c, labeller=user, reason="concurrency test"))
                     continue
-                answers = Answers(
+                answers = dict(
                     domain_explanation=f"{user.username} on {code}",
                     domain_score=rng.randint(0, 3),
                     general_explanation="generic",
@@ -87,7 +87,7 @@ def _run_labellers(campaign, users, *, skip_rate: float = 0.0) -> tuple[dict, li
 
 def _check_invariants(campaign, submitted) -> None:
     judgments = list(
-        Judgment.objects.filter(campaign=campaign).values_list("item__code", "labeller_id", "domain_score")
+        Judgment.objects.filter(campaign=campaign).values_list("item__code", "labeller_id", "answers__domain_score")
     )
     per_item = Counter(code for code, _, _ in judgments)
     pairs = Counter((code, labeller) for code, labeller, _ in judgments)
@@ -95,7 +95,7 @@ def _check_invariants(campaign, submitted) -> None:
     assert max(pairs.values()) == 1
     # every submission acknowledged to a labeller is in the database, with its answers
     stored = {(code, labeller): score for code, labeller, score in judgments}
-    expected = {(code, uid): a.domain_score for uid, items in submitted.items() for code, a in items.items()}
+    expected = {(code, uid): a["domain_score"] for uid, items in submitted.items() for code, a in items.items()}
     assert stored == expected
     # counters equal the rows they stand for
     held_or_done = Counter(

@@ -14,7 +14,7 @@ from labelsite.models import Item, Judgment
 from labelsite.selectors.admin import agreement, campaign_progress, krippendorff_alpha_interval, score_summary
 from labelsite.services.assignment import assignment_next
 from labelsite.services.campaigns import campaign_close
-from labelsite.services.judgments import Answers, judgment_submit
+from labelsite.services.judgments import judgment_submit
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def judged(registry, bob, carol):
     rng = random.Random(3)
     for user in (bob, carol):
         while (a := assignment_next(campaign_id=campaign.pk, labeller=user)) is not None:
-            answers = Answers(domain_score=rng.randint(0, 3), general_score=rng.randint(0, 3), nice=rng.random() < 0.3)
+            answers = dict(domain_score=rng.randint(0, 3), general_score=rng.randint(0, 3), nice=rng.random() < 0.3)
             judgment_submit(
                 item_code=Item.objects.get(pk=a.item_id).code,
                 labeller=user,
@@ -58,7 +58,10 @@ def judged(registry, bob, carol):
 def test_summary_per_sae_matches_a_brute_force_count(judged, registry):
     summary = score_summary(campaign=judged)
     for sae in registry.saes:
-        rows = [(j.domain_score, j.general_score, j.nice) for j in Judgment.objects.filter(item__source__sae=sae)]
+        rows = [
+            (j.answers["domain_score"], j.answers["general_score"], j.answers["nice"])
+            for j in Judgment.objects.filter(item__source__sae=sae)
+        ]
         got = summary["per_sae"][sae.name]
         assert got["judgments"] == len(rows) == 10
         assert got["items"] == 5
@@ -87,7 +90,7 @@ def test_csv_and_json_exports(admin_client, judged):
     assert len(rows) == 20
     assert {r["method"] for r in rows} == {"direct", "ssae"}
     assert sorted(int(r["domain_score"]) for r in rows) == sorted(
-        Judgment.objects.values_list("domain_score", flat=True)
+        j.answers["domain_score"] for j in Judgment.objects.all()
     )
     summary = admin_client.get(reverse("manage:campaign-export-json", args=[judged.pk])).json()
     assert summary["overlap"] == 2 and "agreement" in summary
@@ -119,7 +122,7 @@ def test_csv_export_defuses_spreadsheet_formulas(admin_client, open_campaign, bo
     judgment_submit(
         item_code=code,
         labeller=bob,
-        answers=Answers(domain_explanation="=HYPERLINK(1)", domain_score=1, general_score=0),
+        answers=dict(domain_explanation="=HYPERLINK(1)", domain_score=1, general_score=0),
     )
     rows = list(
         csv.DictReader(
@@ -129,4 +132,4 @@ def test_csv_export_defuses_spreadsheet_formulas(admin_client, open_campaign, bo
         )
     )
     assert rows[0]["domain_explanation"] == "'=HYPERLINK(1)"
-    assert Judgment.objects.get().domain_explanation == "=HYPERLINK(1)"  # stored as typed
+    assert Judgment.objects.get().answers["domain_explanation"] == "=HYPERLINK(1)"  # stored as typed

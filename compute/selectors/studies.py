@@ -1,0 +1,104 @@
+"""Reads behind the study pages: the evaluation to show, its table, its per-feature arrays (numpy only)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import numpy as np
+
+from compute.models import Study, StudyEvaluation
+from compute.selectors.measurements import measurement_arrays
+
+# The table's columns: (key in a row, heading naming its corpus and unit where it has one).
+TABLE_COLUMNS: list[tuple[str, str]] = [
+    ("name", "SAE"),
+    ("method_label", "method"),
+    ("sparsity", "sparsity"),
+    ("d_sae", "features"),
+    ("l0", "L0 on D (SSAE: incl. GSAE)"),
+    ("l0_own", "own L0 on D"),
+    ("fvu", "FVU on D"),
+    ("mse", "MSE on D"),
+    ("loss", "CE loss on D (nats/token)"),
+    ("fraction_recovered", "fraction of GSAE gap recovered"),
+    ("fraction_vs_zero", "loss recovered vs zero ablation"),
+    ("dead_domain", "dead on D"),
+    ("dead_general", "dead on general"),
+    ("median_log10_freq_domain", "median log10 freq on D (alive)"),
+    ("median_log10_freq_general", "median log10 freq on general (alive)"),
+    ("median_max_cos_decoder", "median max cos decoder (alive)"),
+    ("median_max_cos_encoder", "median max cos encoder (alive)"),
+]
+
+
+def study_latest_evaluation(study: Study) -> StudyEvaluation | None:
+    return study.evaluations.select_related("job").first()
+
+
+def evaluation_arrays(evaluation: StudyEvaluation, *, baseline: bool = False) -> dict:
+    """Per SAE id the stored per-feature arrays; with baseline=True the random-direction baseline's arrays."""
+    if baseline:
+        path = (evaluation.results.get("baseline") or {}).get("path")
+        return measurement_arrays(path) if path else {}
+    return {m.sae_id: measurement_arrays(m.path) for m in evaluation.measurements.all()}
+
+
+def representatives(rows: list[dict[str, Any]], *, include_gsae: bool) -> list[dict[str, Any]]:
+    """One SAE per method for the histograms: the middle of its sweep ordered by L0 (the GSAE as itself)."""
+    chosen = []
+    for method in ("gsae", "finetune", "direct", "ssae"):
+        if method == "gsae" and not include_gsae:
+            continue
+        members = sorted((r for r in rows if r["method"] == method), key=lambda r: (r["l0"] is None, r["l0"]))
+        if members:
+            chosen.append(members[(len(members) - 1) // 2])
+    return chosen
+
+
+def evaluation_table(evaluation: StudyEvaluation) -> tuple[list[str], list[list[Any]]]:
+    """Headings and rows of every number of the evaluation."""
+    headings = [heading for _, heading in TABLE_COLUMNS]
+    rows = [[row.get(key) for key, _ in TABLE_COLUMNS] for row in evaluation.results.get("rows", [])]
+    return headings, rows
+
+
+def evaluation_csv(evaluation: StudyEvaluation) -> str:
+    """The table as CSV, with the shared figures (clean / zero-ablation / GSAE losses, corpora) per row."""
+    results = evaluation.results
+    shared = {
+        "domain_corpus": results["domain"]["corpus"],
+        "domain_tokens": results["domain"]["tokens"],
+        "general_corpus": results["general"]["corpus"],
+        "general_tokens": results["general"]["tokens"],
+        "clean_loss": results["losses"]["clean"],
+        "zero_ablation_loss": results["losses"]["zero_ablation"],
+        "gsae_loss": results["losses"]["gsae"],
+    }
+    keys = [key for key, _ in TABLE_COLUMNS] + ["sae_id", "method", "includes_gsae"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys + list(shared), extrasaction="ignore")
+    writer.writeheader()
+    for row in results.get("rows", []):
+        writer.writerow({**row, **shared})
+    return buffer.getvalue()
+
+
+def evaluation_export(evaluation: StudyEvaluation, *, per_feature: bool = False) -> dict[str, Any]:
+    """Everything stored about the evaluation as JSON-ready data (per-feature arrays on request)."""
+    study = evaluation.study
+    out: dict[str, Any] = {
+        "study": study.name,
+        "evaluation": evaluation.pk,
+        "created_at": evaluation.created_at.isoformat(),
+        "fingerprint": evaluation.fingerprint,
+        **evaluation.results,
+    }
+    if per_feature:
+        arrays = evaluation_arrays(evaluation)
+        out["per_feature"] = {
+            str(sae_id): {k: [None if np.isnan(v) else float(v) for v in a] for k, a in per_sae.items()}
+            for sae_id, per_sae in arrays.items()
+        }
+    return out
