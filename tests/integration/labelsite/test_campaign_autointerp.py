@@ -142,6 +142,10 @@ def test_comparison_page_and_exports(campaign, endpoint, admin_client):
         for d in source["disagree"]:
             assert d["url"] in page.content.decode()
 
+    # The campaign's results page shows the same comparison.
+    results = admin_client.get(f"/manage/campaigns/{campaign.pk}/results/").content.decode()
+    assert "Automated and human explanations" in results and comparison["sources"][0]["sae"] in results
+
     csv_response = admin_client.get(f"/manage/campaigns/{campaign.pk}/autointerp.csv")
     rows = list(csv.DictReader(io.StringIO(csv_response.content.decode())))
     assert len(rows) == len(comparison["features"])
