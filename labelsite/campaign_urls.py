@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from labelsite import api, api_results
-from labelsite.views import labelling, manage
+from labelsite.views import autointerp, labelling, manage
 
 label_patterns = (
     [
@@ -30,6 +30,19 @@ manage_patterns = (
         path("campaigns/<int:campaign_id>/reopen/", manage.campaign_reopen_view, name="campaign-reopen"),
         path("campaigns/<int:campaign_id>/reassign/", manage.campaign_reassign_view, name="campaign-reassign"),
         path("campaigns/<int:campaign_id>/results/", manage.campaign_results_page, name="campaign-results"),
+        path(
+            "campaigns/<int:campaign_id>/autointerp/", autointerp.campaign_autointerp_page, name="campaign-autointerp"
+        ),
+        path(
+            "campaigns/<int:campaign_id>/autointerp/start/",
+            autointerp.campaign_autointerp_start_view,
+            name="campaign-autointerp-start",
+        ),
+        path(
+            "campaigns/<int:campaign_id>/autointerp.<str:fmt>",
+            autointerp.campaign_autointerp_export,
+            name="campaign-autointerp-export",
+        ),
     ],
     "manage",
 )
