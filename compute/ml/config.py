@@ -341,6 +341,18 @@ class StudyConfig(JobConfig):
     batch_size: int = option(8, help="Windows per model forward pass.", low=1, high=4096)
 
 
+@dataclass(frozen=True)
+class AutoInterpJobConfig(JobConfig):
+    """An autointerp job's batching (its explainer settings are compute.ml.autointerp's)."""
+
+    batch_size: int = option(
+        8,
+        help="Features explained and scored per batch (the job resumes after the last finished batch).",
+        low=1,
+        high=1000,
+    )
+
+
 # ----------------------------------------------------------------------------- dashboards
 
 
