@@ -41,6 +41,6 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(Judgment)
 class JudgmentAdmin(admin.ModelAdmin):
-    list_display = ["item", "labeller", "domain_score", "general_score", "nice", "time_spent_ms", "updated_at"]
-    list_filter = ["campaign", "nice"]
+    list_display = ["item", "labeller", "time_spent_ms", "revisions", "updated_at"]
+    list_filter = ["campaign"]
     raw_id_fields = ["item"]

@@ -14,8 +14,9 @@ from rest_framework.response import Response
 
 from config.pagination import paginated_response
 from config.roles import IsAdmin
-from labelsite.models import ALL_QUESTIONS, Campaign
-from labelsite.selectors.admin import campaign_items, campaign_progress, judgment_rows, score_summary
+from labelsite import questions as schema
+from labelsite.models import PANEL_EXTRAS, Campaign
+from labelsite.selectors.admin import campaign_items, campaign_progress
 from labelsite.selectors.blind import (
     BlindItem,
     blind_campaign,
@@ -28,13 +29,14 @@ from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next_code, assignment_skip
 from labelsite.services.campaigns import (
     SourceSpec,
+    campaign_audit_run,
     campaign_close,
     campaign_create,
     campaign_open,
     campaign_reassign,
     campaign_reopen,
 )
-from labelsite.services.judgments import Answers, judgment_submit
+from labelsite.services.judgments import judgment_submit
 
 
 def _error(exc: LabelError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -46,16 +48,14 @@ def _progress(progress) -> dict:
 
 
 def _blind_item_json(item: BlindItem) -> dict:
-    answers = {k: v for k, v in item.answers.items() if k != "updated_at"}
     return {
         "code": item.code,
         "campaign": item.campaign.id,
         "status": item.status,
         "editable": item.editable,
         "panels": [asdict(p) for p in item.panels],
-        "rubric": item.campaign.rubric,
         "questions": item.campaign.questions,
-        "answers": answers or None,
+        "answers": item.answers or None,
     }
 
 
@@ -110,21 +110,32 @@ def label_item(request: Request, code: str) -> Response:
     return Response(_blind_item_json(_own_item(request, code)))
 
 
-class JudgmentIn(serializers.Serializer):
-    domain_explanation = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    domain_score = serializers.IntegerField(required=False, allow_null=True, default=None)
-    general_explanation = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    general_score = serializers.IntegerField(required=False, allow_null=True, default=None)
-    nice = serializers.BooleanField(required=False, default=False)
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    time_spent_ms = serializers.IntegerField(required=False, min_value=0, default=0)
+def _answer_field(question: dict) -> serializers.Field:
+    """The API field of one question; whether a required one is answered is the service's check."""
+    kind = question["type"]
+    if kind == schema.TEXT:
+        return serializers.CharField(required=False, allow_blank=True, max_length=schema.MAX_TEXT, default="")
+    if kind == schema.SCORE:
+        return serializers.IntegerField(required=False, allow_null=True, default=None)
+    if kind == schema.YESNO:
+        return serializers.BooleanField(required=False, default=False)
+    if kind == schema.CHOICE:
+        return serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
+    return serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+
+
+def judgment_in(questions: list[dict]) -> serializers.Serializer:
+    """The judgment input serializer of a campaign: one flat field per question key, and time_spent_ms."""
+    fields = {q["key"]: _answer_field(q) for q in questions}
+    fields["time_spent_ms"] = serializers.IntegerField(required=False, min_value=0, default=0)
+    return type("JudgmentIn", (serializers.Serializer,), fields)
 
 
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 def label_judge(request: Request, code: str) -> Response:
     item = _own_item(request, code)
-    data = JudgmentIn(data=request.data)
+    data = judgment_in(item.campaign.questions)(data=request.data)
     data.is_valid(raise_exception=True)
     values = dict(data.validated_data)
     time_spent_ms = values.pop("time_spent_ms")
@@ -132,14 +143,13 @@ def label_judge(request: Request, code: str) -> Response:
         judgment, changed = judgment_submit(
             item_code=item.code,
             labeller=request.user,
-            answers=Answers(**values),
+            answers=values,
             time_spent_ms=time_spent_ms,
             panel_order=item.panel_order,
         )
     except LabelError as exc:
         return _error(exc, status.HTTP_409_CONFLICT)
-    body = {"item_code": item.code, "changed": changed, "revisions": judgment.revisions}
-    body.update({k: getattr(judgment, k) for k in JudgmentIn().fields})
+    body = {"item_code": item.code, "changed": changed, "revisions": judgment.revisions, "answers": judgment.answers}
     return Response(body, status=status.HTTP_201_CREATED if changed and judgment.revisions == 0 else 200)
 
 
@@ -174,9 +184,8 @@ class CampaignIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     guidelines = serializers.CharField(required=False, allow_blank=True, default="")
     rubric = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=None)
-    questions = serializers.ListField(
-        child=serializers.ChoiceField(choices=ALL_QUESTIONS), required=False, default=list(ALL_QUESTIONS)
-    )
+    # Question objects (labelsite.questions) or names of the default groups; checked by campaign_create.
+    questions = serializers.ListField(child=serializers.JSONField(), required=False, allow_null=True, default=None)
     sources = SourceIn(many=True)
     domain_corpus_id = serializers.IntegerField()
     general_corpus_id = serializers.IntegerField()
@@ -187,6 +196,10 @@ class CampaignIn(serializers.Serializer):
     overlap = serializers.IntegerField(min_value=1, default=1)
     hide_mapping_until_closed = serializers.BooleanField(default=False)
     lease_seconds = serializers.IntegerField(min_value=60, default=30 * 60)
+    max_skips = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    sampling = serializers.ChoiceField(choices=Campaign.Sampling.choices, default=Campaign.Sampling.RANDOM)
+    match_general = serializers.BooleanField(default=False)
+    panel_extras = serializers.ListField(child=serializers.ChoiceField(choices=sorted(PANEL_EXTRAS)), default=list)
 
 
 def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
@@ -195,7 +208,6 @@ def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
         "name": campaign.name,
         "status": campaign.status,
         "guidelines": campaign.guidelines,
-        "rubric": campaign.rubric,
         "questions": campaign.questions,
         "domain_corpus_id": campaign.domain_corpus_id,
         "general_corpus_id": campaign.general_corpus_id,
@@ -206,6 +218,12 @@ def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
         "hide_mapping_until_closed": campaign.hide_mapping_until_closed,
         "mapping_visible": campaign.mapping_visible,
         "lease_seconds": campaign.lease_seconds,
+        "max_skips": campaign.max_skips,
+        "sampling": campaign.sampling,
+        "match_general": campaign.match_general,
+        "panel_extras": campaign.panel_extras,
+        "sampling_report": campaign.sampling_report,
+        "audit": campaign.audit,
         "labeller_ids": sorted(u.pk for u in campaign.labellers.all()),
         "build_job_ids": sorted(j.pk for j in campaign.build_jobs.all()),
         "prepare_error": campaign.prepare_error,
@@ -265,7 +283,26 @@ def _action(campaign_id: int, action) -> Response:
 @api_view(["POST"])
 @permission_classes([IsAdmin])
 def manage_open(request: Request, campaign_id: int) -> Response:
-    return _action(campaign_id, lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user))
+    """Open (or advance) a campaign; one whose blinding audit fails stays a draft unless `confirm_leak` is true."""
+    confirm = request.data.get("confirm_leak") in (True, "true", "1", 1)
+    return _action(
+        campaign_id,
+        lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user, confirm_leak=confirm),
+    )
+
+
+@api_view(["GET", "POST"])
+@permission_classes([IsAdmin])
+def manage_audit(request: Request, campaign_id: int) -> Response:
+    """GET: the last blinding audit; POST: run it now (sampling and rendering a draft's items if needed)."""
+    campaign = _campaign_or_404(campaign_id)
+    if request.method == "GET":
+        return Response(campaign.audit or None)
+    try:
+        result = campaign_audit_run(campaign_id=campaign.pk)
+    except LabelError as exc:
+        return _error(exc, status.HTTP_409_CONFLICT)
+    return Response(result.as_dict())
 
 
 @api_view(["POST"])
@@ -302,21 +339,3 @@ def manage_reassign(request: Request, campaign_id: int) -> Response:
 @permission_classes([IsAdmin])
 def manage_items(request: Request, campaign_id: int) -> Response:
     return paginated_response(request, campaign_items(campaign=_campaign_or_404(campaign_id), limit=100_000))
-
-
-@api_view(["GET"])
-@permission_classes([IsAdmin])
-def manage_judgments(request: Request, campaign_id: int) -> Response:
-    try:
-        return paginated_response(request, judgment_rows(campaign=_campaign_or_404(campaign_id)))
-    except LabelError as exc:
-        return _error(exc, status.HTTP_409_CONFLICT)
-
-
-@api_view(["GET"])
-@permission_classes([IsAdmin])
-def manage_summary(request: Request, campaign_id: int) -> Response:
-    try:
-        return Response(score_summary(campaign=_campaign_or_404(campaign_id)))
-    except LabelError as exc:
-        return _error(exc, status.HTTP_409_CONFLICT)

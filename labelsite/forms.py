@@ -2,57 +2,85 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+from dataclasses import dataclass
 
 from django import forms
 from django.contrib.auth import get_user_model
 
-from labelsite.models import ALL_QUESTIONS, DEFAULT_RUBRIC, Campaign
+from labelsite import questions as schema
+from labelsite.models import PANEL_EXTRAS, Campaign
 from labelsite.selectors.blind import BlindCampaign
 from labelsite.services import LabelError
 from labelsite.services.campaigns import rubric_format, rubric_parse
-from labelsite.services.judgments import Answers
 
-QUESTION_LABELS = {
-    "domain": "Explanation from the domain examples + score",
-    "general": "Explanation from the general examples + score",
-    "nice": '"Nice" flag',
-    "comment": "Free comment",
-}
+
+@dataclass(frozen=True)
+class QuestionField:
+    """A question with its bound form field and what the keyboard map gives it (a letter or the digits)."""
+
+    question: dict
+    field: forms.BoundField
+    shortcut: str = ""
+
+    @property
+    def choices(self) -> list[tuple[str, str, str]]:
+        """(value, label, digit key) of a score (digit = the score) or choice question (digits 1-9)."""
+        if self.question["type"] == schema.SCORE:
+            return [(str(lv["score"]), lv["label"], str(lv["score"])) for lv in self.question["rubric"]]
+        return [(o["value"], o["label"], str(i)) for i, o in enumerate(self.question.get("options", []), start=1)]
+
+    @property
+    def as_list(self) -> list[QuestionField]:
+        return [self]
+
+    @property
+    def current(self) -> str:
+        value = self.field.value()
+        return "" if value is None else str(value)
 
 
 class JudgmentForm(forms.Form):
-    domain_explanation = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
-    domain_score = forms.TypedChoiceField(coerce=int, widget=forms.RadioSelect)
-    general_explanation = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
-    general_score = forms.TypedChoiceField(coerce=int, widget=forms.RadioSelect)
-    nice = forms.BooleanField(required=False)
-    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
+    """One field per question of the campaign, named by the question's key (labelsite.questions)."""
+
     time_spent_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     def __init__(self, *args, campaign: BlindCampaign, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        choices = [(level["score"], level["label"]) for level in campaign.rubric]
-        for q in ("domain", "general"):
-            if q in campaign.questions:
-                self.fields[f"{q}_score"].choices = choices
-                self.fields[f"{q}_score"].error_messages["required"] = f"Score the explanation from the {q} examples."
-            else:
-                del self.fields[f"{q}_score"], self.fields[f"{q}_explanation"]
-        for q in ("nice", "comment"):
-            if q not in campaign.questions:
-                del self.fields[q]
+        self.questions = [q for q in campaign.questions if q["type"] != schema.PER_COMPONENT]
+        for q in self.questions:
+            self.fields[q["key"]] = _question_field(q)
+        self.shortcuts = schema.shortcuts(self.questions)
 
-    def answers(self) -> Answers:
-        data = self.cleaned_data
-        return Answers(
-            domain_explanation=data.get("domain_explanation", ""),
-            domain_score=data.get("domain_score"),
-            general_explanation=data.get("general_explanation", ""),
-            general_score=data.get("general_score"),
-            nice=data.get("nice", False),
-            comment=data.get("comment", ""),
+    def entries(self) -> list[QuestionField]:
+        return [QuestionField(q, self[q["key"]], self.shortcuts.get(q["key"], "")) for q in self.questions]
+
+    def groups(self) -> dict[str | None, list[QuestionField]]:
+        """Questions by the panel they are about (None: about the feature as a whole)."""
+        out: dict[str | None, list[QuestionField]] = {}
+        for entry in self.entries():
+            out.setdefault(entry.question["panel"], []).append(entry)
+        return out
+
+    def answers(self) -> dict:
+        return {q["key"]: self.cleaned_data.get(q["key"]) for q in self.questions}
+
+
+def _question_field(q: dict) -> forms.Field:
+    kind, required = q["type"], q["required"]
+    missing = {"required": schema.missing_message(q)}
+    if kind == schema.TEXT:
+        return forms.CharField(required=required, max_length=schema.MAX_TEXT, error_messages=missing)
+    if kind == schema.YESNO:
+        return forms.BooleanField(required=False)
+    if kind == schema.SCORE:
+        choices = [(lv["score"], lv["label"]) for lv in q["rubric"]]
+        return forms.TypedChoiceField(
+            choices=choices, coerce=int, required=required, empty_value=None, error_messages=missing
         )
+    choices = [(o["value"], o["label"]) for o in q["options"]]
+    return forms.TypedChoiceField(choices=choices, required=required, empty_value=None, error_messages=missing)
 
 
 class SkipForm(forms.Form):
@@ -68,7 +96,7 @@ class CampaignForm(forms.Form):
     guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}), help_text="Markdown.")
     rubric = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5}),
-        initial=rubric_format(DEFAULT_RUBRIC),
+        initial=rubric_format(schema.DEFAULT_RUBRIC),
         help_text='One level per line, "score: description"; scores 0-9 (one number key each).',
     )
     saes = forms.ModelMultipleChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple, label="SAEs")
@@ -80,9 +108,17 @@ class CampaignForm(forms.Form):
     )
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1)
     questions = forms.MultipleChoiceField(
-        choices=[(q, QUESTION_LABELS[q]) for q in ALL_QUESTIONS],
-        initial=list(ALL_QUESTIONS),
+        choices=list(schema.DEFAULT_GROUPS.items()),
+        initial=list(schema.DEFAULT_GROUPS),
         widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+    questions_json = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        label="Questions (JSON, optional)",
+        help_text="A list of question objects (key, type, prompt, required, rubric or options, panel); "
+        "replaces the questions ticked above.",
     )
     panel_order = forms.ChoiceField(choices=Campaign.PanelOrder.choices, initial=Campaign.PanelOrder.DOMAIN_FIRST)
     labellers = forms.ModelMultipleChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple)
@@ -91,6 +127,21 @@ class CampaignForm(forms.Form):
         required=False, label="Hide the SAE mapping from admins too until closed"
     )
     lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=30, label="Lease (minutes)")
+    max_skips = forms.IntegerField(
+        required=False, min_value=0, label="Skips per labeller", help_text="Empty: no limit."
+    )
+    sampling = forms.ChoiceField(choices=Campaign.Sampling.choices, initial=Campaign.Sampling.MATCHED, required=False)
+    match_general = forms.BooleanField(
+        required=False, label="Matched sampling: stratify on log frequency on general text too"
+    )
+    panel_extras = forms.MultipleChoiceField(
+        choices=list(PANEL_EXTRAS.items()),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Panel extras",
+        help_text="Warning: each extra may reveal which SAE a feature comes from (the blinding audit measures it). "
+        "By default labellers see highlighted contexts only.",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         from compute.models import SAE, Corpus
@@ -111,6 +162,28 @@ class CampaignForm(forms.Form):
             return rubric_parse(self.cleaned_data["rubric"])
         except LabelError as exc:
             raise forms.ValidationError(str(exc)) from None
+
+    def clean_questions_json(self) -> list | None:
+        text = self.cleaned_data["questions_json"].strip()
+        if not text:
+            return None
+        try:
+            questions = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(questions, list) or not questions:
+            raise forms.ValidationError("Give a non-empty list of question objects.")
+        return questions  # checked in full by campaign_create, with the rubric above for score questions
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not data.get("questions_json") and "questions" in data and not data["questions"]:
+            self.add_error("questions", "Tick at least one question (or give them as JSON).")
+        return data
+
+    def campaign_questions(self) -> list:
+        """The questions to create the campaign with (the JSON list, else the ticked default groups)."""
+        return self.cleaned_data.get("questions_json") or self.cleaned_data["questions"]
 
 
 class ReassignForm(forms.Form):

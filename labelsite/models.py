@@ -14,42 +14,58 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-DEFAULT_RUBRIC: list[dict] = [
-    {"score": 0, "label": "No coherent explanation"},
-    {"score": 1, "label": "Coherent but generic (syntax, formatting, common words)"},
-    {"score": 2, "label": "Related to the subject but not specific to it"},
-    {"score": 3, "label": "A concept specific to the subject"},
-]
-
-# The questions an item can ask; a later issue adds decomposition questions (new keys here).
-QUESTION_DOMAIN = "domain"
-QUESTION_GENERAL = "general"
-QUESTION_NICE = "nice"
-QUESTION_COMMENT = "comment"
-ALL_QUESTIONS: tuple[str, ...] = (QUESTION_DOMAIN, QUESTION_GENERAL, QUESTION_NICE, QUESTION_COMMENT)
+from labelsite import questions as schema
 
 # 2**31 - 1 is prime, so x -> (a*x + b) mod P is a permutation of [0, P): a stable per-labeller shuffle.
 SHUFFLE_PRIME = 2_147_483_647
 
 
+def default_questions() -> list[dict]:
+    return schema.default_questions()
+
+
 def default_rubric() -> list[dict]:
-    return [dict(level) for level in DEFAULT_RUBRIC]
+    """Only migration 0001 names this (campaigns had one rubric before questions carried their own)."""
+    return schema.default_rubric()
 
 
-def default_questions() -> list[str]:
-    return list(ALL_QUESTIONS)
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection); codes never do.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_CODE_FIRST = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def new_item_code() -> str:
-    """A random opaque code: 72 random bits, URL-safe, no relation to source or creation order."""
-    return secrets.token_urlsafe(9)
+    """A random opaque code: 12 URL-safe characters (~71.9 random bits), the first a letter or digit.
+
+    The first character is never `-` (nor `_`), so the code exports verbatim to CSV: no spreadsheet
+    reads it as a formula and no guard has to change it. No relation to source or creation order.
+    """
+    return secrets.choice(_CODE_FIRST) + secrets.token_urlsafe(9)[1:]
 
 
 def new_shuffle_key() -> int:
     return secrets.randbelow(SHUFFLE_PRIME)
 
 
+# What a blind panel may show beyond highlighted contexts; each one can reveal the source (see
+# labelsite.services.panels), so they are off by default and switched on per campaign by an admin.
+PANEL_EXTRAS: dict[str, str] = {
+    "frequency": "Firing frequency (sentence and rare-feature marker)",
+    "histogram": "Activation histogram",
+    "logits": "Output tokens with their logit values",
+    "magnitudes": "Raw activation values next to each context and in hover titles",
+}
+
+
+def default_panel_extras() -> list[str]:
+    return []
+
+
 class Campaign(models.Model):
+    class Sampling(models.TextChoices):
+        RANDOM = "random", "Random features from each SAE"
+        MATCHED = "matched", "Matched on log firing frequency (same distribution from every SAE)"
+
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         PREPARING = "preparing", "Preparing dashboards"
@@ -63,18 +79,31 @@ class Campaign(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown, shown to labellers.")
-    rubric = models.JSONField(default=default_rubric, help_text='List of {"score": int, "label": str}.')
-    questions = models.JSONField(default=default_questions)
+    questions = models.JSONField(
+        default=default_questions, help_text="Ordered list of question objects (see labelsite.questions)."
+    )
     domain_corpus = models.ForeignKey("compute.Corpus", on_delete=models.PROTECT, related_name="+")
     general_corpus = models.ForeignKey("compute.Corpus", on_delete=models.PROTECT, related_name="+")
     min_frequency = models.FloatField(
         null=True, blank=True, help_text="Skip features firing less often than this on the domain corpus."
     )
     seed = models.PositiveIntegerField(default=0)
+    sampling = models.CharField(max_length=10, choices=Sampling.choices, default=Sampling.RANDOM)
+    match_general = models.BooleanField(
+        default=False, help_text="Matched sampling: stratify on log frequency on general text too."
+    )
+    sampling_report = models.JSONField(default=dict, blank=True, help_text="How well the strata matched.")
+    panel_extras = models.JSONField(
+        default=default_panel_extras, blank=True, help_text=f"Switched-on panel extras: {sorted(PANEL_EXTRAS)}."
+    )
+    audit = models.JSONField(default=dict, blank=True, help_text="The last blinding audit.")
     panel_order = models.CharField(max_length=20, choices=PanelOrder.choices, default=PanelOrder.DOMAIN_FIRST)
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Judgments per item (k).")
     hide_mapping_until_closed = models.BooleanField(default=False)
     lease_seconds = models.PositiveIntegerField(default=30 * 60)
+    max_skips = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Skips allowed per labeller (empty: no limit)."
+    )
     labellers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="label_campaigns")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
     build_jobs = models.ManyToManyField("compute.Job", blank=True, related_name="+")
@@ -94,17 +123,9 @@ class Campaign(models.Model):
         return self.name
 
     @property
-    def is_open(self) -> bool:
-        return self.status == self.Status.OPEN
-
-    @property
     def mapping_visible(self) -> bool:
         """Whether admins may see which SAE an item came from."""
         return not self.hide_mapping_until_closed or self.status == self.Status.CLOSED
-
-    @property
-    def scores(self) -> list[int]:
-        return [int(level["score"]) for level in self.rubric]
 
 
 class CampaignSAE(models.Model):
@@ -174,7 +195,13 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["item", "labeller"], name="assignment_once_per_labeller")]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "labeller"], name="assignment_once_per_labeller"),
+            # One item at a time: a labeller cannot open several items to compare them before judging.
+            models.UniqueConstraint(
+                fields=["campaign", "labeller"], condition=Q(status="held"), name="assignment_one_held_per_labeller"
+            ),
+        ]
         indexes = [
             models.Index(fields=["campaign", "labeller", "status"], name="assignment_by_labeller"),
             models.Index(fields=["campaign", "status", "expires_at"], name="assignment_expiry"),
@@ -188,14 +215,8 @@ class Judgment(models.Model):
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="judgments")
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="judgments")
     labeller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments")
-    domain_explanation = models.TextField(blank=True)
-    domain_score = models.SmallIntegerField(null=True, blank=True)
-    general_explanation = models.TextField(blank=True)
-    general_score = models.SmallIntegerField(null=True, blank=True)
-    nice = models.BooleanField(default=False)
-    comment = models.TextField(blank=True)
-    # Answers to questions added later (e.g. decomposition), keyed by question key.
-    extra = models.JSONField(default=dict, blank=True)
+    # {question key: answer}, validated against the campaign's questions (labelsite.questions).
+    answers = models.JSONField(default=dict, blank=True)
     panel_order = models.CharField(max_length=20, blank=True, help_text="Which panel the labeller saw first.")
     time_spent_ms = models.PositiveIntegerField(default=0)
     revisions = models.PositiveIntegerField(default=0)

@@ -124,9 +124,14 @@ def seed_labelling_load(
                     campaign=campaign,
                     item_id=item_id,
                     labeller=labeller,
-                    domain_score=rng.randint(0, 3),
-                    general_score=rng.randint(0, 3),
-                    domain_explanation="seeded",
+                    answers={
+                        "domain_explanation": "seeded",
+                        "domain_score": rng.randint(0, 3),
+                        "general_explanation": "",
+                        "general_score": rng.randint(0, 3),
+                        "nice": False,
+                        "comment": "",
+                    },
                     time_spent_ms=rng.randint(5000, 90000),
                 )
             )

@@ -1,10 +1,9 @@
-"""Admin reads: progress per campaign and per labeller, item mapping, and score breakdowns."""
+"""Admin reads: progress per campaign and per labeller, and the item mapping (results: selectors.results)."""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from itertools import combinations
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q
@@ -64,122 +63,3 @@ def campaign_items(*, campaign: Campaign, limit: int = 1000) -> list[dict]:
     if campaign.mapping_visible:
         fields += ["source__sae_id", "source__sae__name", "source__sae__method", "feature_index"]
     return list(Item.objects.filter(campaign=campaign).order_by("code").values(*fields)[:limit])
-
-
-EXPORT_FIELDS = (
-    "item_code",
-    "sae",
-    "method",
-    "feature_index",
-    "labeller",
-    "domain_explanation",
-    "domain_score",
-    "general_explanation",
-    "general_score",
-    "nice",
-    "comment",
-    "time_spent_ms",
-    "revisions",
-    "created_at",
-    "updated_at",
-)
-
-
-def judgment_rows(*, campaign: Campaign) -> list[dict]:
-    """One row per judgment with its source revealed (admins only, mapping visible)."""
-    require_mapping(campaign)
-    rows = (
-        Judgment.objects.filter(campaign=campaign)
-        .order_by("item__source__sae__name", "item__feature_index", "labeller__username")
-        .values(
-            "item__code",
-            "item__source__sae__name",
-            "item__source__sae__method",
-            "item__feature_index",
-            "labeller__username",
-            *EXPORT_FIELDS[5:],
-        )
-    )
-    renamed = {
-        "item__code": "item_code",
-        "item__source__sae__name": "sae",
-        "item__source__sae__method": "method",
-        "item__feature_index": "feature_index",
-        "labeller__username": "labeller",
-    }
-    return [{renamed.get(k, k): v for k, v in row.items()} for row in rows]
-
-
-def _score_stats(values: list[int], levels: list[int]) -> dict:
-    return {
-        "n": len(values),
-        "mean": round(statistics.fmean(values), 3) if values else None,
-        "counts": {str(level): values.count(level) for level in levels},
-    }
-
-
-def krippendorff_alpha_interval(units: list[list[float]]) -> float | None:
-    """Krippendorff's alpha with the interval metric; units with fewer than 2 values are not pairable."""
-    pairable = [u for u in units if len(u) >= 2]
-    values = [v for u in pairable for v in u]
-    n = len(values)
-    if n < 2:
-        return None
-    observed = sum(sum((a - b) ** 2 for a, b in combinations(u, 2)) * 2 / (len(u) - 1) for u in pairable) / n
-    expected = sum((a - b) ** 2 for a, b in combinations(values, 2)) * 2 / (n * (n - 1))
-    if expected == 0:
-        return None
-    return round(1 - observed / expected, 4)
-
-
-def agreement(scores_by_item: dict[str, list[int]]) -> dict:
-    """Pairwise exact and within-one agreement and Krippendorff's alpha over items judged at least twice."""
-    pairs = [(a, b) for vals in scores_by_item.values() for a, b in combinations(vals, 2)]
-    return {
-        "items": sum(1 for v in scores_by_item.values() if len(v) >= 2),
-        "pairs": len(pairs),
-        "exact": round(sum(a == b for a, b in pairs) / len(pairs), 4) if pairs else None,
-        "within_one": round(sum(abs(a - b) <= 1 for a, b in pairs) / len(pairs), 4) if pairs else None,
-        "krippendorff_alpha_interval": krippendorff_alpha_interval(list(scores_by_item.values())),
-    }
-
-
-def score_summary(*, campaign: Campaign) -> dict:
-    """Score breakdowns per SAE, per method and per labeller; agreement figures when k >= 2."""
-    rows = judgment_rows(campaign=campaign)
-    levels = campaign.scores
-    groups: dict[str, dict[str, list[dict]]] = {"sae": defaultdict(list), "method": defaultdict(list)}
-    groups["labeller"] = defaultdict(list)
-    for row in rows:
-        for key in groups:
-            groups[key][row[key]].append(row)
-
-    def describe(group_rows: list[dict]) -> dict:
-        out = {
-            "judgments": len(group_rows),
-            "items": len({r["item_code"] for r in group_rows}),
-            "nice": sum(r["nice"] for r in group_rows),
-        }
-        for q in ("domain", "general"):
-            out[f"{q}_score"] = _score_stats(
-                [r[f"{q}_score"] for r in group_rows if r[f"{q}_score"] is not None], levels
-            )
-        return out
-
-    summary = {
-        "campaign": campaign.name,
-        "overlap": campaign.overlap,
-        "rubric": campaign.rubric,
-        "per_sae": {k: describe(v) for k, v in sorted(groups["sae"].items())},
-        "per_method": {k: describe(v) for k, v in sorted(groups["method"].items())},
-        "per_labeller": {k: describe(v) for k, v in sorted(groups["labeller"].items())},
-    }
-    if campaign.overlap >= 2:
-        summary["agreement"] = {}
-        for q in ("domain", "general"):
-            by_item: dict[str, list[int]] = defaultdict(list)
-            for row in rows:
-                if row[f"{q}_score"] is not None:
-                    by_item[row["item_code"]].append(row[f"{q}_score"])
-            summary["agreement"][f"{q}_score"] = agreement(by_item)
-    return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 
 import markdown
@@ -12,6 +13,7 @@ import nh3
 from django.conf import settings
 from django.db.models import Count, Q
 
+from labelsite import questions as schema
 from labelsite.models import Assignment, Campaign, Item, Judgment
 
 PANEL_TITLES = {"domain": "Top activations on domain text", "general": "Top activations on general web text"}
@@ -31,9 +33,12 @@ class BlindCampaign:
     status: str
     status_label: str
     guidelines_html: str
-    rubric: list[dict]
-    questions: list[str]
+    questions: list[dict]  # labelsite.questions: the form, keyboard map and serializer derive from these
     overlap: int
+
+    @property
+    def rubrics(self) -> list[dict]:
+        return schema.rubrics(self.questions)
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,13 @@ class BlindItem:
     code: str
     campaign: BlindCampaign
     panels: list[Panel]
-    status: str  # held / done / skipped
-    answers: dict = field(default_factory=dict)  # the labeller's own judgment, if any
+    status: str  # held / done / expired (a skipped item is never returned)
+    answers: dict = field(default_factory=dict)  # the labeller's own answers {question key: value}, if any
+    judged_at: datetime | None = None  # when the labeller last saved them
 
     @property
     def editable(self) -> bool:
-        return self.campaign.status == Campaign.Status.OPEN and self.status != Assignment.Status.SKIPPED
+        return self.campaign.status == Campaign.Status.OPEN
 
     @property
     def panel_order(self) -> str:
@@ -84,13 +90,12 @@ def _campaign(row: dict, prefix: str = "") -> BlindCampaign:
         status=status,
         status_label=Campaign.Status(status).label,
         guidelines_html=guidelines_render(row[f"{prefix}guidelines"]),
-        rubric=row[f"{prefix}rubric"],
         questions=row[f"{prefix}questions"],
         overlap=row[f"{prefix}overlap"],
     )
 
 
-_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "rubric", "questions", "overlap")
+_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "questions", "overlap")
 
 
 def blind_campaign(*, campaign_id: int, labeller) -> BlindCampaign | None:
@@ -124,23 +129,18 @@ def panel_kinds(*, panel_order: str, item_code: str, labeller_id: int) -> list[s
     return ["domain", "general"]
 
 
-ANSWER_FIELDS = (
-    "domain_explanation",
-    "domain_score",
-    "general_explanation",
-    "general_score",
-    "nice",
-    "comment",
-    "time_spent_ms",
-    "revisions",
-    "updated_at",
-)
+ANSWER_FIELDS = ("answers", "time_spent_ms", "revisions", "updated_at")
 
 
 def blind_item(*, item_code: str, labeller) -> BlindItem | None:
-    """The item if it is (or was) assigned to this labeller; constant number of queries."""
+    """The item if it is (or was) assigned to this labeller and not skipped; constant number of queries.
+
+    A skipped item is gone for its labeller (None: pages and API answer 404), so nobody can skip through a
+    campaign to look at every item before judging.
+    """
     row = (
         Assignment.objects.filter(item__code=item_code, labeller=labeller, campaign__labellers=labeller)
+        .exclude(status=Assignment.Status.SKIPPED)
         .values(
             "status",
             "item__code",
@@ -155,13 +155,14 @@ def blind_item(*, item_code: str, labeller) -> BlindItem | None:
         return None
     campaign = _campaign(row, "campaign__")
     kinds = panel_kinds(panel_order=row["campaign__panel_order"], item_code=item_code, labeller_id=labeller.pk)
-    answers = Judgment.objects.filter(item__code=item_code, labeller=labeller).values(*ANSWER_FIELDS).first() or {}
+    judgment = Judgment.objects.filter(item__code=item_code, labeller=labeller).values("answers", "updated_at").first()
     return BlindItem(
         code=row["item__code"],
         campaign=campaign,
         panels=[Panel(kind=k, title=PANEL_TITLES[k], html=row[f"item__{k}_html"]) for k in kinds],
         status=row["status"],
-        answers=answers,
+        answers=judgment["answers"] if judgment else {},
+        judged_at=judgment["updated_at"] if judgment else None,
     )
 
 

@@ -2,73 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from labelsite.models import (
-    QUESTION_COMMENT,
-    QUESTION_DOMAIN,
-    QUESTION_GENERAL,
-    QUESTION_NICE,
-    Assignment,
-    Campaign,
-    Item,
-    Judgment,
-)
+from labelsite.models import Assignment, Campaign, Item, Judgment
+from labelsite.questions import QuestionError, answers_clean
 from labelsite.services import LabelError
 
 MAX_TIME_SPENT_MS = 6 * 3600 * 1000  # a tab left open overnight should not skew the medians
 
 
-@dataclass
-class Answers:
-    domain_explanation: str = ""
-    domain_score: int | None = None
-    general_explanation: str = ""
-    general_score: int | None = None
-    nice: bool = False
-    comment: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def as_fields(self) -> dict:
-        return {
-            "domain_explanation": self.domain_explanation.strip(),
-            "domain_score": self.domain_score,
-            "general_explanation": self.general_explanation.strip(),
-            "general_score": self.general_score,
-            "nice": bool(self.nice),
-            "comment": self.comment.strip(),
-            "extra": self.extra or {},
-        }
-
-
-def answers_validate(*, campaign: Campaign, answers: Answers) -> dict:
-    """Check the answers against the campaign's questions and rubric; return the fields to store."""
-    scores = set(campaign.scores)
-    fields = answers.as_fields()
-    for key, label in ((QUESTION_DOMAIN, "domain"), (QUESTION_GENERAL, "general")):
-        score_field = f"{key}_score"
-        if key in campaign.questions:
-            if fields[score_field] is None:
-                raise LabelError(f"Score the explanation from the {label} examples.")
-            if fields[score_field] not in scores:
-                raise LabelError(f"{fields[score_field]} is not a score of this campaign's rubric.")
-        else:
-            fields[score_field] = None
-            fields[f"{key}_explanation"] = ""
-    if QUESTION_NICE not in campaign.questions:
-        fields["nice"] = False
-    if QUESTION_COMMENT not in campaign.questions:
-        fields["comment"] = ""
-    return fields
+def answers_validate(*, campaign: Campaign, answers: dict) -> dict:
+    """Check the answers against the campaign's questions; return what to store (one entry per question)."""
+    try:
+        return answers_clean(campaign.questions, answers)
+    except QuestionError as exc:
+        raise LabelError(str(exc)) from None
 
 
 def judgment_submit(
-    *, item_code: str, labeller, answers: Answers, time_spent_ms: int = 0, panel_order: str = ""
+    *, item_code: str, labeller, answers: dict, time_spent_ms: int = 0, panel_order: str = ""
 ) -> tuple[Judgment, bool]:
     """Record (or revise) the labeller's judgment of an item. Returns (judgment, changed).
 
@@ -86,13 +42,12 @@ def judgment_submit(
             raise LabelError("You are not a labeller of this campaign.")
         if campaign.status != Campaign.Status.OPEN:
             raise LabelError("This campaign is closed; judgments can no longer be changed.")
-        fields = answers_validate(campaign=campaign, answers=answers)
+        cleaned = answers_validate(campaign=campaign, answers=answers)
         existing = Judgment.objects.select_for_update().filter(item=item, labeller=labeller).first()
         if existing is not None:
-            if all(getattr(existing, k) == v for k, v in fields.items()):
+            if existing.answers == cleaned:
                 return existing, False
-            for k, v in fields.items():
-                setattr(existing, k, v)
+            existing.answers = cleaned
             existing.revisions += 1
             existing.time_spent_ms = min(existing.time_spent_ms + time_spent_ms, MAX_TIME_SPENT_MS)
             existing.save()
@@ -121,7 +76,7 @@ def judgment_submit(
             labeller=labeller,
             panel_order=panel_order[:20],
             time_spent_ms=time_spent_ms,
-            **fields,
+            answers=cleaned,
         )
         Item.objects.filter(pk=item.pk).update(judgment_count=F("judgment_count") + 1)
     return judgment, True

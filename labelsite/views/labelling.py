@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
+from labelsite import questions as schema
 from labelsite.forms import JudgmentForm, SkipForm
 from labelsite.selectors.blind import (
     BlindItem,
@@ -28,6 +29,7 @@ from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next_code, assignment_skip
 from labelsite.services.judgments import judgment_submit
 
+SHOWN_IN_HISTORY = (schema.TEXT, schema.SCORE, schema.YESNO, schema.CHOICE)
 NO_STORE = "no-store"  # judgments are personal; never cache them in shared caches
 
 
@@ -90,10 +92,13 @@ def _render_item(
 ) -> HttpResponse:
     if form is None:
         form = JudgmentForm(campaign=item.campaign, initial={**item.answers, "time_spent_ms": ""})
+    groups = form.groups()
     context = {
         "item": item,
         "campaign": item.campaign,
         "form": form,
+        "panel_questions": [(panel, groups.get(panel.kind, [])) for panel in item.panels],
+        "feature_questions": groups.get(None, []),
         "skip_form": skip_form or SkipForm(),
         "progress": labeller_progress(campaign=item.campaign, labeller_id=request.user.pk),
         "shown_at_ms": int(time.time() * 1000),
@@ -163,9 +168,12 @@ def my_judgments(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = blind_campaign(campaign_id=campaign_id, labeller=request.user)
     if campaign is None:
         raise Http404("No such campaign.")
+    columns = [q for q in campaign.questions if q["type"] in SHOWN_IN_HISTORY]
+    judgments = own_judgments(campaign_id=campaign.id, labeller=request.user)
     context = {
         "campaign": campaign,
-        "judgments": own_judgments(campaign_id=campaign.id, labeller=request.user),
+        "columns": columns,
+        "judgments": [(j, [j["answers"].get(q["key"]) for q in columns]) for j in judgments],
         "progress": labeller_progress(campaign=campaign, labeller_id=request.user.pk),
     }
     return render(request, "labelsite/label_mine.html", context)

@@ -87,21 +87,67 @@ def test_label_items_with_the_keyboard_only(page, login, bob):
     judgments = {j.item.code: j for j in Judgment.objects.filter(labeller=bob).select_related("item")}
     assert set(judgments) == {first, second, fourth}
     j1, j2, j4 = judgments[first], judgments[second], judgments[fourth]
-    assert (j1.domain_explanation, j1.domain_score, j1.general_score, j1.nice) == (
+    assert (
+        j1.answers["domain_explanation"],
+        j1.answers["domain_score"],
+        j1.answers["general_score"],
+        j1.answers["nice"],
+    ) == (
         "base cases of induction",
         3,
         1,
         True,
     )
-    assert (j2.domain_explanation, j2.domain_score, j2.general_explanation, j2.general_score, j2.nice) == (
+    assert (
+        j2.answers["domain_explanation"],
+        j2.answers["domain_score"],
+        j2.answers["general_explanation"],
+        j2.answers["general_score"],
+        j2.answers["nice"],
+    ) == (
         "circles",
         2,
         "round things",
         0,
         False,
     )
-    assert (j4.domain_explanation, j4.domain_score, j4.general_score) == ("associativity", 2, 3)
+    assert (j4.answers["domain_explanation"], j4.answers["domain_score"], j4.answers["general_score"]) == (
+        "associativity",
+        2,
+        3,
+    )
     assert all(j.time_spent_ms > 0 for j in judgments.values())
     assert Assignment.objects.get(item__code=third, labeller=bob).skip_reason == "examples unreadable"
     # submitted drafts are gone from the browser
     assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('labelsite:draft:'))") == []
+
+
+def test_keys_follow_a_campaigns_own_questions(page, login, bob):
+    questions = [
+        {"key": "summary", "type": "text", "prompt": "What does it track?", "panel": "domain"},
+        {"key": "kind", "type": "choice", "prompt": "Kind", "required": True, "panel": "domain",
+         "options": [{"value": "token", "label": "A token"}, {"value": "concept", "label": "A concept"}]},
+        {"key": "dead", "type": "yesno", "prompt": "Looks dead", "panel": None},
+    ]  # fmt: skip
+    campaign = campaign_open_offline(
+        campaign_draft(registry=registry_create(), labellers=[bob], features=1, questions=questions)
+    )
+    login(bob)
+    page.goto(f"/label/c/{campaign.pk}/")
+    expect(page.get_by_role("button", name="Start labelling")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url(ITEM_URL)
+    code = _code(page)
+    expect(page.locator("fieldset[data-question=domain] textarea")).to_be_focused()
+    page.keyboard.type("years")
+    page.keyboard.press("Alt+2")  # the second option of "kind"
+    page.keyboard.press("d")  # "dead" took d
+    expect(page.locator("input[name=dead]")).to_be_checked()
+    expect(page.locator("#keys")).to_contain_text('toggle "dead"')
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("code => !location.pathname.includes(code)", arg=code)
+    assert Judgment.objects.get(item__code=code, labeller=bob).answers == {
+        "summary": "years",
+        "kind": "concept",
+        "dead": True,
+    }

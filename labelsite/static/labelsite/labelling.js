@@ -1,4 +1,6 @@
-// Keyboard-first labelling: number keys score, n = nice, s = skip, g = guidelines, Ctrl+Enter = submit.
+// Keyboard-first labelling: number keys score or choose (radios carry data-digit), each yes/no question
+// toggles with its letter (checkboxes carry data-shortcut; n = nice), s = skip, g = guidelines,
+// Ctrl+Enter = submit. The page derives these keys from the campaign's questions.
 // Drafts live in localStorage (per item code) until the server has the judgment; visible time per item
 // is measured here and sent with the form. Everything degrades to a plain form post without this file.
 (function () {
@@ -82,11 +84,26 @@
     var q = questionOf(document.activeElement) || state.activeQuestion;
     if (q && document.contains(q)) return q;
     var all = questions();
-    for (var i = 0; i < all.length; i++) if (!all[i].querySelector("input[type=radio]:checked")) return all[i];
+    for (var i = 0; i < all.length; i++) if (unanswered(all[i])) return all[i];
     return all[0] || null;
   }
-  function score(question, value) {
-    var radio = question.querySelector('input[type=radio][value="' + value + '"]');
+  // A question group may hold several radio groups (say, a score and a choice): the one with the focus,
+  // else the first still unanswered, else the first.
+  function radioGroups(question) { return question.querySelectorAll("[role=radiogroup]"); }
+  function unanswered(question) {
+    var groups = radioGroups(question);
+    for (var i = 0; i < groups.length; i++) if (!groups[i].querySelector("input[type=radio]:checked")) return groups[i];
+    return null;
+  }
+  function radioGroupOf(question) {
+    var active = document.activeElement;
+    var focused = active && active.closest ? active.closest("[role=radiogroup]") : null;
+    if (focused && question.contains(focused)) return focused;
+    return unanswered(question) || radioGroups(question)[0] || null;
+  }
+  function score(question, digit) {
+    var group = radioGroupOf(question);
+    var radio = group && group.querySelector('input[type=radio][data-digit="' + digit + '"]');
     if (!radio) return false;
     radio.checked = true;
     radio.dispatchEvent(new Event("change", { bubbles: true }));
@@ -103,7 +120,7 @@
   function advanceFrom(question) {
     var all = Array.prototype.slice.call(questions());
     var next = all[all.indexOf(question) + 1];
-    var target = next ? next.querySelector("textarea") : state.form.querySelector("button[type=submit]");
+    var target = next ? next.querySelector("textarea, input[type=radio]") : state.form.querySelector("button[type=submit]");
     if (target) target.focus();
   }
 
@@ -145,10 +162,11 @@
       }
       return;
     }
-    var nice = state.form.querySelector("input[name=nice]");
-    if (event.key === "n" && nice) {
+    var toggle = event.key.length === 1 && /^[a-z]$/.test(event.key) &&
+      state.form.querySelector('input[type=checkbox][data-shortcut="' + event.key + '"]');
+    if (toggle) {
       event.preventDefault();
-      nice.checked = !nice.checked;
+      toggle.checked = !toggle.checked;
       saveDraft();
     } else if (event.key === "s") {
       var skip = document.querySelector("#workspace details.skip");

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.urls import reverse
 
 from compute.jobs import job_run
 from compute.models import SAE, Evaluation, FeatureMeasurements, Job, JobKind, JobStatus, Study
@@ -32,9 +33,13 @@ def evaluate(study: Study) -> Job:
     return request.job
 
 
-def test_study_from_a_run_is_evaluated_once_and_reused(setup, trained):  # noqa: F811
-    study = study_create_from_job(job=trained, options=OPTIONS)
+def test_study_from_a_run_is_evaluated_once_and_reused(setup, trained, admin_client, client, bob):  # noqa: F811
+    response = admin_client.post(reverse("compute:study-from-job", args=[trained.pk]))
+    study = Study.objects.get(training_job=trained)
+    assert response.status_code == 302 and response["Location"] == reverse("compute:study-detail", args=[study.pk])
     assert study_create_from_job(job=trained) == study  # a second click returns the same study
+    study.options = OPTIONS
+    study.save()
     saes = {s.hyperparams["run_key"]: s for s in SAE.objects.filter(job=trained)}
     assert study.gsae == saes["gsae-standard-l1=0.3"]
     assert set(study.saes.all()) == {s for k, s in saes.items() if not k.startswith("gsae")}
@@ -75,6 +80,25 @@ def test_study_from_a_run_is_evaluated_once_and_reused(setup, trained):  # noqa:
     # Frequencies times tokens are whole firing counts.
     counts = arrays["freq_general"].astype(np.float64) * results["general"]["tokens"]
     np.testing.assert_allclose(counts, np.round(counts), atol=1e-2)
+
+    # The page: three figures inline, the table, downloads; the API gives the same numbers.
+    page = admin_client.get(reverse("compute:study-detail", args=[study.pk])).content.decode()
+    assert page.count("<svg") == 3 and "science" in page and "web" in page
+    assert "resolution limit" in page and "random directions" in page and "GSAE-finetune" in page
+    for name in ("pareto", "rarity", "novelty"):
+        png = admin_client.get(reverse("compute:study-figure", args=[study.pk, evaluation.pk, name, "png"]))
+        assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        svg = admin_client.get(reverse("compute:study-figure", args=[study.pk, evaluation.pk, name, "svg"]))
+        assert b"<svg" in svg.content and "attachment" in svg["Content-Disposition"]
+    table = admin_client.get(reverse("compute:study-export", args=[study.pk, evaluation.pk, "csv"])).content.decode()
+    lines = table.strip().splitlines()
+    assert len(lines) == 8 and "fraction_recovered" in lines[0] and "domain_corpus" in lines[0]
+    api = admin_client.get(f"/api/compute/studies/{study.pk}/evaluation/?per_feature=1").json()
+    assert api["rows"] == results["rows"]
+    assert api["per_feature"][str(direct.pk)]["freq_general"][3] == pytest.approx(got[3]["freq_general"])
+    client.force_login(bob)
+    assert client.get(reverse("compute:study-detail", args=[study.pk])).status_code == 403
+    assert client.get(f"/api/compute/studies/{study.pk}/evaluation/").status_code == 403
 
     # Unchanged inputs: reused, no job. A changed budget: a new job.
     again = study_evaluate_start(study=study, enqueue=False)

@@ -12,12 +12,12 @@ from django.utils import timezone
 from labelsite.models import Assignment, Item, Judgment
 from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next, assignment_skip, leases_release_expired
-from labelsite.services.judgments import Answers, judgment_submit
+from labelsite.services.judgments import judgment_submit
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline
 
 pytestmark = pytest.mark.django_db
 
-ANSWERS = Answers(domain_explanation="fractions", domain_score=3, general_explanation="numbers", general_score=2)
+ANSWERS = dict(domain_explanation="fractions", domain_score=3, general_explanation="numbers", general_score=2)
 
 
 def _drain(campaign, user) -> list[str]:

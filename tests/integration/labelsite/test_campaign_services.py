@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from labelsite.models import DEFAULT_RUBRIC, Assignment, Campaign, Item
+from labelsite.models import Assignment, Campaign, Item
+from labelsite.questions import DEFAULT_RUBRIC
 from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next
 from labelsite.services.campaigns import (
@@ -25,9 +26,19 @@ pytestmark = pytest.mark.django_db
 
 def test_default_rubric_is_the_studys_subject_specificity_scale(registry, bob):
     campaign = campaign_draft(registry=registry, labellers=[bob])
-    assert [level["score"] for level in campaign.rubric] == [0, 1, 2, 3]
-    assert campaign.rubric[3]["label"] == "A concept specific to the subject"
-    assert campaign.questions == ["domain", "general", "nice", "comment"]
+    scored = [q for q in campaign.questions if q["type"] == "score"]
+    assert [q["key"] for q in scored] == ["domain_score", "general_score"]
+    for q in scored:
+        assert [level["score"] for level in q["rubric"]] == [0, 1, 2, 3]
+        assert q["rubric"][3]["label"] == "A concept specific to the subject"
+    assert [q["key"] for q in campaign.questions] == [
+        "domain_explanation",
+        "domain_score",
+        "general_explanation",
+        "general_score",
+        "nice",
+        "comment",
+    ]
     assert campaign.sources.get(sae=registry.saes[0]).n_features == 10
 
 
@@ -47,7 +58,9 @@ def test_rubric_text_round_trips_and_rejects_bad_lines():
         ({"swap_corpora": True}, "domain corpus"),
         ({"overlap": 3}, "needs at least 3 labellers"),
         ({"n_features": 65}, "has 64 features"),
-        ({"questions": ["bogus"]}, "Unknown or no questions"),
+        ({"questions": ["bogus"]}, 'Unknown question "bogus"'),
+        ({"questions": []}, "at least one question"),
+        ({"questions": [{"key": "x", "type": "score", "prompt": "p", "rubric": []}]}, "at least one level"),
         ({"min_frequency": 2.0}, "between 0 and 1"),
     ],
 )

@@ -11,14 +11,12 @@ from labelsite.models import Assignment, Item, Judgment
 from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next, leases_release_expired
 from labelsite.services.campaigns import campaign_close
-from labelsite.services.judgments import Answers, judgment_submit
+from labelsite.services.judgments import judgment_submit
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline
 
 pytestmark = pytest.mark.django_db
 
-ANSWERS = Answers(
-    domain_explanation=" base cases of induction ", domain_score=3, general_explanation="", general_score=0
-)
+ANSWERS = dict(domain_explanation=" base cases of induction ", domain_score=3, general_explanation="", general_score=0)
 
 
 def _take(campaign, user) -> str:
@@ -30,8 +28,8 @@ def test_submit_records_the_answers_and_counts_once(open_campaign, bob):
     code = _take(open_campaign, bob)
     judgment, changed = judgment_submit(item_code=code, labeller=bob, answers=ANSWERS, time_spent_ms=4200)
     assert changed
-    assert judgment.domain_explanation == "base cases of induction"
-    assert (judgment.domain_score, judgment.general_score, judgment.time_spent_ms) == (3, 0, 4200)
+    assert judgment.answers["domain_explanation"] == "base cases of induction"
+    assert (judgment.answers["domain_score"], judgment.answers["general_score"], judgment.time_spent_ms) == (3, 0, 4200)
     item = Item.objects.get(code=code)
     assert (item.judgment_count, item.slots_taken) == (1, 1)
     assert Assignment.objects.get(item=item, labeller=bob).status == Assignment.Status.DONE
@@ -51,22 +49,22 @@ def test_double_submit_is_idempotent(open_campaign, bob):
 def test_revision_changes_answers_until_the_campaign_closes(open_campaign, bob):
     code = _take(open_campaign, bob)
     judgment_submit(item_code=code, labeller=bob, answers=ANSWERS, time_spent_ms=1000)
-    revised = Answers(domain_explanation="induction", domain_score=2, general_explanation="lists", general_score=1)
+    revised = dict(domain_explanation="induction", domain_score=2, general_explanation="lists", general_score=1)
     judgment, changed = judgment_submit(item_code=code, labeller=bob, answers=revised, time_spent_ms=500)
     assert changed and judgment.revisions == 1 and judgment.time_spent_ms == 1500
     assert Item.objects.get(code=code).judgment_count == 1
     campaign_close(campaign_id=open_campaign.pk)
     with pytest.raises(LabelError, match="closed"):
         judgment_submit(item_code=code, labeller=bob, answers=ANSWERS)
-    assert Judgment.objects.get().domain_score == 2
+    assert Judgment.objects.get().answers["domain_score"] == 2
 
 
 def test_scores_must_come_from_the_rubric_and_enabled_questions_need_one(open_campaign, bob):
     code = _take(open_campaign, bob)
     with pytest.raises(LabelError, match="not a score"):
-        judgment_submit(item_code=code, labeller=bob, answers=Answers(domain_score=7, general_score=1))
+        judgment_submit(item_code=code, labeller=bob, answers=dict(domain_score=7, general_score=1))
     with pytest.raises(LabelError, match="general examples"):
-        judgment_submit(item_code=code, labeller=bob, answers=Answers(domain_score=1))
+        judgment_submit(item_code=code, labeller=bob, answers=dict(domain_score=1))
     assert not Judgment.objects.exists()
 
 
@@ -74,9 +72,9 @@ def test_disabled_questions_are_not_stored(registry, bob):
     campaign = campaign_open_offline(campaign_draft(registry=registry, labellers=[bob], questions=["domain"]))
     code = _take(campaign, bob)
     judgment, _ = judgment_submit(
-        item_code=code, labeller=bob, answers=Answers(domain_score=1, general_score=3, nice=True, comment="x")
+        item_code=code, labeller=bob, answers=dict(domain_score=1, general_score=3, nice=True, comment="x")
     )
-    assert (judgment.general_score, judgment.nice, judgment.comment) == (None, False, "")
+    assert judgment.answers == {"domain_explanation": "", "domain_score": 1}
 
 
 def test_late_submit_after_expiry_is_kept_when_a_slot_is_free(open_campaign, bob):

@@ -50,7 +50,12 @@ def test_plain_form_post_flow_judges_and_moves_on(labeller_client, open_campaign
     next_url = response["Location"]
     assert next_url != item_url and next_url.startswith("/label/i/")
     judgment = Judgment.objects.get(item__code=code, labeller=bob)
-    assert (judgment.domain_score, judgment.general_score, judgment.nice, judgment.time_spent_ms) == (3, 1, True, 2500)
+    assert (
+        judgment.answers["domain_score"],
+        judgment.answers["general_score"],
+        judgment.answers["nice"],
+        judgment.time_spent_ms,
+    ) == (3, 1, True, 2500)
     assert judgment.panel_order == "domain,general"
 
 
@@ -103,7 +108,7 @@ def test_revise_from_history_until_closed(labeller_client, open_campaign, bob):
     assert "revising your judgment" in page and "limits" in page
     response = labeller_client.post(item_url, _form(domain_score="2"))
     assert response["Location"] == reverse("label:mine", args=[open_campaign.pk])
-    assert Judgment.objects.get(item__code=code).domain_score == 2
+    assert Judgment.objects.get(item__code=code).answers["domain_score"] == 2
     assert Judgment.objects.count() == 1
 
 
@@ -162,7 +167,7 @@ def test_answers_from_a_page_left_open_past_the_lease_are_kept(labeller_client, 
     assert "your time on this item ran out" in labeller_client.get(item_url).content.decode()
     response = labeller_client.post(item_url, _form())  # his typed answers still count
     assert response.status_code == 302
-    assert Judgment.objects.get(labeller=bob).domain_explanation == "limits"
+    assert Judgment.objects.get(labeller=bob).answers["domain_explanation"] == "limits"
 
 
 def test_late_answers_for_an_item_others_completed_get_a_clear_message(client, open_campaign, bob, carol):
@@ -173,14 +178,14 @@ def test_late_answers_for_an_item_others_completed_get_a_clear_message(client, o
     from django.utils import timezone
 
     from labelsite.models import Item
-    from labelsite.services.judgments import Answers, judgment_submit
+    from labelsite.services.judgments import judgment_submit
 
     now = timezone.now()
     Assignment.objects.create(
         campaign=open_campaign, item=Item.objects.get(code=code), labeller=carol, leased_at=now, expires_at=now
     )
     Item.objects.filter(code=code).update(slots_taken=1)
-    judgment_submit(item_code=code, labeller=carol, answers=Answers(domain_score=1, general_score=1))
+    judgment_submit(item_code=code, labeller=carol, answers=dict(domain_score=1, general_score=1))
     response = client.post(item_url, _form())
     html = response.content.decode()
     assert response.status_code == 200

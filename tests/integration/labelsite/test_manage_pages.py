@@ -39,7 +39,7 @@ def test_admin_creates_a_campaign_through_the_form(admin_client, registry, bob, 
     campaign = Campaign.objects.get()
     assert response["Location"] == reverse("manage:campaign", args=[campaign.pk])
     assert (campaign.overlap, campaign.seed, campaign.lease_seconds) == (2, 11, 1200)
-    assert campaign.rubric[2] == {"score": 2, "label": "related"}
+    assert all(q["rubric"][2] == {"score": 2, "label": "related"} for q in campaign.questions if q["type"] == "score")
     assert set(CampaignSAE.objects.values_list("n_features", flat=True)) == {20}
     assert set(campaign.labellers.all()) == {bob, carol}
     detail = admin_client.get(response["Location"]).content.decode()
