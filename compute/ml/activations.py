@@ -114,9 +114,12 @@ def activation_stream(
     context_size: int,
     batch_size: int,
     device: str | None = None,
+    skip_batches: int = 0,
 ) -> Iterator[ActivationBatch]:
     """The one path from a corpus to activations, shared by training, evaluation and dashboards:
     documents -> windows of `context_size` tokens (see `window_stream`) -> batches of `batch_size` windows
-    -> the hook's activations, one batch at a time."""
+    -> the hook's activations, one batch at a time (after the first `skip_batches`, which the model skips)."""
     windows = window_stream(texts, loaded.tokenizer, split=split, budget=budget, context_size=context_size)
-    return iter_activation_batches(loaded, windows, hook_name=hook_name, batch_size=batch_size, device=device)
+    return iter_activation_batches(
+        loaded, windows, hook_name=hook_name, batch_size=batch_size, device=device, skip_batches=skip_batches
+    )

@@ -8,7 +8,6 @@ import torch
 
 from compute.ml.activations import iter_activation_batches
 from compute.ml.corpora import token_windows
-from compute.ml.lm import tiny_random_model
 from compute.ml.training import (
     CheckpointPolicy,
     TrainingCheckpoint,
@@ -17,6 +16,7 @@ from compute.ml.training import (
     run_training,
     sweep_specs,
 )
+from tests.ml_factories import tiny_random_model
 
 HOOK = "blocks.0.hook_resid_post"
 TEXTS = [f"Sample {i}: the thermal emission of planet {i % 7} varies with its surface layer. " * 2 for i in range(300)]
