@@ -129,6 +129,35 @@ class CorpusAdminForm(forms.ModelForm):
         return corpus
 
 
+class AutoInterpForm(forms.Form):
+    """Explain and score features of one SAE on one corpus (random ones, or listed ones)."""
+
+    sae = forms.ModelChoiceField(queryset=SAE.objects.filter(status=SAE.Status.READY).order_by("name"))
+    corpus = forms.ModelChoiceField(queryset=Corpus.objects.order_by("name"))
+    n_random = forms.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        required=False,
+        initial=50,
+        label="Random features",
+        help_text="How many features to draw among those that fire on the corpus.",
+    )
+    feature_indices = forms.CharField(
+        required=False, label="Or these features", help_text="Feature indices separated by spaces or commas."
+    )
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+    def clean_feature_indices(self) -> list[int] | None:
+        text = self.cleaned_data["feature_indices"].strip()
+        return _numbers(text, int, "Feature indices") if text else None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("feature_indices") and not data.get("n_random"):
+            raise forms.ValidationError("Give a number of random features or a list of feature indices.")
+        return data
+
+
 class StudyForm(forms.Form):
     """A study by hand (a training run's page creates one in one click)."""
 

@@ -66,6 +66,7 @@ JOB_KINDS: dict[str, KindSpec] = {
         GPU_QUEUE,
         abandon="compute.services.decomposition.decompositions_abandon_job",
     ),
+    JobKind.AUTOINTERP: KindSpec("compute.services.autointerp.run_autointerp_job", GPU_QUEUE),
 }
 
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from compute.models import Decomposition
 from labelsite.models import Item, Judgment
 from labelsite.questions import default_questions
+from labelsite.services.audit import campaign_audit
 from labelsite.services.campaigns import items_render_decompositions
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline
 
@@ -65,6 +66,9 @@ def test_labeller_answers_per_sub_component_blind(registry, bob, labeller_client
         measured(item.source.sae, item.feature_index)
     assert items_render_decompositions(campaign=campaign) == len(items) - 1
     assert Item.objects.get(pk=items[-1].pk).decomposition_html == ""  # no measured decomposition: no panel
+    # The blinding audit looks at the sub-components panel too (its presence and content are observables).
+    audit = campaign_audit(campaign_id=campaign.pk)
+    assert any(o["observable"].startswith("decomposition.") for o in audit.observables)
     code = labeller_client.post(reverse("label:next", args=[campaign.pk]))["Location"].rstrip("/").rsplit("/", 1)[1]
     with_parts = Item.objects.select_related("source").get(code=code)
     if not with_parts.components:  # the one item without a decomposition came first: take the next
