@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from compute import api
-from compute.views import dashboards, decomposition, jobs, registry, studies
+from compute.views import autointerp, dashboards, decomposition, jobs, registry, studies
 
 app_name = "compute"
 
@@ -28,6 +28,8 @@ urlpatterns = [
     path("saes/<int:sae_id>/", registry.sae_detail, name="sae-detail"),
     path("saes/<int:sae_id>/evaluate/", registry.sae_evaluate, name="sae-evaluate"),
     path("training/new/", registry.training_new, name="training-new"),
+    path("autointerp/", autointerp.autointerp_page, name="autointerp"),
+    path("autointerp/export.<str:fmt>", autointerp.autointerp_export, name="autointerp-export"),
     path("studies/", studies.study_list, name="study-list"),
     path("studies/<int:study_id>/", studies.study_detail, name="study-detail"),
     path("studies/<int:study_id>/evaluate/", studies.study_evaluate, name="study-evaluate"),

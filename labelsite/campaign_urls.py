@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from labelsite import api, api_results
-from labelsite.views import labelling, manage
+from labelsite.views import autointerp, labelling, manage
 
 label_patterns = (
     [
@@ -26,9 +26,23 @@ manage_patterns = (
         path("campaigns/<int:campaign_id>/", manage.campaign_detail, name="campaign"),
         path("campaigns/<int:campaign_id>/open/", manage.campaign_open_view, name="campaign-open"),
         path("campaigns/<int:campaign_id>/close/", manage.campaign_close_view, name="campaign-close"),
+        path("campaigns/<int:campaign_id>/audit/", manage.campaign_audit_view, name="campaign-audit"),
         path("campaigns/<int:campaign_id>/reopen/", manage.campaign_reopen_view, name="campaign-reopen"),
         path("campaigns/<int:campaign_id>/reassign/", manage.campaign_reassign_view, name="campaign-reassign"),
         path("campaigns/<int:campaign_id>/results/", manage.campaign_results_page, name="campaign-results"),
+        path(
+            "campaigns/<int:campaign_id>/autointerp/", autointerp.campaign_autointerp_page, name="campaign-autointerp"
+        ),
+        path(
+            "campaigns/<int:campaign_id>/autointerp/start/",
+            autointerp.campaign_autointerp_start_view,
+            name="campaign-autointerp-start",
+        ),
+        path(
+            "campaigns/<int:campaign_id>/autointerp.<str:fmt>",
+            autointerp.campaign_autointerp_export,
+            name="campaign-autointerp-export",
+        ),
     ],
     "manage",
 )
@@ -52,6 +66,7 @@ api_manage_patterns = (
         path("campaigns/<int:campaign_id>/", api.manage_campaign, name="campaign"),
         path("campaigns/<int:campaign_id>/open/", api.manage_open, name="open"),
         path("campaigns/<int:campaign_id>/close/", api.manage_close, name="close"),
+        path("campaigns/<int:campaign_id>/audit/", api.manage_audit, name="audit"),
         path("campaigns/<int:campaign_id>/reopen/", api.manage_reopen, name="reopen"),
         path("campaigns/<int:campaign_id>/reassign/", api.manage_reassign, name="reassign"),
         path("campaigns/<int:campaign_id>/items/", api.manage_items, name="items"),

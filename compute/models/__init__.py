@@ -1,5 +1,6 @@
 """Records of the science: language models, corpora, SAEs, jobs, evaluations and dashboards."""
 
+from compute.models.autointerp import AutoInterpFeature, Explanation, ExplanationScore
 from compute.models.dashboards import DashboardSet, FeatureDashboard
 from compute.models.decomposition import Decomposition, ProbeRequest
 from compute.models.jobs import Job, JobKind, JobStatus
@@ -9,10 +10,13 @@ from compute.models.studies import FeatureMeasurements, Study, StudyEvaluation
 
 __all__ = [
     "SAE",
+    "AutoInterpFeature",
     "Corpus",
     "DashboardSet",
     "Decomposition",
     "Evaluation",
+    "Explanation",
+    "ExplanationScore",
     "FeatureMeasurements",
     "FeatureDashboard",
     "Job",

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from labelsite.models import Assignment, Campaign, Judgment
+from labelsite.models import FORMULA_PREFIXES, Assignment, Campaign, Judgment
 from labelsite.selectors.admin import require_mapping
 
 CHUNK_ROWS = 2000  # database rows fetched per round trip
@@ -141,13 +141,10 @@ def export_rows(
         yield row
 
 
-GUARDED_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
 def csv_safe(value):
     """Labellers' free text must not run as a spreadsheet formula when the CSV is opened (CSV injection):
     a cell starting with = + - @ or a tab/CR gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(GUARDED_PREFIXES):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 
@@ -158,7 +155,8 @@ TIMESTAMPS = ("created_at", "updated_at")
 def csv_stream(rows: Iterator[dict], columns: list[str], free_text: set[str], flags: set[str]) -> Iterator[str]:
     """CSV text in chunks of about CHUNK_ROWS rows; the `flags` (yes/no) columns as true/false, timestamps
     in ISO 8601, missing values empty. Cells of the `free_text` columns (what labellers typed) are defused
-    with `csv_safe`; our own identifiers (item codes may start with "-") are written as they are."""
+    with `csv_safe`; our own identifiers (item codes never start with a formula character:
+    labelsite.models.new_item_code) are written as they are."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
@@ -168,7 +166,7 @@ def csv_stream(rows: Iterator[dict], columns: list[str], free_text: set[str], fl
     for n, row in enumerate(rows, start=1):
         cells = [row[key] for key in columns]  # None is written as an empty cell
         for i in guarded:
-            if cells[i] and cells[i].startswith(GUARDED_PREFIXES):
+            if cells[i] and cells[i].startswith(FORMULA_PREFIXES):
                 cells[i] = "'" + cells[i]
         for i in booleans:
             if cells[i] is not None:
