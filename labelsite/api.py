@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from config.pagination import paginated_response
 from config.roles import IsAdmin
 from labelsite import questions as schema
-from labelsite.models import Campaign
+from labelsite.models import PANEL_EXTRAS, Campaign
 from labelsite.selectors.admin import campaign_items, campaign_progress
 from labelsite.selectors.blind import (
     BlindItem,
@@ -29,6 +29,7 @@ from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next_code, assignment_skip
 from labelsite.services.campaigns import (
     SourceSpec,
+    campaign_audit_run,
     campaign_close,
     campaign_create,
     campaign_open,
@@ -195,6 +196,10 @@ class CampaignIn(serializers.Serializer):
     overlap = serializers.IntegerField(min_value=1, default=1)
     hide_mapping_until_closed = serializers.BooleanField(default=False)
     lease_seconds = serializers.IntegerField(min_value=60, default=30 * 60)
+    max_skips = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    sampling = serializers.ChoiceField(choices=Campaign.Sampling.choices, default=Campaign.Sampling.RANDOM)
+    match_general = serializers.BooleanField(default=False)
+    panel_extras = serializers.ListField(child=serializers.ChoiceField(choices=sorted(PANEL_EXTRAS)), default=list)
 
 
 def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
@@ -213,6 +218,12 @@ def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
         "hide_mapping_until_closed": campaign.hide_mapping_until_closed,
         "mapping_visible": campaign.mapping_visible,
         "lease_seconds": campaign.lease_seconds,
+        "max_skips": campaign.max_skips,
+        "sampling": campaign.sampling,
+        "match_general": campaign.match_general,
+        "panel_extras": campaign.panel_extras,
+        "sampling_report": campaign.sampling_report,
+        "audit": campaign.audit,
         "labeller_ids": sorted(u.pk for u in campaign.labellers.all()),
         "build_job_ids": sorted(j.pk for j in campaign.build_jobs.all()),
         "prepare_error": campaign.prepare_error,
@@ -272,7 +283,26 @@ def _action(campaign_id: int, action) -> Response:
 @api_view(["POST"])
 @permission_classes([IsAdmin])
 def manage_open(request: Request, campaign_id: int) -> Response:
-    return _action(campaign_id, lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user))
+    """Open (or advance) a campaign; one whose blinding audit fails stays a draft unless `confirm_leak` is true."""
+    confirm = request.data.get("confirm_leak") in (True, "true", "1", 1)
+    return _action(
+        campaign_id,
+        lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user, confirm_leak=confirm),
+    )
+
+
+@api_view(["GET", "POST"])
+@permission_classes([IsAdmin])
+def manage_audit(request: Request, campaign_id: int) -> Response:
+    """GET: the last blinding audit; POST: run it now (sampling and rendering a draft's items if needed)."""
+    campaign = _campaign_or_404(campaign_id)
+    if request.method == "GET":
+        return Response(campaign.audit or None)
+    try:
+        result = campaign_audit_run(campaign_id=campaign.pk)
+    except LabelError as exc:
+        return _error(exc, status.HTTP_409_CONFLICT)
+    return Response(result.as_dict())
 
 
 @api_view(["POST"])
