@@ -24,7 +24,7 @@ from django.db.models import BigIntegerField, Exists, ExpressionWrapper, F, Oute
 from django.utils import timezone
 
 from labelsite.models import SHUFFLE_PRIME, Assignment, Campaign, Item
-from labelsite.services import LabelError
+from labelsite.services import LabelConflict, LabelError, LabelForbidden
 
 
 @dataclass(frozen=True)
@@ -145,9 +145,9 @@ def assignment_next(*, campaign_id: int, labeller) -> Assignment | None:
     """The labeller's next item (a held lease), or None when nothing is left for them."""
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None or not campaign.labellers.filter(pk=labeller.pk).exists():
-        raise LabelError("You are not a labeller of this campaign.")
+        raise LabelForbidden("You are not a labeller of this campaign.")
     if campaign.status != Campaign.Status.OPEN:
-        raise LabelError(f"This campaign is {campaign.get_status_display().lower()}; labelling is not possible now.")
+        raise LabelConflict(f"This campaign is {campaign.get_status_display().lower()}; labelling is not possible now.")
     ctx = StageContext(campaign=campaign, labeller_id=labeller.pk, now=timezone.now())
     held = stage_own_held_lease(ctx)
     if held is not None:
@@ -171,11 +171,11 @@ def assignment_skip(*, item_code: str, labeller, reason: str) -> Assignment:
             Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first() if item else None
         )
         if assignment is None:
-            raise LabelError("This item is not assigned to you.")
+            raise LabelConflict("This item is not assigned to you.")
         if item.campaign.status != Campaign.Status.OPEN:
-            raise LabelError("This campaign is not open.")
+            raise LabelConflict("This campaign is not open.")
         if assignment.status == Assignment.Status.DONE:
-            raise LabelError("You already judged this item; you can revise your judgment instead.")
+            raise LabelConflict("You already judged this item; you can revise your judgment instead.")
         if assignment.status == Assignment.Status.HELD:
             Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") - 1)
         assignment.status = Assignment.Status.SKIPPED

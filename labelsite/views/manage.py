@@ -19,7 +19,7 @@ from labelsite.services.campaigns import (
     SourceSpec,
     campaign_close,
     campaign_create,
-    campaign_open,
+    campaign_open_start,
     campaign_reassign,
     campaign_reopen,
 )
@@ -64,13 +64,8 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    # A GET only reads: a preparing campaign is moved on by its jobs (and by `campaigns_advance_after_dashboards`).
     campaign = get_object_or_404(Campaign.objects.select_related("domain_corpus", "general_corpus"), pk=campaign_id)
-    if campaign.status == Campaign.Status.PREPARING:
-        # Polling this page moves a preparing campaign on as soon as its dashboard jobs are done.
-        try:
-            campaign = campaign_open(campaign_id=campaign.pk, user=request.user)
-        except LabelError as exc:
-            campaign.prepare_error = str(exc)
     context = {
         "campaign": campaign,
         "sources": campaign.sources.select_related("sae"),
@@ -97,12 +92,17 @@ def _act(request: HttpRequest, campaign_id: int, action, done: str) -> HttpRespo
 @admin_required
 @require_POST
 def campaign_open_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    return _act(
-        request,
-        campaign_id,
-        lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user),
-        "Campaign is {status}.",
-    )
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        job = campaign_open_start(campaign_id=campaign.pk, user=request.user)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        if job is None:
+            messages.success(request, "Campaign is open.")
+        else:
+            messages.success(request, f"Opening: job {job.pk} builds what is missing; the campaign opens by itself.")
+    return redirect("manage:campaign", campaign_id=campaign.pk)
 
 
 @admin_required
@@ -142,7 +142,7 @@ def export_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
     try:
         rows = judgment_rows(campaign=campaign)
     except LabelError as exc:
-        return HttpResponse(str(exc), status=409, content_type="text/plain")
+        return HttpResponse(str(exc), status=exc.http_status, content_type="text/plain")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.csv"'
     writer = csv.DictWriter(response, fieldnames=export_fields(campaign))
@@ -166,7 +166,7 @@ def export_json(request: HttpRequest, campaign_id: int) -> HttpResponse:
     try:
         summary = score_summary(campaign=campaign)
     except LabelError as exc:
-        return JsonResponse({"detail": str(exc)}, status=409)
+        return JsonResponse({"detail": str(exc)}, status=exc.http_status)
     response = HttpResponse(json.dumps(summary, indent=2, default=str), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-summary.json"'
     return response
