@@ -129,6 +129,35 @@ class CorpusAdminForm(forms.ModelForm):
         return corpus
 
 
+class AutoInterpForm(forms.Form):
+    """Explain and score features of one SAE on one corpus (random ones, or listed ones)."""
+
+    sae = forms.ModelChoiceField(queryset=SAE.objects.filter(status=SAE.Status.READY).order_by("name"))
+    corpus = forms.ModelChoiceField(queryset=Corpus.objects.order_by("name"))
+    n_random = forms.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        required=False,
+        initial=50,
+        label="Random features",
+        help_text="How many features to draw among those that fire on the corpus.",
+    )
+    feature_indices = forms.CharField(
+        required=False, label="Or these features", help_text="Feature indices separated by spaces or commas."
+    )
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+    def clean_feature_indices(self) -> list[int] | None:
+        text = self.cleaned_data["feature_indices"].strip()
+        return _numbers(text, int, "Feature indices") if text else None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("feature_indices") and not data.get("n_random"):
+            raise forms.ValidationError("Give a number of random features or a list of feature indices.")
+        return data
+
+
 class StudyForm(forms.Form):
     """A study by hand (a training run's page creates one in one click)."""
 
@@ -158,3 +187,35 @@ class StudyForm(forms.Form):
             "saes": list(data["saes"]),
             "options": {"eval_tokens": data["eval_tokens"], "frequency_tokens": data["frequency_tokens"]},
         }
+
+
+class DecompositionProposeForm(forms.Form):
+    """Sub-components from the LLM endpoint or the local model, or typed (text form: name, `+ phrase`, `- near miss`)."""
+
+    description = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    source = forms.ChoiceField(
+        choices=[("llm", "LLM endpoint"), ("local", "local instruct model"), ("manual", "typed below")], initial="llm"
+    )
+    n_components = forms.IntegerField(min_value=1, max_value=12, initial=5, label="sub-components")
+    n_phrases = forms.IntegerField(min_value=3, max_value=10, initial=3, label="phrases each")
+    components_text = forms.CharField(
+        required=False,
+        label="sub-components (typed)",
+        widget=forms.Textarea(
+            attrs={"rows": 10, "placeholder": "physics\n+ E = mc squared\n+ ...\n- physical therapy"}
+        ),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("source") == "manual" and not (data.get("components_text") or "").strip():
+            self.add_error("components_text", "Type the sub-components, or choose the LLM or the local model.")
+        return data
+
+
+class DecompositionEditForm(forms.Form):
+    components_text = forms.CharField(label="sub-components", widget=forms.Textarea(attrs={"rows": 16}))
+
+
+class ProbeForm(forms.Form):
+    text = forms.CharField(max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))

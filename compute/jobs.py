@@ -57,6 +57,17 @@ JOB_KINDS: dict[str, KindSpec] = {
         abandon="compute.services.dashboards.dashboards_abandon_job",
     ),
     JobKind.EVALUATE_STUDY: KindSpec("compute.services.studies.run_study_evaluation_job", GPU_QUEUE),
+    JobKind.PROPOSE_DECOMPOSITION: KindSpec(
+        "compute.services.decomposition.run_propose_job",
+        GPU_QUEUE,
+        abandon="compute.services.decomposition.decompositions_abandon_job",
+    ),
+    JobKind.MEASURE_DECOMPOSITIONS: KindSpec(
+        "compute.services.decomposition.run_measure_job",
+        GPU_QUEUE,
+        abandon="compute.services.decomposition.decompositions_abandon_job",
+    ),
+    JobKind.AUTOINTERP: KindSpec("compute.services.autointerp.run_autointerp_job", GPU_QUEUE),
 }
 
 

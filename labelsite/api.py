@@ -15,7 +15,7 @@ from config.pagination import paginated_response
 from config.roles import IsAdmin
 from labelsite import questions as schema
 from labelsite.models import Campaign
-from labelsite.selectors.admin import campaign_items, campaign_progress, judgment_rows, score_summary
+from labelsite.selectors.admin import campaign_items, campaign_progress
 from labelsite.selectors.blind import (
     BlindItem,
     blind_campaign,
@@ -361,15 +361,3 @@ def manage_reassign(request: Request, campaign_id: int) -> Response:
 @permission_classes([IsAdmin])
 def manage_items(request: Request, campaign_id: int) -> Response:
     return paginated_response(request, campaign_items(campaign=_campaign_or_404(campaign_id), limit=100_000))
-
-
-@api_view(["GET"])
-@permission_classes([IsAdmin])
-def manage_judgments(request: Request, campaign_id: int) -> Response:
-    return paginated_response(request, judgment_rows(campaign=_campaign_or_404(campaign_id)))
-
-
-@api_view(["GET"])
-@permission_classes([IsAdmin])
-def manage_summary(request: Request, campaign_id: int) -> Response:
-    return Response(score_summary(campaign=_campaign_or_404(campaign_id)))

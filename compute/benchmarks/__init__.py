@@ -7,4 +7,6 @@ quotes its figures with the machine they came from.
 BENCHMARKS: dict[str, str] = {
     "train": "compute.benchmarks.train",
     "dashboards": "compute.benchmarks.dashboards",
+    "autointerp": "compute.benchmarks.autointerp",
+    "probe": "compute.benchmarks.probe",
 }

@@ -261,6 +261,12 @@ def _example_html(example: dict[str, Any], strings: list[str], scale: float) -> 
     )
 
 
+def tokens_html(tokens: list[str], values: list[float], scale: float) -> str:
+    """Tokens shaded by activation (relative to `scale`, e.g. the feature's corpus max), the max outlined."""
+    top = max(range(len(values)), key=values.__getitem__) if values and max(values) > 0 else -1
+    return "".join(_token_html(t, v, scale, i == top) for i, (t, v) in enumerate(zip(tokens, values, strict=True)))
+
+
 def _histogram_svg(counts: list[int], hi: float) -> str:
     if not counts or not any(counts):
         return ""

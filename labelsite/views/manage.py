@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import json
-
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from config.figures import svg_text
 from config.roles import admin_required
 from labelsite.forms import CampaignForm, ReassignForm
 from labelsite.models import Campaign
-from labelsite.selectors.admin import campaign_items, campaign_progress, export_fields, judgment_rows, score_summary
+from labelsite.selectors.admin import campaign_items, campaign_progress
+from labelsite.selectors.result_figures import FIGURES
+from labelsite.selectors.results import agreement_matrix, campaign_results
 from labelsite.services import LabelError
 from labelsite.services.campaigns import (
     SourceSpec,
@@ -137,36 +137,24 @@ def campaign_reassign_view(request: HttpRequest, campaign_id: int) -> HttpRespon
 
 
 @admin_required
-def export_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=campaign_id)
+def campaign_results_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The campaign unblinded: scores per source with intervals, comparisons, labellers, agreement, charts."""
+    campaign = get_object_or_404(Campaign.objects.select_related("domain_corpus", "general_corpus"), pk=campaign_id)
     try:
-        rows = judgment_rows(campaign=campaign)
+        results = campaign_results(campaign=campaign)
     except LabelError as exc:
-        return HttpResponse(str(exc), status=exc.http_status, content_type="text/plain")
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.csv"'
-    writer = csv.DictWriter(response, fieldnames=export_fields(campaign))
-    writer.writeheader()
-    writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
-    return response
-
-
-def _csv_safe(value):
-    """Labellers' free text must not run as a spreadsheet formula when the CSV is opened (CSV injection)."""
-    if isinstance(value, dict):  # a per-component answer
-        value = json.dumps(value, sort_keys=True)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-@admin_required
-def export_json(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=campaign_id)
-    try:
-        summary = score_summary(campaign=campaign)
-    except LabelError as exc:
-        return JsonResponse({"detail": str(exc)}, status=exc.http_status)
-    response = HttpResponse(json.dumps(summary, indent=2, default=str), content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-summary.json"'
-    return response
+        messages.error(request, str(exc))
+        return redirect("manage:campaign", campaign_id=campaign.pk)
+    figures = []
+    for name, (title, build) in FIGURES.items():
+        fig = build(results)
+        if fig is not None:
+            figures.append({"name": name, "title": title, "svg": svg_text(fig)})
+    context = {
+        "campaign": campaign,
+        "results": results,
+        "figures": {f["name"]: f for f in figures},
+        "agreement": [{**section, "matrix": agreement_matrix(section)} for section in results["agreement"]],
+        "export_formats": ["csv", "jsonl", "parquet"],
+    }
+    return render(request, "labelsite/manage/campaign_results.html", context)

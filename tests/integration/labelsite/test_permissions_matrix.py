@@ -38,14 +38,7 @@ MATRIX = [
     ),
     (
         "get",
-        "manage:campaign-export-csv",
-        "campaign",
-        None,
-        {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200},
-    ),
-    (
-        "get",
-        "manage:campaign-export-json",
+        "manage:campaign-results",
         "campaign",
         None,
         {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200},
@@ -71,7 +64,10 @@ MATRIX = [
     ),
     ("get", "manage-api:items", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("get", "manage-api:judgments", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
-    ("get", "manage-api:summary", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:results", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:judgments-export", "csv", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:breakdown", "json", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:figure", "figure", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:campaigns", None, {}, {"anon": 401, "outsider": 403, "member": 403, "admin": 400}),
 ]
 
@@ -95,7 +91,14 @@ def test_role_endpoint_matrix(client, registry, alice, bob, carol, role, method,
     user = {"anon": None, "outsider": carol, "member": bob, "admin": alice}[role]
     if user is not None:
         client.force_login(user)
-    args = {"campaign": [campaign.pk], "item": [code], None: []}[kind]
+    args = {
+        "campaign": [campaign.pk],
+        "csv": [campaign.pk, "csv"],
+        "json": [campaign.pk, "json"],
+        "figure": [campaign.pk, "breakdown", "svg"],
+        "item": [code],
+        None: [],
+    }[kind]
     url = reverse(name, args=args)
     data = {k: (bob.pk if v == "member" else v) for k, v in (body or {}).items()}
     response = _send(client, method, name, url, data)
