@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from config.pagination import paginated_response
 from config.roles import IsAdmin
 from labelsite import questions as schema
-from labelsite.models import Campaign
+from labelsite.models import PANEL_EXTRAS, Campaign
 from labelsite.selectors.admin import campaign_items, campaign_progress
 from labelsite.selectors.blind import (
     BlindItem,
@@ -27,6 +27,7 @@ from labelsite.selectors.blind import (
 from labelsite.services.assignment import assignment_next_code, assignment_skip
 from labelsite.services.campaigns import (
     SourceSpec,
+    campaign_audit_run,
     campaign_close,
     campaign_create,
     campaign_open_start,
@@ -229,6 +230,10 @@ class CampaignIn(serializers.Serializer):
     overlap = serializers.IntegerField(min_value=1, default=1)
     hide_mapping_until_closed = serializers.BooleanField(default=False)
     lease_seconds = serializers.IntegerField(min_value=60, default=30 * 60)
+    max_skips = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    sampling = serializers.ChoiceField(choices=Campaign.Sampling.choices, default=Campaign.Sampling.RANDOM)
+    match_general = serializers.BooleanField(default=False)
+    panel_extras = serializers.ListField(child=serializers.ChoiceField(choices=sorted(PANEL_EXTRAS)), default=list)
 
 
 class SourceOut(serializers.Serializer):
@@ -253,7 +258,8 @@ class CampaignOut(serializers.ModelSerializer):
         fields = [
             "id", "name", "status", "guidelines", "questions", "domain_corpus_id", "general_corpus_id",
             "min_frequency", "seed", "panel_order", "overlap", "hide_mapping_until_closed", "mapping_visible",
-            "lease_seconds", "labeller_ids", "build_job_ids", "prepare_error", "created_at", "sources",
+            "lease_seconds", "max_skips", "sampling", "match_general", "panel_extras", "sampling_report", "audit",
+            "labeller_ids", "build_job_ids", "prepare_error", "created_at", "sources",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -319,11 +325,23 @@ def _action(campaign_id: int, action) -> Response:
 @api_view(["POST"])
 @permission_classes([IsAdmin])
 def manage_open(request: Request, campaign_id: int) -> Response:
-    """Queue the job that opens the campaign (202, its id in `open_job_id`); 200 when it is already open."""
+    """Queue the job that opens the campaign (202, its id in `open_job_id`); 200 when it is already open.
+    The job runs the blinding audit: one that fails leaves the campaign a draft unless `confirm_leak` is true."""
     campaign = _campaign_or_404(campaign_id)
-    job = campaign_open_start(campaign_id=campaign.pk, user=request.user)
+    confirm = request.data.get("confirm_leak") in (True, "true", "1", 1)
+    job = campaign_open_start(campaign_id=campaign.pk, user=request.user, confirm_leak=confirm)
     body = {**CampaignDetailOut(_campaign_or_404(campaign.pk)).data, "open_job_id": job.pk if job else None}
     return Response(body, status=status.HTTP_202_ACCEPTED if job else status.HTTP_200_OK)
+
+
+@api_view(["GET", "POST"])
+@permission_classes([IsAdmin])
+def manage_audit(request: Request, campaign_id: int) -> Response:
+    """GET: the last blinding audit; POST: run it now (sampling and rendering a draft's items if needed)."""
+    campaign = _campaign_or_404(campaign_id)
+    if request.method == "GET":
+        return Response(campaign.audit or None)
+    return Response(campaign_audit_run(campaign_id=campaign.pk).as_dict())
 
 
 @api_view(["POST"])

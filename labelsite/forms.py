@@ -10,7 +10,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from labelsite import questions as schema
-from labelsite.models import Campaign
+from labelsite.models import PANEL_EXTRAS, Campaign
 from labelsite.selectors.blind import BlindCampaign
 from labelsite.services import LabelError
 from labelsite.services.campaigns import rubric_format, rubric_parse
@@ -127,6 +127,21 @@ class CampaignForm(forms.Form):
         required=False, label="Hide the SAE mapping from admins too until closed"
     )
     lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=30, label="Lease (minutes)")
+    max_skips = forms.IntegerField(
+        required=False, min_value=0, label="Skips per labeller", help_text="Empty: no limit."
+    )
+    sampling = forms.ChoiceField(choices=Campaign.Sampling.choices, initial=Campaign.Sampling.MATCHED, required=False)
+    match_general = forms.BooleanField(
+        required=False, label="Matched sampling: stratify on log frequency on general text too"
+    )
+    panel_extras = forms.MultipleChoiceField(
+        choices=list(PANEL_EXTRAS.items()),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Panel extras",
+        help_text="Warning: each extra may reveal which SAE a feature comes from (the blinding audit measures it). "
+        "By default labellers see highlighted contexts only.",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         from compute.models import SAE, Corpus

@@ -63,13 +63,13 @@ class BlindItem:
     code: str
     campaign: BlindCampaign
     panels: list[Panel]
-    status: str  # held / done / skipped
+    status: str  # held / done / expired (a skipped item is never returned)
     answers: dict = field(default_factory=dict)  # the labeller's own answers {question key: value}, if any
     judged_at: datetime | None = None  # when the labeller last saved them
 
     @property
     def editable(self) -> bool:
-        return self.campaign.status == Campaign.Status.OPEN and self.status != Assignment.Status.SKIPPED
+        return self.campaign.status == Campaign.Status.OPEN
 
     @property
     def panel_order(self) -> str:
@@ -133,9 +133,14 @@ ANSWER_FIELDS = ("answers", "time_spent_ms", "revisions", "updated_at")
 
 
 def blind_item(*, item_code: str, labeller) -> BlindItem | None:
-    """The item if it is (or was) assigned to this labeller; constant number of queries."""
+    """The item if it is (or was) assigned to this labeller and not skipped; constant number of queries.
+
+    A skipped item is gone for its labeller (None: pages and API answer 404), so nobody can skip through a
+    campaign to look at every item before judging.
+    """
     row = (
         Assignment.objects.filter(item__code=item_code, labeller=labeller, campaign__labellers=labeller)
+        .exclude(status=Assignment.Status.SKIPPED)
         .values(
             "status",
             "item__code",

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from labelsite.models import Assignment, Campaign, Judgment
+from labelsite.models import FORMULA_PREFIXES, Assignment, Campaign, Judgment
 from labelsite.selectors.admin import require_mapping
 
 CHUNK_ROWS = 2000  # database rows fetched per round trip
@@ -140,7 +140,7 @@ def _iso(value):
 def csv_safe(value):
     """Labellers' free text must not run as a spreadsheet formula when the CSV is opened (CSV injection):
     a cell starting with = + - @ or a tab/CR gets a leading apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 
@@ -148,7 +148,7 @@ def csv_safe(value):
 def csv_stream(rows: Iterator[dict], columns: list[str], free_text: set[str]) -> Iterator[str]:
     """CSV text in chunks of about CHUNK_ROWS rows; booleans as true/false, missing values empty. Cells of
     the `free_text` columns (what labellers typed) are defused with `csv_safe`; our own identifiers (item
-    codes may start with "-") are written as they are."""
+    codes never start with a formula character: labelsite.models.new_item_code) are written as they are."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)

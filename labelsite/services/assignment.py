@@ -7,7 +7,13 @@
 
 Limits live in the database: the item row is locked with `select_for_update(skip_locked=True)` (a
 concurrent labeller skips it and takes the next one), the slot counter is bumped with a conditional
-UPDATE guarded by the `item_slots_at_most_k` check constraint, and (item, labeller) is unique.
+UPDATE guarded by the `item_slots_at_most_k` check constraint, (item, labeller) is unique, and a
+labeller holds at most one item per campaign (`assignment_one_held_per_labeller`).
+
+No scanning: a labeller cannot page through a campaign to sort items before judging them. They hold one
+item at a time, a skipped item is gone for them (its page answers 404), and a campaign may cap skips per
+labeller; skips of one labeller are serialised on their membership row, so the cap holds under
+concurrent requests.
 """
 
 from __future__ import annotations
@@ -86,9 +92,10 @@ def _claim(ctx: StageContext, candidates: QuerySet[Item], reason: str) -> Assign
                         expires_at=ctx.now + timedelta(seconds=ctx.campaign.lease_seconds),
                     )
             except IntegrityError:
-                # The same labeller claimed this item in a parallel request: give the slot back.
+                # A parallel request of the same labeller claimed an item first (one held item each):
+                # give the slot back and hand out that one.
                 Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") - 1)
-                return None
+        return stage_own_held_lease(ctx)
     return None
 
 
@@ -161,21 +168,41 @@ def assignment_next(*, campaign_id: int, labeller) -> Assignment | None:
 
 
 def assignment_skip(*, item_code: str, labeller, reason: str) -> Assignment:
-    """Skip a held item (with a reason): its slot goes back to others and it never comes back to this labeller."""
+    """Skip a held item (with a reason): its slot goes back to others and it never comes back to this labeller.
+
+    Refused once the labeller has used the campaign's `max_skips`; the membership row is locked first,
+    so parallel skips of one labeller are counted one after the other.
+    """
     reason = reason.strip()
     if not reason:
         raise LabelError("Say briefly why you skip this item.")
     with transaction.atomic():
-        item = Item.objects.select_for_update().select_related("campaign").filter(code=item_code).first()
-        assignment = (
-            Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first() if item else None
+        campaign_id = Item.objects.filter(code=item_code).values_list("campaign_id", flat=True).first()
+        membership = Campaign.labellers.through.objects.select_for_update().filter(
+            campaign_id=campaign_id, user_id=labeller.pk
         )
+        if campaign_id is None or not list(membership.values_list("pk", flat=True)):
+            raise LabelError("This item is not assigned to you.")
+        item = Item.objects.select_for_update(of=("self",)).select_related("campaign").get(code=item_code)
+        assignment = Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first()
         if assignment is None:
             raise LabelConflict("This item is not assigned to you.")
         if item.campaign.status != Campaign.Status.OPEN:
             raise LabelConflict("This campaign is not open.")
         if assignment.status == Assignment.Status.DONE:
             raise LabelConflict("You already judged this item; you can revise your judgment instead.")
+        if assignment.status == Assignment.Status.SKIPPED:
+            raise LabelConflict("You already skipped this item.")
+        cap = item.campaign.max_skips
+        if cap is not None:
+            used = Assignment.objects.filter(
+                campaign_id=campaign_id, labeller=labeller, status=Assignment.Status.SKIPPED
+            ).count()
+            if used >= cap:
+                allowance = f"You have used all {cap} skip{'' if cap == 1 else 's'} of" if cap else "No skips in"
+                raise LabelConflict(
+                    f"{allowance} this campaign; please judge this item (a low score and a comment are fine)."
+                )
         if assignment.status == Assignment.Status.HELD:
             Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") - 1)
         assignment.status = Assignment.Status.SKIPPED

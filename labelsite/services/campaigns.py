@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from labelsite.models import Assignment, Campaign, CampaignSAE, Item
+from labelsite.models import PANEL_EXTRAS, Assignment, Campaign, CampaignSAE, Item
 from labelsite.questions import DEFAULT_GROUPS, QuestionError, questions_validate, rubric_validate
 from labelsite.services import LabelConflict, LabelError, LabelNotFound
 
@@ -66,6 +66,10 @@ def campaign_create(
     overlap: int = 1,
     hide_mapping_until_closed: bool = False,
     lease_seconds: int = 30 * 60,
+    max_skips: int | None = None,
+    sampling: str = Campaign.Sampling.RANDOM,
+    match_general: bool = False,
+    panel_extras: Iterable[str] = (),
     created_by=None,
 ) -> Campaign:
     """Record a draft campaign after checking everything an admin could get wrong.
@@ -119,6 +123,15 @@ def campaign_create(
         raise LabelError(str(exc)) from None
     if lease_seconds < 60:
         raise LabelError("A lease must last at least 60 seconds.")
+    if max_skips is not None and max_skips < 0:
+        raise LabelError("The skip limit is a number of items, 0 or more (empty: no limit).")
+    if sampling not in Campaign.Sampling.values:
+        raise LabelError(f"Sampling is one of {Campaign.Sampling.values}.")
+    panel_extras = sorted(set(panel_extras))
+    if set(panel_extras) - set(PANEL_EXTRAS):
+        raise LabelError(
+            f"Unknown panel extras {sorted(set(panel_extras) - set(PANEL_EXTRAS))}; choose from {sorted(PANEL_EXTRAS)}."
+        )
     with transaction.atomic():
         campaign = Campaign.objects.create(
             name=name,
@@ -132,6 +145,10 @@ def campaign_create(
             overlap=overlap,
             hide_mapping_until_closed=hide_mapping_until_closed,
             lease_seconds=lease_seconds,
+            max_skips=max_skips,
+            sampling=sampling,
+            match_general=match_general,
+            panel_extras=panel_extras,
             created_by=created_by,
         )
         CampaignSAE.objects.bulk_create(
@@ -147,7 +164,7 @@ def _dashboard_pairs(campaign: Campaign) -> list[tuple[int, int]]:
     return [(s, c) for s in sae_ids for c in (campaign.domain_corpus_id, campaign.general_corpus_id)]
 
 
-def campaign_open_start(*, campaign_id: int, user=None):
+def campaign_open_start(*, campaign_id: int, user=None, confirm_leak: bool = False):
     """Ask for a campaign to open: queue the job that opens it. Returns the job, or None when already open.
 
     Requests only record and queue (a double click finds the job already queued); the work (dashboard
@@ -166,9 +183,10 @@ def campaign_open_start(*, campaign_id: int, user=None):
             raise LabelConflict("This campaign is closed; reopen it instead.")
         # A queued job has not looked yet and will see everything committed before it runs: reuse it. A running
         # one may have looked already (say, before the last dashboard build finished): queue another.
-        job = campaign.build_jobs.filter(kind=OPEN_JOB_KIND, status=JobStatus.QUEUED).order_by("-pk").first()
+        params = {"campaign_id": campaign.pk, "confirm_leak": bool(confirm_leak)}
+        job = campaign.build_jobs.filter(kind=OPEN_JOB_KIND, status=JobStatus.QUEUED, params=params).first()
         if job is None:
-            job = job_create(kind=OPEN_JOB_KIND, params={"campaign_id": campaign.pk}, created_by=user)
+            job = job_create(kind=OPEN_JOB_KIND, params=params, created_by=user)
             campaign.build_jobs.add(job)
         if campaign.status == Campaign.Status.DRAFT:
             campaign.status = Campaign.Status.PREPARING
@@ -184,18 +202,27 @@ def run_campaign_open_job(ctx) -> dict:
     if not isinstance(campaign_id, int) or not Campaign.objects.filter(pk=campaign_id).exists():
         raise JobInputError(f"Campaign {campaign_id!r} does not exist.")
     try:
-        campaign = campaign_open(campaign_id=campaign_id, user=ctx.job.created_by, progress=ctx.progress)
+        campaign = campaign_open(
+            campaign_id=campaign_id,
+            user=ctx.job.created_by,
+            confirm_leak=bool(ctx.params.get("confirm_leak")),
+            progress=ctx.progress,
+        )
     except LabelError as exc:
         Campaign.objects.filter(pk=campaign_id).update(prepare_error=str(exc))
         raise JobInputError(str(exc)) from None
     return {"campaign_id": campaign_id, "status": campaign.status, "items": campaign.items.count()}
 
 
-def campaign_open(*, campaign_id: int, user=None, progress: Progress | None = None) -> Campaign:
+def campaign_open(
+    *, campaign_id: int, user=None, confirm_leak: bool = False, progress: Progress | None = None
+) -> Campaign:
     """Open a draft campaign, or move a preparing one on. Idempotent: call it again to advance.
 
     Missing dashboards are built by jobs first (the campaign waits in PREPARING); once every
-    dashboard is ready the items are sampled, their panels rendered, and the campaign opens.
+    dashboard is ready the items are sampled, their panels rendered and the blinding audit run. The
+    campaign opens unless the audit finds the source predictable from what labellers see: then it goes
+    back to DRAFT with the audit's verdict as `prepare_error`, and opens only with `confirm_leak=True`.
     Runs in a job (`run_campaign_open_job`), never in a request.
     """
     from compute.models import JobStatus
@@ -222,11 +249,47 @@ def campaign_open(*, campaign_id: int, user=None, progress: Progress | None = No
             return campaign
         items_sample(campaign=campaign)
         items_render_panels(campaign=campaign, progress=progress)
+        audit = _audit_before_opening(campaign)
+        if audit is not None and audit.leak and not confirm_leak:
+            campaign.status = Campaign.Status.DRAFT
+            campaign.prepare_error = audit.summary() + " Open it again and confirm to open it anyway."
+            campaign.save(update_fields=["status", "prepare_error"])
+            return campaign
         campaign.status = Campaign.Status.OPEN
         campaign.prepare_error = ""
         campaign.opened_at = campaign.opened_at or timezone.now()
         campaign.save(update_fields=["status", "prepare_error", "opened_at"])
     return campaign
+
+
+def _audit_before_opening(campaign: Campaign):
+    """The blinding audit of the rendered items; None when there is nothing to compare (one source, too few items)."""
+    from labelsite.services.audit import campaign_audit
+
+    if campaign.sources.count() < 2:
+        return None
+    try:
+        return campaign_audit(campaign_id=campaign.pk)
+    except LabelError:
+        return None
+
+
+def campaign_audit_run(*, campaign_id: int):
+    """Run the blinding audit now. A campaign not yet open whose dashboards are all built gets its items
+    sampled and rendered first (without opening), so admins can see the audit before they open it."""
+    from compute.services.dashboards import dashboards_ready
+    from labelsite.services.audit import campaign_audit
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if not campaign.items.exists():
+            if not all(dashboards_ready(sae_id=s, corpus_id=c) for s, c in _dashboard_pairs(campaign)):
+                raise LabelConflict(
+                    "The audit needs the rendered panels: open the campaign to build its dashboards first."
+                )
+            items_sample(campaign=campaign)
+        items_render_panels(campaign=campaign)
+    return campaign_audit(campaign_id=campaign_id)
 
 
 def items_sample(*, campaign: Campaign) -> int:

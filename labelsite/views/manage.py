@@ -15,8 +15,10 @@ from labelsite.selectors.admin import campaign_items, campaign_progress
 from labelsite.selectors.result_figures import FIGURES
 from labelsite.selectors.results import agreement_matrix, campaign_results
 from labelsite.services import LabelError
+from labelsite.services.audit import stored_audit
 from labelsite.services.campaigns import (
     SourceSpec,
+    campaign_audit_run,
     campaign_close,
     campaign_create,
     campaign_open_start,
@@ -52,6 +54,10 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 overlap=data["overlap"],
                 hide_mapping_until_closed=data["hide_mapping_until_closed"],
                 lease_seconds=data["lease_minutes"] * 60,
+                max_skips=data["max_skips"],
+                sampling=data["sampling"] or Campaign.Sampling.RANDOM,
+                match_general=data["match_general"],
+                panel_extras=data["panel_extras"],
                 created_by=request.user,
             )
         except LabelError as exc:
@@ -73,6 +79,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "items": campaign_items(campaign=campaign, limit=500),
         "build_jobs": campaign.build_jobs.all(),
         "reassign_form": ReassignForm(campaign=campaign),
+        "audit": stored_audit(campaign),
     }
     template = "labelsite/manage/campaign_detail.html"
     return render(request, f"{template}#status-panel" if request.htmx else template, context)
@@ -92,16 +99,34 @@ def _act(request: HttpRequest, campaign_id: int, action, done: str) -> HttpRespo
 @admin_required
 @require_POST
 def campaign_open_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    confirm = request.POST.get("confirm_leak") == "1"
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     try:
-        job = campaign_open_start(campaign_id=campaign.pk, user=request.user)
+        job = campaign_open_start(campaign_id=campaign.pk, user=request.user, confirm_leak=confirm)
     except LabelError as exc:
         messages.error(request, str(exc))
     else:
         if job is None:
             messages.success(request, "Campaign is open.")
         else:
-            messages.success(request, f"Opening: job {job.pk} builds what is missing; the campaign opens by itself.")
+            messages.success(
+                request,
+                f"Opening: job {job.pk} builds what is missing and runs the blinding audit; "
+                "the campaign opens by itself (or comes back as a draft with the audit's verdict).",
+            )
+    return redirect("manage:campaign", campaign_id=campaign.pk)
+
+
+@admin_required
+@require_POST
+def campaign_audit_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        result = campaign_audit_run(campaign_id=campaign.pk)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        (messages.warning if result.leak else messages.success)(request, result.summary())
     return redirect("manage:campaign", campaign_id=campaign.pk)
 
 

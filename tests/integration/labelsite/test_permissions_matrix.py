@@ -28,6 +28,7 @@ MATRIX = [
     ("get", "manage:campaign", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage:campaign-close", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
     ("post", "manage:campaign-open", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
+    ("post", "manage:campaign-audit", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
     ("post", "manage:campaign-reopen", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
     (
         "post",
@@ -54,6 +55,8 @@ MATRIX = [
     ("get", "manage-api:campaign", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:close", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:open", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("post", "manage-api:audit", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:audit", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:reopen", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 409}),
     (
         "post",
