@@ -353,6 +353,17 @@ class AutoInterpJobConfig(JobConfig):
     )
 
 
+# ----------------------------------------------------------------------------- decompositions
+
+
+@dataclass(frozen=True)
+class DecompositionProposeConfig(JobConfig):
+    """A propose_decomposition job: how many sub-components and phrases to ask the LLM for."""
+
+    n_components: int = option(5, help="Sub-components to ask for.", low=1, high=12)
+    n_phrases: int = option(3, help="Phrases (and near misses) per sub-component.", low=3, high=10)
+
+
 # ----------------------------------------------------------------------------- dashboards
 
 
