@@ -54,6 +54,8 @@ PANEL_EXTRAS: dict[str, str] = {
     "histogram": "Activation histogram",
     "logits": "Output tokens with their logit values",
     "magnitudes": "Raw activation values next to each context and in hover titles",
+    "probe": "Live probe: labellers type a text and see the feature's activation on each token, relative to its "
+    "max on the domain text (answered by item code, never by SAE or feature)",
 }
 
 
@@ -157,6 +159,9 @@ class Item(models.Model):
     # Rendered once when the campaign opens, so the labelling page is one row read.
     domain_html = models.TextField(blank=True)
     general_html = models.TextField(blank=True)
+    # The feature's measured decomposition as a blind panel, for per_component questions (empty without one).
+    decomposition_html = models.TextField(blank=True)
+    components = models.JSONField(default=list, blank=True, help_text="Sub-component names shown in that panel.")
 
     class Meta:
         constraints = [
