@@ -73,7 +73,7 @@ def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice,
         assert all(freqs[f] >= 1e-6 for f in chosen)
         assert not set(chosen) & set(DEAD)
     for item in items:
-        assert 'class="dash"' in item.domain_html and 'class="dash"' in item.general_html
+        assert 'class="dash blind-panel"' in item.domain_html and 'class="dash blind-panel"' in item.general_html
         assert "qxv-" not in item.domain_html + item.general_html
         assert "\x00" not in item.domain_html + item.general_html  # PostgreSQL text cannot hold NUL
 
@@ -82,7 +82,7 @@ def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice,
     for _ in range(2):
         url = client.post(reverse("label:next", args=[campaign.pk]))["Location"]
         page = client.get(url).content.decode()
-        assert page.count('class="dash"') == 2
+        assert page.count('class="dash blind-panel"') == 2
         client.post(url, {"domain_score": "2", "general_score": "1"})
     codes = list(Item.objects.filter(campaign=campaign, assignments__labeller=bob).values_list("code", flat=True))
     fetched = _crawl(client, ["/label/", "/api/label/campaigns/"] + [f"/label/i/{c}/" for c in codes])
