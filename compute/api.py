@@ -7,7 +7,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from compute.jobs import JobInputError, job_cancel, job_retry
+from compute.ml.config import ConfigError, EvaluationConfig, JobConfig, Option, TrainingConfig, options_of
 from compute.models import SAE, DashboardSet, Evaluation, FeatureDashboard, Job, Study
+from compute.services.evaluation import evaluation_start
+from compute.services.training import training_start
 from config.roles import IsAdmin
 
 
@@ -43,6 +46,58 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _option_field(opt: Option) -> serializers.Field:
+    """The serializer field of one config option (same default, bounds and help as the form and the CLI)."""
+
+    def one(**extra) -> serializers.Field:
+        if opt.choices:
+            return serializers.ChoiceField(choices=list(opt.choices), **extra)
+        if opt.type is int:
+            return serializers.IntegerField(min_value=opt.low, max_value=opt.high, **extra)
+        if opt.type is float:
+            return serializers.FloatField(max_value=opt.high, **extra)
+        return serializers.CharField(allow_blank=True, max_length=200, **extra)
+
+    common = {"required": False, "help_text": opt.help}
+    if opt.many:
+        return serializers.ListField(child=one(), min_length=1, max_length=opt.max_items, **common)
+    return one(**common)
+
+
+class ConfigSerializer(serializers.Serializer):
+    """Record ids plus the options of `config_class` (compute.ml.config), checked as the job will check them."""
+
+    config_class: type[JobConfig]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for opt in options_of(self.config_class):
+            fields[opt.name] = _option_field(opt)
+        return fields
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            config = self.config_class.from_params(attrs)
+        except ConfigError as exc:
+            raise serializers.ValidationError({exc.field or "non_field_errors": [str(exc)]}) from exc
+        return {**attrs, **config.to_params()}
+
+
+class TrainingRequestSerializer(ConfigSerializer):
+    config_class = TrainingConfig
+    language_model_id = serializers.IntegerField()
+    general_corpus_id = serializers.IntegerField(required=False, allow_null=True)
+    domain_corpus_id = serializers.IntegerField(required=False, allow_null=True)
+    gsae_id = serializers.IntegerField(required=False, allow_null=True)
+
+
+class EvaluationRequestSerializer(ConfigSerializer):
+    config_class = EvaluationConfig
+    sae_id = serializers.IntegerField()
+    corpus_id = serializers.IntegerField(required=False, allow_null=True)
+    general_corpus_id = serializers.IntegerField(required=False, allow_null=True)
+
+
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Job.objects.all()
     serializer_class = JobSerializer
@@ -61,6 +116,25 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         if not job_retry(job_id=job.pk):
             return Response({"detail": f"Job is {job.status}; cannot retry."}, status=status.HTTP_409_CONFLICT)
         return Response(JobSerializer(Job.objects.get(pk=job.pk)).data)
+
+    @action(detail=False, methods=["post"], serializer_class=TrainingRequestSerializer)
+    def train(self, request):
+        """Queue a train_saes job; refused (400, nothing queued) when the options cannot work."""
+        return self._start(request, TrainingRequestSerializer, training_start)
+
+    @action(detail=False, methods=["post"], serializer_class=EvaluationRequestSerializer)
+    def evaluate(self, request):
+        """Queue an evaluate_sae job."""
+        return self._start(request, EvaluationRequestSerializer, evaluation_start)
+
+    def _start(self, request, serializer_class, start):
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            job = start(params=serializer.validated_data, created_by=request.user)
+        except JobInputError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class SAESerializer(serializers.ModelSerializer):

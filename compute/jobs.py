@@ -90,14 +90,6 @@ class JobInputError(Exception):
     """A handler found its input unusable (before any expensive work); the message says what to fix."""
 
 
-def param_int(params: dict[str, Any], key: str, default: int, *, low: int, high: int) -> int:
-    """A whole-number job parameter within [low, high] (booleans refused); JobInputError otherwise."""
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise JobInputError(f"{key} must be a whole number from {low} to {high}; got {value!r}.")
-    return value
-
-
 # The contexts of the jobs running in this process, so a shutting-down worker can ask them to stop.
 _RUNNING: set[JobContext] = set()
 _RUNNING_LOCK = threading.Lock()

@@ -146,6 +146,9 @@ STORAGES = {
 WORKER_SCRATCH_DIR = env_path("WORKER_SCRATCH_DIR", VAR_DIR / "scratch")
 # Where `make data` puts the offline demo corpora (npm packages).
 DEMO_DATA_DIR = env_path("DEMO_DATA_DIR", VAR_DIR / "data")
+# Memory a training run's SAEs may take (GiB); 0: the physical memory of the machine that checks.
+# A run that would need more is refused before it is queued (and again on the worker, with its GPU's memory).
+TRAINING_MEMORY_LIMIT_GIB = env_int("TRAINING_MEMORY_LIMIT_GIB", 0)
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", "filesystem://")

@@ -34,16 +34,12 @@ from torch import Tensor
 
 from compute.ml.activations import ActivationBatch
 from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, PRECISIONS
+from compute.ml.config import TrainingConfig
 
-GSAE_EXPANSION = 16
-DOMAIN_EXPANSION = 2
-FINETUNE_LR = 1e-4
-LR = 3e-3
-DEFAULT_L1_COEFFICIENTS = (0.3, 1.0, 3.0)
-DEFAULT_KS = (8, 16, 32)
+DEFAULT = TrainingConfig()  # the defaults of every training option, declared once in compute.ml.config
 
 
-def autocast_dtype(device: str, precision: str = "auto") -> torch.dtype | None:
+def autocast_dtype(device: str, precision: str = DEFAULT.precision) -> torch.dtype | None:
     """The dtype SAE matmuls run in under autocast (parameters, optimiser state and losses stay float32),
     or None for plain float32.
 
@@ -100,11 +96,11 @@ def sweep_specs(
     methods: Iterable[str],
     architecture: str,
     d_in: int,
-    expansion: int = DOMAIN_EXPANSION,
-    l1_coefficients: Iterable[float] = DEFAULT_L1_COEFFICIENTS,
-    ks: Iterable[int] = DEFAULT_KS,
-    lr: float = LR,
-    finetune_lr: float = FINETUNE_LR,
+    expansion: int = DEFAULT.domain_expansion,
+    l1_coefficients: Iterable[float] = DEFAULT.l1_coefficients,
+    ks: Iterable[int] = DEFAULT.ks,
+    lr: float = DEFAULT.lr,
+    finetune_lr: float = DEFAULT.finetune_lr,
     gsae_d_sae: int | None = None,
 ) -> list[SAESpec]:
     """One spec per (domain method, sparsity value): the points of the study's Pareto curves.
@@ -144,7 +140,13 @@ def _with_key(spec: SAESpec) -> SAESpec:
 
 
 def gsae_spec(
-    *, architecture: str, d_in: int, expansion: int = GSAE_EXPANSION, l1_coefficient: float = 1.0, k: int = 32, lr=LR
+    *,
+    architecture: str,
+    d_in: int,
+    expansion: int = DEFAULT.gsae_expansion,
+    l1_coefficient: float = DEFAULT.gsae_l1_coefficient,
+    k: int = DEFAULT.gsae_k,
+    lr: float = DEFAULT.lr,
 ) -> SAESpec:
     if architecture not in ARCHITECTURES:
         raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
@@ -446,12 +448,12 @@ def run_training(
     total_tokens: int,
     device: str,
     gsae: SAE | None = None,
-    minibatch_tokens: int = 1024,
-    seed: int = 0,
+    minibatch_tokens: int = DEFAULT.minibatch_tokens,
+    seed: int = DEFAULT.seed,
     metadata: dict[str, Any] | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     progress_every_s: float = 2.0,
-    precision: str = "auto",
+    precision: str = DEFAULT.precision,
 ) -> tuple[list[SAETrainer], TrainingProgress]:
     """Train every spec from one stream of activation batches (one model pass for all of them).
 

@@ -94,9 +94,3 @@ class Job(models.Model):
     @property
     def can_retry(self) -> bool:
         return self.status in (JobStatus.FAILED, JobStatus.CANCELLED) or self.is_lost
-
-    @property
-    def duration_s(self) -> float | None:
-        if not self.started_at:
-            return None
-        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from compute.jobs import JobContext, JobInputError, job_create, param_int
+from compute.jobs import JobContext, JobInputError, job_create
 from compute.ml.autointerp import (
     METHODS,
     AutoInterpConfig,
@@ -38,6 +38,7 @@ from compute.ml.autointerp import (
     select_negatives,
     split_contexts,
 )
+from compute.ml.config import AutoInterpJobConfig, ConfigError
 from compute.models import (
     AutoInterpFeature,
     DashboardSet,
@@ -48,12 +49,19 @@ from compute.models import (
     JobKind,
 )
 
-DEFAULT_BATCH = 8
+DEFAULT_BATCH = AutoInterpJobConfig.batch_size
 NEGATIVE_POOL_FEATURES = 48  # other features whose windows serve as non-activating contexts
 MAX_FEATURES_PER_JOB = 100_000
 
 
 # ----------------------------------------------------------------------------- starting jobs
+
+
+def _batch_size(params: dict[str, Any]) -> int:
+    try:
+        return AutoInterpJobConfig.from_params(params).batch_size
+    except ConfigError as exc:
+        raise JobInputError(str(exc)) from exc
 
 
 def _ready_set(sae_id: int, corpus_id: int) -> DashboardSet:
@@ -151,7 +159,7 @@ def autointerp_start(
         params["campaign_id"] = campaign_id
     if config:
         params["config"] = config
-    param_int(params, "batch_size", DEFAULT_BATCH, low=1, high=1000)
+    _batch_size(params)
     return job_create(kind=JobKind.AUTOINTERP, params=params, created_by=created_by)
 
 
@@ -258,7 +266,7 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError) as exc:
         raise JobInputError("sae_id and corpus_id must name an SAE and a corpus.") from exc
     config = _config(params.get("config"))
-    batch_size = param_int(params, "batch_size", DEFAULT_BATCH, low=1, high=1000)
+    batch_size = _batch_size(params)
     features = params.get("feature_indices") or []
     human = _human_entries(params.get("human") or [], dset)
     do_explain, do_score = bool(params.get("explain", True)), bool(params.get("score", True))
@@ -427,3 +435,36 @@ def _write_batch(pending: list[_Pending], *, job: Job, model_ref: str) -> dict[s
                 )
                 scored += created
     return {"explained": explained, "scored": scored}
+
+
+def study_autointerp_start(*, study_id: int, n_random: int = 50, seed: int = 0, created_by=None) -> list[Job]:
+    """Explain and score `n_random` firing features of every SAE of a study (GSAE included), on the domain and
+    the general corpus; SAE x corpus pairs without dashboards are skipped. JobInputError when none has them."""
+    from compute.models import Study
+
+    study = Study.objects.select_related("gsae").get(pk=study_id)
+    jobs, missing = [], []
+    for sae in [study.gsae, *study.saes.order_by("pk")]:
+        for corpus_id in (study.domain_corpus_id, study.general_corpus_id):
+            active = Job.objects.filter(
+                kind=JobKind.AUTOINTERP,
+                status__in=["queued", "running"],
+                params__study_id=study.pk,
+                params__sae_id=sae.pk,
+                params__corpus_id=corpus_id,
+            ).first()
+            if active is not None:
+                jobs.append(active)
+                continue
+            try:
+                job = autointerp_start(
+                    sae_id=sae.pk, corpus_id=corpus_id, n_random=n_random, seed=seed, created_by=created_by
+                )
+            except JobInputError as exc:
+                missing.append(f"{sae.name}: {exc}")
+                continue
+            Job.objects.filter(pk=job.pk).update(params={**job.params, "study_id": study.pk})
+            jobs.append(job)
+    if not jobs:
+        raise JobInputError("No SAE of this study has dashboards yet. " + " ".join(missing[:2]))
+    return jobs

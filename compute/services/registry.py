@@ -6,7 +6,6 @@ that need them (worker, shell), never at module level.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -124,22 +123,6 @@ def scratch_clean(*, job_id: int) -> list[Path]:
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
-
-
-def language_model_inspect(*, language_model: LanguageModel, device: str = "cpu") -> LanguageModel:
-    """Load the model once (worker or shell) and record d_model, layers and the default hook."""
-    from compute.ml.lm import load_language_model
-
-    loaded = load_language_model(
-        source=language_model.source,
-        location=language_model.location,
-        gguf_file=language_model.gguf_file,
-        device=device,
-    )
-    language_model.info = {**language_model.info, **loaded.info}
-    language_model.default_hook = language_model.default_hook or loaded.default_hook_name()
-    language_model.save(update_fields=["info", "default_hook"])
-    return language_model
 
 
 def corpus_register(
@@ -340,38 +323,6 @@ def sae_register_pretrained(
         pretrained_release=release,
         pretrained_id=sae_id,
     )
-
-
-def sae_import_local(
-    *, name: str, folder: Path, language_model: LanguageModel, method: str = SAE.Method.GSAE, hook_name: str = ""
-) -> SAE:
-    """Copy an sae-lens folder (cfg.json + safetensors) into artifact storage and register it as ready."""
-    cfg_path = folder / "cfg.json"
-    if not cfg_path.is_file():
-        raise RegistryError(f"{folder} has no cfg.json: not an sae-lens SAE folder.")
-    cfg = json.loads(cfg_path.read_text())
-    hook = hook_name or (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or ""
-    if not hook:
-        raise RegistryError("The SAE's cfg.json names no hook: give the hook name.")
-    with transaction.atomic():
-        sae = SAE.objects.create(
-            name=name,
-            method=method,
-            architecture=cfg.get("architecture", "standard"),
-            status=SAE.Status.TRAINING,
-            language_model=language_model,
-            hook_name=hook,
-            d_in=int(cfg["d_in"]),
-            d_sae=int(cfg["d_sae"]),
-        )
-    try:
-        sae.artifact_path = sae_save_artifacts(sae=sae, folder=folder)
-    except BaseException:
-        SAE.objects.filter(pk=sae.pk).update(status=SAE.Status.FAILED)
-        raise
-    sae.status = SAE.Status.READY
-    sae.save(update_fields=["artifact_path", "status"])
-    return sae
 
 
 def sae_abandon_job(*, job, reason: str) -> int:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from compute.ml.decomposition import Thresholds, classify, measure_texts
-from compute.ml.lm import tiny_random_model
+from tests.ml_factories import tiny_random_model
 
 TEXTS = ["physics", "the theory of relativity was new", "E = mc^2", "a much longer phrase " * 6, "x"]
 
