@@ -94,7 +94,7 @@ def _accuracy(received: dict[str, str], campaign) -> float:
     return float(cross_val_score(model, x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean())
 
 
-def test_blind_defaults_with_matched_sampling_keep_the_source_near_chance(client, dense_and_rare, bob):
+def test_blind_defaults_with_matched_sampling_keep_the_source_near_chance(client, dense_and_rare, alice, bob):
     campaign = campaign_draft(
         registry=dense_and_rare, labellers=[bob], features=N_PER_SOURCE, sampling="matched", name="blind"
     )
@@ -105,6 +105,10 @@ def test_blind_defaults_with_matched_sampling_keep_the_source_near_chance(client
     assert report["ks"]["p_value"] > 0.05  # the drawn log frequencies match across sources
     taken = [s["contributed"] for s in report["per_source"]]
     assert taken[0] == taken[1] >= 30
+    client.force_login(alice)  # the campaign page shows both
+    page = client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
+    assert "Source predictable from what labellers see: " in page and "Could not contribute" in page
+    assert f'<td class="num">{N_PER_SOURCE - taken[0]}</td>' in page
     client.force_login(bob)
     received = _crawl(client, campaign)
     assert len(received) == 2 * taken[0]
@@ -115,7 +119,7 @@ def test_blind_defaults_with_matched_sampling_keep_the_source_near_chance(client
     assert _accuracy(received, campaign) < 0.5 + 0.12
 
 
-def test_planted_leak_frequency_figures_are_caught(client, dense_and_rare, bob):
+def test_planted_leak_frequency_figures_are_caught(client, dense_and_rare, alice, bob):
     campaign = campaign_draft(
         registry=dense_and_rare, labellers=[bob], features=N_PER_SOURCE, panel_extras=["frequency"], name="leaky"
     )
@@ -128,6 +132,9 @@ def test_planted_leak_frequency_figures_are_caught(client, dense_and_rare, bob):
         or "highlight" in campaign.audit["most_revealing"]["observable"]
     )
     assert "Blinding leak" in campaign.prepare_error
+    client.force_login(alice)
+    page = client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
+    assert "Open anyway (audit failed)" in page and 'name="confirm_leak"' in page
     campaign = campaign_open(campaign_id=campaign.pk, confirm_leak=True)
     assert campaign.status == Campaign.Status.OPEN
     client.force_login(bob)
