@@ -13,18 +13,19 @@ A panel shows what a rater needs to explain a feature, and nothing that tells SA
   source of the campaign, away from the feature's own firing positions), rendered like any other row.
   "Few examples" then shows only through the content the rater is meant to judge.
 
-Dashboard rows are read through compute's `dashboard_get`; this module renders, it never computes.
+Dashboard rows (compute's DashboardSet / FeatureDashboard) are read in bulk, two queries per SAE and corpus;
+this module renders, it never computes.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from labelsite.models import Campaign, Item
+from labelsite.models import Campaign
 
 # (heading, rows): identical for every item of every campaign.
 SECTIONS: tuple[tuple[str, int], ...] = (("Strongest activations", 10), ("Weaker activations", 5))
@@ -193,50 +194,51 @@ def panel_html(
     return "".join(parts)
 
 
-def _filler_pool(campaign: Campaign, corpus_id: int, sources: list[tuple[int, int]]) -> FillerPool:
-    """Top contexts of FILLER_FEATURES_PER_SOURCE random features of every source (seeded by the campaign)."""
-    from compute.services.dashboards import dashboard_get
+def _ready_rows(*, sae_id: int, corpus_id: int, feature_indices: Iterable[int]):
+    """(dashboard set, rows streamed) of some features of one SAE on one corpus; (None, []) until built."""
+    from compute.models import DashboardSet
 
+    dset = DashboardSet.objects.filter(sae_id=sae_id, corpus_id=corpus_id, status=DashboardSet.Status.READY).first()
+    if dset is None:
+        return None, iter(())
+    return dset, dset.features.filter(feature_index__in=sorted(set(feature_indices))).iterator(chunk_size=200)
+
+
+def filler_pool(*, campaign: Campaign, corpus_id: int) -> FillerPool:
+    """Top contexts of FILLER_FEATURES_PER_SOURCE random features of every source (seeded by the campaign)."""
     rng = random.Random(f"filler:{campaign.seed}:{campaign.pk}:{corpus_id}")
     pool = FillerPool()
-    for sae_id, d_sae in sources:
-        for index in rng.sample(range(d_sae), min(FILLER_FEATURES_PER_SOURCE, d_sae)):
-            got = dashboard_get(sae_id=sae_id, corpus_id=corpus_id, feature_index=index)
-            if got is None:
-                continue
-            data = got[1].data
+    for sae_id, d_sae in campaign.sources.order_by("pk").values_list("sae_id", "sae__d_sae"):
+        indices = rng.sample(range(d_sae), min(FILLER_FEATURES_PER_SOURCE, d_sae))
+        _, rows = _ready_rows(sae_id=sae_id, corpus_id=corpus_id, feature_indices=indices)
+        for row in rows:
+            data = row.data
             strings = data["strings"]
             pool.contexts += [([strings[t] for t in ex["t"]], ex["s"], ex["p"] - ex["c"]) for ex in data["top"]]
     return pool
 
 
-def item_panels(*, campaign: Campaign, items: Sequence[Item]) -> dict[int, dict[str, str]]:
-    """Blind panels ({"domain": html, "general": html}) of the campaign's items, by item id."""
-    from compute.services.dashboards import dashboard_get
-
-    sources = list(campaign.sources.select_related("sae").values_list("sae_id", "sae__d_sae"))
-    sae_of = dict(campaign.sources.values_list("pk", "sae_id"))
-    corpora = {"domain": campaign.domain_corpus_id, "general": campaign.general_corpus_id}
-    pools: dict[str, FillerPool] = {}
-    out: dict[int, dict[str, str]] = {}
-    for item in items:
-        out[item.pk] = {}
-        for kind, corpus_id in corpora.items():
-            got = dashboard_get(sae_id=sae_of[item.source_id], corpus_id=corpus_id, feature_index=item.feature_index)
-            if got is None:
-                out[item.pk][kind] = '<div class="dash blind-panel"><p class="muted">No dashboard.</p></div>'
-                continue
-            dset, row = got
-            if kind not in pools:
-                pools[kind] = _filler_pool(campaign, corpus_id, sources)
-            rng = random.Random(f"panel:{campaign.seed}:{campaign.pk}:{item.source_id}:{item.feature_index}:{kind}")
-            out[item.pk][kind] = panel_html(
+def blind_panels(
+    *, campaign: Campaign, sae_id: int, corpus_id: int, kind: str, features: Iterable[int], filler: FillerPool
+) -> Iterator[tuple[int, str]]:
+    """(feature index, blind panel) for features of one SAE on one corpus; two queries, rows streamed."""
+    wanted = set(features)
+    dset, rows = _ready_rows(sae_id=sae_id, corpus_id=corpus_id, feature_indices=wanted)
+    for row in rows:
+        wanted.discard(row.feature_index)
+        rng = random.Random(f"panel:{campaign.seed}:{campaign.pk}:{sae_id}:{row.feature_index}:{kind}")
+        yield (
+            row.feature_index,
+            panel_html(
                 data=row.data,
                 n_firing=row.n_firing,
                 n_tokens=dset.n_tokens,
                 max_activation=row.max_activation,
                 extras=campaign.panel_extras,
-                filler=pools[kind],
+                filler=filler,
                 rng=rng,
-            )
-    return out
+            ),
+        )
+    missing = "Dashboards for this corpus are not built yet." if dset is None else "No dashboard for this feature."
+    for index in sorted(wanted):
+        yield index, f'<div class="dash blind-panel"><p class="muted">{missing}</p></div>'
