@@ -49,6 +49,16 @@ def _conflict(exc: LabelError) -> Response:
     return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
 
 
+def _with_autointerp(payload: dict, campaign: Campaign) -> dict:
+    """The results plus the human-vs-automated explanation comparison (detection/fuzzing scores)."""
+    from labelsite.selectors.autointerp import campaign_autointerp
+
+    try:
+        return {**payload, "autointerp": campaign_autointerp(campaign=campaign)}
+    except LabelError:
+        return payload
+
+
 def _wants_identities(request: Request) -> bool:
     return request.query_params.get("identities", "").lower() in ("1", "true", "yes")
 
@@ -58,11 +68,12 @@ class ResultsView(AdminView):
     measured vs rated, agreement. Labellers are named by pseudonym unless `?identities=1`."""
 
     def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = self.campaign(campaign_id)
         try:
-            results = campaign_results(campaign=self.campaign(campaign_id), identities=_wants_identities(request))
+            results = campaign_results(campaign=campaign, identities=_wants_identities(request))
         except LabelError as exc:
             return _conflict(exc)
-        return Response(results_json(results))
+        return Response(_with_autointerp(results_json(results), campaign))
 
 
 class JudgmentListView(AdminView):
@@ -118,7 +129,8 @@ class BreakdownView(AdminView):
         except LabelError as exc:
             return _conflict(exc)
         if fmt == "json":
-            body, content_type = json.dumps(results_json(results), indent=2, default=str), "application/json"
+            payload = _with_autointerp(results_json(results), campaign)
+            body, content_type = json.dumps(payload, indent=2, default=str), "application/json"
         else:
             rows = breakdown_rows(results)
             buffer = io.StringIO()
