@@ -7,4 +7,5 @@ quotes its figures with the machine they came from.
 BENCHMARKS: dict[str, str] = {
     "train": "compute.benchmarks.train",
     "dashboards": "compute.benchmarks.dashboards",
+    "eval": "compute.benchmarks.eval",
 }
