@@ -135,7 +135,7 @@ def _histogram_svg(dset: DashboardSet, feature_index: int, *, log: bool) -> str:
     from compute.services.dashboard_figures import activation_histogram_figure
     from config.figures import svg_text
 
-    row = dset.features.filter(feature_index=feature_index).only("data").first()
+    row = dset.features.filter(feature_index=feature_index).first()
     histogram = (row.data.get("histogram") or {}) if row is not None else {}
     if not any(histogram.get("counts") or []):
         return ""
