@@ -6,8 +6,12 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from compute.jobs import JobInputError, job_cancel, job_retry
+from compute.jobs import job_cancel, job_retry
+from compute.ml.config import ConfigError, EvaluationConfig, JobConfig, Option, TrainingConfig, options_of
 from compute.models import SAE, DashboardSet, Evaluation, FeatureDashboard, Job, Study
+from compute.services.evaluation import evaluation_start
+from compute.services.training import training_start
+from config.errors import Conflict
 from config.roles import IsAdmin
 
 
@@ -43,6 +47,58 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _option_field(opt: Option) -> serializers.Field:
+    """The serializer field of one config option (same default, bounds and help as the form and the CLI)."""
+
+    def one(**extra) -> serializers.Field:
+        if opt.choices:
+            return serializers.ChoiceField(choices=list(opt.choices), **extra)
+        if opt.type is int:
+            return serializers.IntegerField(min_value=opt.low, max_value=opt.high, **extra)
+        if opt.type is float:
+            return serializers.FloatField(max_value=opt.high, **extra)
+        return serializers.CharField(allow_blank=True, max_length=200, **extra)
+
+    common = {"required": False, "help_text": opt.help}
+    if opt.many:
+        return serializers.ListField(child=one(), min_length=1, max_length=opt.max_items, **common)
+    return one(**common)
+
+
+class ConfigSerializer(serializers.Serializer):
+    """Record ids plus the options of `config_class` (compute.ml.config), checked as the job will check them."""
+
+    config_class: type[JobConfig]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for opt in options_of(self.config_class):
+            fields[opt.name] = _option_field(opt)
+        return fields
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            config = self.config_class.from_params(attrs)
+        except ConfigError as exc:
+            raise serializers.ValidationError({exc.field or "non_field_errors": [str(exc)]}) from exc
+        return {**attrs, **config.to_params()}
+
+
+class TrainingRequestSerializer(ConfigSerializer):
+    config_class = TrainingConfig
+    language_model_id = serializers.IntegerField()
+    general_corpus_id = serializers.IntegerField(required=False, allow_null=True)
+    domain_corpus_id = serializers.IntegerField(required=False, allow_null=True)
+    gsae_id = serializers.IntegerField(required=False, allow_null=True)
+
+
+class EvaluationRequestSerializer(ConfigSerializer):
+    config_class = EvaluationConfig
+    sae_id = serializers.IntegerField()
+    corpus_id = serializers.IntegerField(required=False, allow_null=True)
+    general_corpus_id = serializers.IntegerField(required=False, allow_null=True)
+
+
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Job.objects.all()
     serializer_class = JobSerializer
@@ -52,15 +108,31 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def cancel(self, request, pk=None):
         job = self.get_object()
         if not job_cancel(job_id=job.pk):
-            return Response({"detail": f"Job is {job.status}; cannot cancel."}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"Job is {job.status}; cannot cancel.")
         return Response(JobSerializer(Job.objects.get(pk=job.pk)).data)
 
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         job = self.get_object()
         if not job_retry(job_id=job.pk):
-            return Response({"detail": f"Job is {job.status}; cannot retry."}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"Job is {job.status}; cannot retry.")
         return Response(JobSerializer(Job.objects.get(pk=job.pk)).data)
+
+    @action(detail=False, methods=["post"], serializer_class=TrainingRequestSerializer)
+    def train(self, request):
+        """Queue a train_saes job; refused (400, nothing queued) when the options cannot work."""
+        return self._start(request, TrainingRequestSerializer, training_start)
+
+    @action(detail=False, methods=["post"], serializer_class=EvaluationRequestSerializer)
+    def evaluate(self, request):
+        """Queue an evaluate_sae job."""
+        return self._start(request, EvaluationRequestSerializer, evaluation_start)
+
+    def _start(self, request, serializer_class, start):
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = start(params=serializer.validated_data, created_by=request.user)  # JobInputError: config.api
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class SAESerializer(serializers.ModelSerializer):
@@ -195,6 +267,14 @@ class StudySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StudyEvaluateOut(serializers.Serializer):
+    """The current evaluation when it was reused, else the job queued to make one."""
+
+    evaluation = serializers.IntegerField(required=False)
+    job = serializers.IntegerField(required=False)
+    reused = serializers.BooleanField()
+
+
 class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     """Studies. `GET …/evaluation/` is the current evaluation's every number (`?per_feature=1` adds the
     per-feature arrays); `POST …/evaluate/` reuses it when nothing changed, else queues a job (202)."""
@@ -218,10 +298,8 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     def evaluate(self, request, pk=None):
         from compute.services.studies import study_evaluate_start
 
-        try:
-            outcome = study_evaluate_start(study=self.get_object(), created_by=request.user)
-        except JobInputError as exc:
-            return Response({"detail": str(exc)}, status=getattr(exc, "http_status", 400))
+        outcome = study_evaluate_start(study=self.get_object(), created_by=request.user)  # errors: config.api
         if outcome.reused:
-            return Response({"evaluation": outcome.evaluation.pk, "reused": True})
-        return Response({"job": outcome.job.pk, "reused": False}, status=status.HTTP_202_ACCEPTED)
+            return Response(StudyEvaluateOut({"evaluation": outcome.evaluation.pk, "reused": True}).data)
+        body = StudyEvaluateOut({"job": outcome.job.pk, "reused": False}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)

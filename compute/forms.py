@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from compute.ml.config import ConfigError, EvaluationConfig, JobConfig, Option, TrainingConfig, options_of
 from compute.models import SAE, Corpus, LanguageModel
 
 UPLOAD_SUFFIXES = (".txt", ".jsonl", ".parquet", ".csv")
@@ -22,18 +23,76 @@ def _numbers(text: str, kind: type, label: str) -> list:
     return values
 
 
-class TrainingForm(forms.Form):
+def _label(opt: Option) -> str:
+    return opt.label or opt.name.replace("_", " ").capitalize()
+
+
+def option_field(opt: Option) -> forms.Field:
+    """The form field of one config option: its default as initial value, its bounds and help; blank = default."""
+    common = {"label": _label(opt), "help_text": opt.help, "required": False}
+    if opt.choices:
+        labels = opt.choice_labels or {}
+        choices = [(c, labels.get(c, c)) for c in opt.choices]
+        if opt.many:  # a set of names: at least one
+            common["required"] = True
+            return forms.MultipleChoiceField(
+                choices=choices, widget=forms.CheckboxSelectMultiple, initial=list(opt.default), **common
+            )
+        return forms.ChoiceField(choices=choices, initial=opt.default, **common)
+    if opt.many:  # numbers separated by commas
+        return forms.CharField(initial=", ".join(f"{v:g}" for v in opt.default), **common)
+    if opt.type is int:
+        return forms.IntegerField(min_value=opt.low, max_value=opt.high, initial=opt.default, **common)
+    if opt.type is float:
+        return forms.FloatField(max_value=opt.high, initial=opt.default, **common)
+    return forms.CharField(initial=opt.default, max_length=200, **common)
+
+
+class ConfigForm(forms.Form):
+    """A form whose option fields are derived from a job config class (compute.ml.config).
+
+    Subclasses declare their record choosers as usual and name `config_class`; `clean()` builds the
+    typed config, so the form refuses exactly what the job would refuse, with the same messages.
+    """
+
+    config_class: type[JobConfig]
+    config_exclude: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options = {o.name: o for o in options_of(self.config_class) if o.name not in self.config_exclude}
+        for opt in self.options.values():
+            self.fields[opt.name] = option_field(opt)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        raw: dict[str, Any] = {}
+        for name, opt in self.options.items():
+            value = data.get(name)
+            if value in (None, "", []):
+                continue
+            if opt.many and not opt.choices:
+                try:
+                    value = _numbers(value, opt.type, _label(opt))
+                except forms.ValidationError as exc:
+                    self.add_error(name, exc)
+                    continue
+            raw[name] = value
+        if self.errors:
+            return data
+        try:
+            self.config = self.config_class.from_params(raw)
+        except ConfigError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+        return data
+
+    def config_params(self) -> dict[str, Any]:
+        return self.config.to_params()
+
+
+class TrainingForm(ConfigForm):
+    config_class = TrainingConfig
     language_model = forms.ModelChoiceField(queryset=LanguageModel.objects.all())
-    methods = forms.MultipleChoiceField(
-        choices=[
-            ("gsae", "GSAE (on the general corpus)"),
-            ("finetune", "GSAE-finetune"),
-            ("direct", "Direct SAE"),
-            ("ssae", "Specialized SAE (SSAE)"),
-        ],
-        widget=forms.CheckboxSelectMultiple,
-        initial=["finetune", "direct", "ssae"],
-    )
     general_corpus = forms.ModelChoiceField(queryset=Corpus.objects.all(), required=False)
     domain_corpus = forms.ModelChoiceField(queryset=Corpus.objects.all(), required=False)
     gsae = forms.ModelChoiceField(
@@ -42,24 +101,6 @@ class TrainingForm(forms.Form):
         label="Existing GSAE",
         help_text="For GSAE-finetune and SSAE, unless this run trains a GSAE first.",
     )
-    architecture = forms.ChoiceField(choices=[("standard", "Standard (L1)"), ("topk", "TopK")])
-    hook_name = forms.CharField(required=False, help_text="Blank: the model's mid-depth blocks.N.hook_resid_post.")
-    l1_coefficients = forms.CharField(initial="0.3, 1, 3", label="L1 coefficients (standard sweep)")
-    ks = forms.CharField(initial="8, 16, 32", label="k values (TopK sweep)")
-    gsae_expansion = forms.IntegerField(min_value=1, initial=16)
-    domain_expansion = forms.IntegerField(min_value=1, initial=2)
-    gsae_tokens = forms.IntegerField(min_value=1, initial=100_000)
-    domain_tokens = forms.IntegerField(min_value=1, initial=50_000)
-    lr = forms.FloatField(min_value=1e-7, initial=3e-3, label="Learning rate")
-    finetune_lr = forms.FloatField(min_value=1e-7, initial=1e-4, label="Fine-tune learning rate")
-    context_size = forms.IntegerField(min_value=2, max_value=8192, initial=128)
-    name_prefix = forms.SlugField(required=False, max_length=60)
-
-    def clean_l1_coefficients(self) -> list[float]:
-        return _numbers(self.cleaned_data["l1_coefficients"], float, "L1 coefficients")
-
-    def clean_ks(self) -> list[int]:
-        return _numbers(self.cleaned_data["ks"], int, "k values")
 
     def params(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -69,19 +110,16 @@ class TrainingForm(forms.Form):
             "domain_corpus_id": data["domain_corpus"].pk if data.get("domain_corpus") else None,
             "gsae_id": data["gsae"].pk if data.get("gsae") else None,
         }
-        keys = (
-            "methods", "architecture", "hook_name", "l1_coefficients", "ks", "gsae_expansion", "domain_expansion",
-            "gsae_tokens", "domain_tokens", "lr", "finetune_lr", "context_size", "name_prefix",
-        )  # fmt: skip
-        return {**ids, **{key: data[key] for key in keys}}
+        return {**ids, **self.config_params()}
 
 
-class EvaluationForm(forms.Form):
+class EvaluationForm(ConfigForm):
+    config_class = EvaluationConfig
+    config_exclude = ("context_size", "batch_size", "frequency_tokens")
     corpus = forms.ModelChoiceField(queryset=Corpus.objects.all(), help_text="Reconstruction and loss recovered.")
     general_corpus = forms.ModelChoiceField(
         queryset=Corpus.objects.filter(kind=Corpus.Kind.GENERAL), required=False, help_text="Feature frequencies."
     )
-    eval_tokens = forms.IntegerField(min_value=128, initial=16_384)
 
     def params(self, sae: SAE) -> dict[str, Any]:
         data = self.cleaned_data
@@ -89,7 +127,7 @@ class EvaluationForm(forms.Form):
             "sae_id": sae.pk,
             "corpus_id": data["corpus"].pk,
             "general_corpus_id": data["general_corpus"].pk if data.get("general_corpus") else None,
-            "eval_tokens": data["eval_tokens"],
+            **{k: v for k, v in self.config_params().items() if k in self.options},
         }
 
 
@@ -129,6 +167,35 @@ class CorpusAdminForm(forms.ModelForm):
         return corpus
 
 
+class AutoInterpForm(forms.Form):
+    """Explain and score features of one SAE on one corpus (random ones, or listed ones)."""
+
+    sae = forms.ModelChoiceField(queryset=SAE.objects.filter(status=SAE.Status.READY).order_by("name"))
+    corpus = forms.ModelChoiceField(queryset=Corpus.objects.order_by("name"))
+    n_random = forms.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        required=False,
+        initial=50,
+        label="Random features",
+        help_text="How many features to draw among those that fire on the corpus.",
+    )
+    feature_indices = forms.CharField(
+        required=False, label="Or these features", help_text="Feature indices separated by spaces or commas."
+    )
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+    def clean_feature_indices(self) -> list[int] | None:
+        text = self.cleaned_data["feature_indices"].strip()
+        return _numbers(text, int, "Feature indices") if text else None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("feature_indices") and not data.get("n_random"):
+            raise forms.ValidationError("Give a number of random features or a list of feature indices.")
+        return data
+
+
 class StudyForm(forms.Form):
     """A study by hand (a training run's page creates one in one click)."""
 
@@ -158,3 +225,35 @@ class StudyForm(forms.Form):
             "saes": list(data["saes"]),
             "options": {"eval_tokens": data["eval_tokens"], "frequency_tokens": data["frequency_tokens"]},
         }
+
+
+class DecompositionProposeForm(forms.Form):
+    """Sub-components from the LLM endpoint or the local model, or typed (text form: name, `+ phrase`, `- near miss`)."""
+
+    description = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    source = forms.ChoiceField(
+        choices=[("llm", "LLM endpoint"), ("local", "local instruct model"), ("manual", "typed below")], initial="llm"
+    )
+    n_components = forms.IntegerField(min_value=1, max_value=12, initial=5, label="sub-components")
+    n_phrases = forms.IntegerField(min_value=3, max_value=10, initial=3, label="phrases each")
+    components_text = forms.CharField(
+        required=False,
+        label="sub-components (typed)",
+        widget=forms.Textarea(
+            attrs={"rows": 10, "placeholder": "physics\n+ E = mc squared\n+ ...\n- physical therapy"}
+        ),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("source") == "manual" and not (data.get("components_text") or "").strip():
+            self.add_error("components_text", "Type the sub-components, or choose the LLM or the local model.")
+        return data
+
+
+class DecompositionEditForm(forms.Form):
+    components_text = forms.CharField(label="sub-components", widget=forms.Textarea(attrs={"rows": 16}))
+
+
+class ProbeForm(forms.Form):
+    text = forms.CharField(max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))

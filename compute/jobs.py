@@ -30,6 +30,7 @@ from django.utils.module_loading import import_string
 
 from compute.models import Job, JobKind, JobStatus
 from compute.signals import job_succeeded
+from config.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,23 @@ JOB_KINDS: dict[str, KindSpec] = {
         abandon="compute.services.dashboards.dashboards_abandon_job",
     ),
     JobKind.EVALUATE_STUDY: KindSpec("compute.services.studies.run_study_evaluation_job", GPU_QUEUE),
+    JobKind.PROPOSE_DECOMPOSITION: KindSpec(
+        "compute.services.decomposition.run_propose_job",
+        GPU_QUEUE,
+        abandon="compute.services.decomposition.decompositions_abandon_job",
+    ),
+    JobKind.MEASURE_DECOMPOSITIONS: KindSpec(
+        "compute.services.decomposition.run_measure_job",
+        GPU_QUEUE,
+        abandon="compute.services.decomposition.decompositions_abandon_job",
+    ),
+    JobKind.AUTOINTERP: KindSpec("compute.services.autointerp.run_autointerp_job", GPU_QUEUE),
 }
+
+
+def job_kind_register(kind: str, spec: KindSpec) -> None:
+    """Run another app's jobs on this machinery (compute never imports that app; it registers itself)."""
+    JOB_KINDS[kind] = spec
 
 
 class JobCancelled(Exception):
@@ -75,16 +92,8 @@ class JobSuperseded(JobInterrupted):
     """Another worker took this job over (this attempt was thought lost): stop without touching anything."""
 
 
-class JobInputError(Exception):
+class JobInputError(ServiceError):
     """A handler found its input unusable (before any expensive work); the message says what to fix."""
-
-
-def param_int(params: dict[str, Any], key: str, default: int, *, low: int, high: int) -> int:
-    """A whole-number job parameter within [low, high] (booleans refused); JobInputError otherwise."""
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise JobInputError(f"{key} must be a whole number from {low} to {high}; got {value!r}.")
-    return value
 
 
 # The contexts of the jobs running in this process, so a shutting-down worker can ask them to stop.

@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from compute import api
-from compute.views import dashboards, jobs, registry, studies
+from compute.views import autointerp, dashboards, decomposition, jobs, registry, studies
 
 app_name = "compute"
 
@@ -28,6 +28,9 @@ urlpatterns = [
     path("saes/<int:sae_id>/", registry.sae_detail, name="sae-detail"),
     path("saes/<int:sae_id>/evaluate/", registry.sae_evaluate, name="sae-evaluate"),
     path("training/new/", registry.training_new, name="training-new"),
+    path("autointerp/", autointerp.autointerp_page, name="autointerp"),
+    path("autointerp/export.<str:fmt>", autointerp.autointerp_export, name="autointerp-export"),
+    path("studies/<int:study_id>/autointerp/", autointerp.study_autointerp, name="study-autointerp"),
     path("studies/", studies.study_list, name="study-list"),
     path("studies/<int:study_id>/", studies.study_detail, name="study-detail"),
     path("studies/<int:study_id>/evaluate/", studies.study_evaluate, name="study-evaluate"),
@@ -58,6 +61,28 @@ urlpatterns = [
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/",
         dashboards.feature_dashboard,
         name="feature-dashboard",
+    ),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/decompositions/",
+        decomposition.feature_decompositions,
+        name="feature-decompositions",
+    ),
+    path(
+        "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>/probe/",
+        decomposition.feature_probe,
+        name="feature-probe",
+    ),
+    path("decompositions/", decomposition.decomposition_list, name="decomposition-list"),
+    path("decompositions/<int:decomposition_id>/", decomposition.decomposition_detail, name="decomposition-detail"),
+    path(
+        "decompositions/<int:decomposition_id>/measure/",
+        decomposition.decomposition_measure_view,
+        name="decomposition-measure",
+    ),
+    path(
+        "decompositions/<int:decomposition_id>/figure.<str:fmt>",
+        decomposition.decomposition_figure_download,
+        name="decomposition-figure",
     ),
     path(
         "saes/<int:sae_id>/dashboards/<int:corpus_id>/features/<int:feature_index>.json",

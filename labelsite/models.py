@@ -29,16 +29,45 @@ def default_rubric() -> list[dict]:
     return schema.default_rubric()
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection); codes never do.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_CODE_FIRST = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
 def new_item_code() -> str:
-    """A random opaque code: 72 random bits, URL-safe, no relation to source or creation order."""
-    return secrets.token_urlsafe(9)
+    """A random opaque code: 12 URL-safe characters (~71.9 random bits), the first a letter or digit.
+
+    The first character is never `-` (nor `_`), so the code exports verbatim to CSV: no spreadsheet
+    reads it as a formula and no guard has to change it. No relation to source or creation order.
+    """
+    return secrets.choice(_CODE_FIRST) + secrets.token_urlsafe(9)[1:]
 
 
 def new_shuffle_key() -> int:
     return secrets.randbelow(SHUFFLE_PRIME)
 
 
+# What a blind panel may show beyond highlighted contexts; each one can reveal the source (see
+# labelsite.services.panels), so they are off by default and switched on per campaign by an admin.
+PANEL_EXTRAS: dict[str, str] = {
+    "frequency": "Firing frequency (sentence and rare-feature marker)",
+    "histogram": "Activation histogram",
+    "logits": "Output tokens with their logit values",
+    "magnitudes": "Raw activation values next to each context and in hover titles",
+    "probe": "Live probe: labellers type a text and see the feature's activation on each token, relative to its "
+    "max on the domain text (answered by item code, never by SAE or feature)",
+}
+
+
+def default_panel_extras() -> list[str]:
+    return []
+
+
 class Campaign(models.Model):
+    class Sampling(models.TextChoices):
+        RANDOM = "random", "Random features from each SAE"
+        MATCHED = "matched", "Matched on log firing frequency (same distribution from every SAE)"
+
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         PREPARING = "preparing", "Preparing dashboards"
@@ -61,10 +90,22 @@ class Campaign(models.Model):
         null=True, blank=True, help_text="Skip features firing less often than this on the domain corpus."
     )
     seed = models.PositiveIntegerField(default=0)
+    sampling = models.CharField(max_length=10, choices=Sampling.choices, default=Sampling.RANDOM)
+    match_general = models.BooleanField(
+        default=False, help_text="Matched sampling: stratify on log frequency on general text too."
+    )
+    sampling_report = models.JSONField(default=dict, blank=True, help_text="How well the strata matched.")
+    panel_extras = models.JSONField(
+        default=default_panel_extras, blank=True, help_text=f"Switched-on panel extras: {sorted(PANEL_EXTRAS)}."
+    )
+    audit = models.JSONField(default=dict, blank=True, help_text="The last blinding audit.")
     panel_order = models.CharField(max_length=20, choices=PanelOrder.choices, default=PanelOrder.DOMAIN_FIRST)
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Judgments per item (k).")
     hide_mapping_until_closed = models.BooleanField(default=False)
     lease_seconds = models.PositiveIntegerField(default=30 * 60)
+    max_skips = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Skips allowed per labeller (empty: no limit)."
+    )
     labellers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="label_campaigns")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
     build_jobs = models.ManyToManyField("compute.Job", blank=True, related_name="+")
@@ -118,6 +159,9 @@ class Item(models.Model):
     # Rendered once when the campaign opens, so the labelling page is one row read.
     domain_html = models.TextField(blank=True)
     general_html = models.TextField(blank=True)
+    # The feature's measured decomposition as a blind panel, for per_component questions (empty without one).
+    decomposition_html = models.TextField(blank=True)
+    components = models.JSONField(default=list, blank=True, help_text="Sub-component names shown in that panel.")
 
     class Meta:
         constraints = [
@@ -156,7 +200,13 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["item", "labeller"], name="assignment_once_per_labeller")]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "labeller"], name="assignment_once_per_labeller"),
+            # One item at a time: a labeller cannot open several items to compare them before judging.
+            models.UniqueConstraint(
+                fields=["campaign", "labeller"], condition=Q(status="held"), name="assignment_one_held_per_labeller"
+            ),
+        ]
         indexes = [
             models.Index(fields=["campaign", "labeller", "status"], name="assignment_by_labeller"),
             models.Index(fields=["campaign", "status", "expires_at"], name="assignment_expiry"),

@@ -33,7 +33,8 @@ MAX_OPTIONS = 9  # options are picked with the number keys 1-9
 # Names an export row or the labelling form already uses; a question key may not take them.
 RESERVED_KEYS = frozenset(
     {"item_code", "sae", "method", "feature_index", "labeller", "time_spent_ms", "revisions", "created_at",
-     "updated_at", "shown_at_ms", "reason", "panel_order", "csrfmiddlewaretoken"}
+     "updated_at", "shown_at_ms", "reason", "panel_order", "csrfmiddlewaretoken", "campaign", "status",
+     "skip_reason"}
 )  # fmt: skip
 # Letters the labelling page uses for itself (s = skip, g = guidelines); yes/no questions get another one.
 RESERVED_SHORTCUTS = frozenset("sg")

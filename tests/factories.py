@@ -10,7 +10,7 @@ from compute.models import SAE, LanguageModel
 
 def tiny_model_folder(folder: Path, *, d_model: int = 16, seed: int = 0) -> Path:
     """Save a tiny random Llama-architecture model and its byte-level tokenizer as a local HF folder."""
-    from compute.ml.lm import tiny_random_hf_model
+    from tests.ml_factories import tiny_random_hf_model
 
     hf_model, tokenizer = tiny_random_hf_model(d_model=d_model, n_layers=2, seed=seed)
     hf_model.save_pretrained(folder)

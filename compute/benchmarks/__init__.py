@@ -8,4 +8,6 @@ BENCHMARKS: dict[str, str] = {
     "train": "compute.benchmarks.train",
     "dashboards": "compute.benchmarks.dashboards",
     "eval": "compute.benchmarks.eval",
+    "autointerp": "compute.benchmarks.autointerp",
+    "probe": "compute.benchmarks.probe",
 }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from compute.ml.lm import LoadedModel, hook_layer
+from compute.ml.choices import hook_layer
+from compute.ml.corpora import token_windows
+from compute.ml.lm import LoadedModel
 
 
 class ActivationBatch(NamedTuple):
@@ -87,3 +89,30 @@ def iter_activation_batches(
         acts = hook_activations(loaded, tokens, hook_name=hook_name)  # [batch, seq, d_in]
         mask = token_mask(tokens, loaded.special_token_ids, lengths.to(device))
         yield ActivationBatch(tokens=tokens, acts=acts, mask=mask)
+
+
+def window_stream(
+    texts: Iterable[str], tokenizer: Any, *, split: str, budget: int | None, context_size: int
+) -> Iterator[list[int]]:
+    """Token windows of a corpus's split ("train", "eval" or "all"), `budget // context_size` of them at most
+    (at least one); budget None reads the whole split."""
+    max_windows = None if budget is None else max(1, budget // context_size)
+    return token_windows(texts, tokenizer, context_size, split=split, max_windows=max_windows)
+
+
+def activation_stream(
+    texts: Iterable[str],
+    loaded: LoadedModel,
+    hook_name: str,
+    *,
+    split: str,
+    budget: int | None,
+    context_size: int,
+    batch_size: int,
+    device: str | None = None,
+) -> Iterator[ActivationBatch]:
+    """The one path from a corpus to activations, shared by training, evaluation and dashboards:
+    documents -> windows of `context_size` tokens (see `window_stream`) -> batches of `batch_size` windows
+    -> the hook's activations, one batch at a time."""
+    windows = window_stream(texts, loaded.tokenizer, split=split, budget=budget, context_size=context_size)
+    return iter_activation_batches(loaded, windows, hook_name=hook_name, batch_size=batch_size, device=device)

@@ -1,8 +1,39 @@
-"""The names a training run can be asked for. Imports nothing heavy, so the web process may use it too."""
+"""The names a job can be asked for, and hook-name rules. Imports nothing heavy, so the web process may use it too."""
 
 from __future__ import annotations
 
+import re
+
 METHODS = ("gsae", "finetune", "direct", "ssae")
 DOMAIN_METHODS = ("finetune", "direct", "ssae")
-ARCHITECTURES = ("standard", "topk")
+METHOD_LABELS = {
+    "gsae": "GSAE (on the general corpus)",
+    "finetune": "GSAE-finetune",
+    "direct": "Direct SAE",
+    "ssae": "Specialized SAE (SSAE)",
+}
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
+ARCHITECTURE_LABELS = {
+    "standard": "Standard (L1)",
+    "topk": "TopK",
+    "batchtopk": "BatchTopK (saved as JumpReLU)",
+    "jumprelu": "JumpReLU (L0)",
+}
+K_ARCHITECTURES = ("topk", "batchtopk")  # sparsity set by k; the others by a loss coefficient
+# The training-config field holding each architecture's sparsity sweep.
+SWEEP_FIELDS = {"standard": "l1_coefficients", "topk": "ks", "batchtopk": "ks", "jumprelu": "l0_coefficients"}
 PRECISIONS = ("auto", "float32", "bfloat16")  # of SAE training matmuls; see compute.ml.training.autocast_dtype
+
+HOOK_RE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*$")
+BLOCK_HOOK_RE = re.compile(r"^blocks\.(\d+)\.")
+
+
+def default_hook_name(n_layers: int) -> str:
+    """The residual stream after the middle block, the usual place for SAEs."""
+    return f"blocks.{n_layers // 2}.hook_resid_post"
+
+
+def hook_layer(hook_name: str) -> int | None:
+    """The block index a hook name lives in (`blocks.7.hook_resid_post` -> 7), None outside the blocks."""
+    match = BLOCK_HOOK_RE.match(hook_name)
+    return int(match.group(1)) if match else None

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from compute.ml.activations import ActivationBatch
+from compute.ml.config import DashboardJobConfig
 
 # Corpus positions are identified by gid = sequence_number * POS_STRIDE + position.
 POS_STRIDE = 1 << 20
@@ -47,15 +48,18 @@ class BatchLike(Protocol):
     mask: Tensor  # [b, s] bool, False at BOS/special/padding
 
 
+_JOB = DashboardJobConfig()  # the job options (defaults and bounds) are declared in compute.ml.config
+
+
 @dataclass(frozen=True)
 class DashboardConfig:
-    top_k: int = 20
-    ctx_before: int = 24
-    ctx_after: int = 8
-    n_quantile_bins: int = 10
-    per_bin: int = 5
+    top_k: int = _JOB.top_k
+    ctx_before: int = _JOB.ctx_before
+    ctx_after: int = _JOB.ctx_after
+    n_quantile_bins: int = _JOB.n_quantile_bins
+    per_bin: int = _JOB.per_bin
     hist_bins: int = 30
-    n_logit_tokens: int = 10
+    n_logit_tokens: int = _JOB.n_logit_tokens
     seed: int = 0
 
     @property

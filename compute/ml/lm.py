@@ -9,7 +9,6 @@ the Hugging Face Hub. Hook names follow TransformerLens (`blocks.N.hook_resid_po
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-RESID_POST_RE = re.compile(r"^blocks\.(\d+)\.")
+from compute.ml.choices import default_hook_name
 
 
 class ModelLoadError(ValueError):
@@ -51,7 +50,7 @@ class LoadedModel:
 
     def default_hook_name(self) -> str:
         """The residual stream after the middle block, the usual place for SAEs."""
-        return f"blocks.{self.n_layers // 2}.hook_resid_post"
+        return default_hook_name(self.n_layers)
 
     def has_hook(self, hook_name: str) -> bool:
         return hook_name in self.model.hook_dict
@@ -61,12 +60,6 @@ class LoadedModel:
         if isinstance(ids, Tensor):
             ids = ids.tolist()
         return [self.tokenizer.decode([int(i)]) for i in ids]
-
-
-def hook_layer(hook_name: str) -> int | None:
-    """The block index a hook name lives in (`blocks.7.hook_resid_post` -> 7), None outside the blocks."""
-    match = RESID_POST_RE.match(hook_name)
-    return int(match.group(1)) if match else None
 
 
 def default_device() -> str:
@@ -216,79 +209,6 @@ def wrap_hf_model(
             "n_layers": n_layers,
             "d_vocab": int(bridge.cfg.d_vocab),
             "architecture": type(hf_model).__name__,
-            "default_hook": f"blocks.{n_layers // 2}.hook_resid_post",
+            "default_hook": default_hook_name(n_layers),
         },
     )
-
-
-def byte_level_tokenizer() -> Any:
-    """A tiny offline tokenizer: the 256 byte-level symbols after 3 SmolLM2-style special tokens (ids 0-2)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    vocab = {token: i for i, token in enumerate(specials)}
-    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[symbol] = len(vocab)
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|im_start|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_end|>"],
-    )
-    tokenizer.init_kwargs["name_or_path"] = "tiny-byte-level"
-    return tokenizer
-
-
-def tiny_random_hf_model(
-    *, d_model: int = 32, n_layers: int = 2, n_heads: int = 4, d_mlp: int = 64, n_ctx: int = 256, seed: int = 0
-) -> tuple[Any, Any]:
-    """A randomly initialised Llama-architecture HF model and its byte-level tokenizer (not yet wrapped).
-
-    Wrapping changes the module tree, so save this one (save_pretrained) to get a local model folder.
-    """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = byte_level_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=d_model,
-        intermediate_size=d_mlp,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=max(1, n_heads // 2),
-        max_position_embeddings=n_ctx,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        hf_model = LlamaForCausalLM(config).eval()
-    finally:
-        torch.random.set_rng_state(generator_state)
-    return hf_model, tokenizer
-
-
-def tiny_random_model(
-    *,
-    d_model: int = 32,
-    n_layers: int = 2,
-    n_heads: int = 4,
-    d_mlp: int = 64,
-    n_ctx: int = 256,
-    seed: int = 0,
-    device: str = "cpu",
-) -> LoadedModel:
-    """A randomly initialised Llama-architecture model with a byte-level tokenizer, for tests (milliseconds)."""
-    hf_model, tokenizer = tiny_random_hf_model(
-        d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_ctx=n_ctx, seed=seed
-    )
-    return wrap_hf_model(hf_model.to(device), tokenizer, name="tiny-random-llama", device=device)

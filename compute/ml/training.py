@@ -27,23 +27,22 @@ from typing import Any
 
 import torch
 from sae_lens import SAE
+from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 from sae_lens.saes.sae import SAEMetadata, TrainingSAE, TrainStepInput
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from torch import Tensor
 
 from compute.ml.activations import ActivationBatch
-from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, PRECISIONS
+from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, K_ARCHITECTURES, PRECISIONS, SWEEP_FIELDS
+from compute.ml.config import TrainingConfig
+from compute.ml.saes import save_sparsity
 
-GSAE_EXPANSION = 16
-DOMAIN_EXPANSION = 2
-FINETUNE_LR = 1e-4
-LR = 3e-3
-DEFAULT_L1_COEFFICIENTS = (0.3, 1.0, 3.0)
-DEFAULT_KS = (8, 16, 32)
+DEFAULT = TrainingConfig()  # the defaults of every training option, declared once in compute.ml.config
 
 
-def autocast_dtype(device: str, precision: str = "auto") -> torch.dtype | None:
+def autocast_dtype(device: str, precision: str = DEFAULT.precision) -> torch.dtype | None:
     """The dtype SAE matmuls run in under autocast (parameters, optimiser state and losses stay float32),
     or None for plain float32.
 
@@ -83,16 +82,21 @@ class SAESpec:
     architecture: str
     d_sae: int
     lr: float
-    l1_coefficient: float = 1.0
-    k: int = 32
+    l1_coefficient: float = 1.0  # standard
+    k: int = 32  # topk, batchtopk
+    l0_coefficient: float = 1.0  # jumprelu
 
     @property
     def sparsity(self) -> float:
-        return float(self.k if self.architecture == "topk" else self.l1_coefficient)
+        if self.architecture in K_ARCHITECTURES:
+            return float(self.k)
+        return self.l0_coefficient if self.architecture == "jumprelu" else self.l1_coefficient
 
     @property
     def sparsity_label(self) -> str:
-        return f"k={self.k}" if self.architecture == "topk" else f"l1={self.l1_coefficient:g}"
+        if self.architecture in K_ARCHITECTURES:
+            return f"k={self.k}"
+        return f"l0={self.l0_coefficient:g}" if self.architecture == "jumprelu" else f"l1={self.l1_coefficient:g}"
 
 
 def sweep_specs(
@@ -100,11 +104,12 @@ def sweep_specs(
     methods: Iterable[str],
     architecture: str,
     d_in: int,
-    expansion: int = DOMAIN_EXPANSION,
-    l1_coefficients: Iterable[float] = DEFAULT_L1_COEFFICIENTS,
-    ks: Iterable[int] = DEFAULT_KS,
-    lr: float = LR,
-    finetune_lr: float = FINETUNE_LR,
+    expansion: int = DEFAULT.domain_expansion,
+    l1_coefficients: Iterable[float] = DEFAULT.l1_coefficients,
+    ks: Iterable[int] = DEFAULT.ks,
+    l0_coefficients: Iterable[float] = DEFAULT.l0_coefficients,
+    lr: float = DEFAULT.lr,
+    finetune_lr: float = DEFAULT.finetune_lr,
     gsae_d_sae: int | None = None,
 ) -> list[SAESpec]:
     """One spec per (domain method, sparsity value): the points of the study's Pareto curves.
@@ -113,7 +118,9 @@ def sweep_specs(
     """
     if architecture not in ARCHITECTURES:
         raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
-    values: list[float] | list[int] = list(ks) if architecture == "topk" else list(l1_coefficients)
+    values = list(
+        {"ks": ks, "l1_coefficients": l1_coefficients, "l0_coefficients": l0_coefficients}[SWEEP_FIELDS[architecture]]
+    )
     if not values:
         raise TrainingInputError("Give at least one sparsity value (an L1 coefficient or a k).")
     specs = []
@@ -131,10 +138,11 @@ def sweep_specs(
                 d_sae=int(d_sae),
                 lr=finetune_lr if method == "finetune" else lr,
                 l1_coefficient=float(value) if architecture == "standard" else 1.0,
-                k=int(value) if architecture == "topk" else 32,
+                k=int(value) if architecture in K_ARCHITECTURES else 32,
+                l0_coefficient=float(value) if architecture == "jumprelu" else 1.0,
             )
             specs.append(_with_key(spec))
-    if any(s.architecture == "topk" and s.k > s.d_sae for s in specs):
+    if any(s.architecture in K_ARCHITECTURES and s.k > s.d_sae for s in specs):
         raise TrainingInputError("k must not exceed the number of features.")
     return specs
 
@@ -144,11 +152,18 @@ def _with_key(spec: SAESpec) -> SAESpec:
 
 
 def gsae_spec(
-    *, architecture: str, d_in: int, expansion: int = GSAE_EXPANSION, l1_coefficient: float = 1.0, k: int = 32, lr=LR
+    *,
+    architecture: str,
+    d_in: int,
+    expansion: int = DEFAULT.gsae_expansion,
+    l1_coefficient: float = DEFAULT.gsae_l1_coefficient,
+    k: int = DEFAULT.gsae_k,
+    l0_coefficient: float = DEFAULT.gsae_l0_coefficient,
+    lr: float = DEFAULT.lr,
 ) -> SAESpec:
     if architecture not in ARCHITECTURES:
         raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
-    spec = SAESpec("", "gsae", architecture, expansion * d_in, lr, l1_coefficient, k)
+    spec = SAESpec("", "gsae", architecture, expansion * d_in, lr, l1_coefficient, k, l0_coefficient)
     return _with_key(spec)
 
 
@@ -173,6 +188,12 @@ def make_training_sae(
             # Plain TopK (no decoder-norm rescaling) so that the activation scale folds exactly.
             cfg = TopKTrainingSAEConfig(k=spec.k, rescale_acts_by_decoder_norm=False, **common)
             sae: TrainingSAE = TopKTrainingSAE(cfg)
+        elif spec.architecture == "batchtopk":
+            # k per token on average over the minibatch; saved for inference as JumpReLU with the learnt threshold.
+            cfg = BatchTopKTrainingSAEConfig(k=spec.k, rescale_acts_by_decoder_norm=False, **common)
+            sae = BatchTopKTrainingSAE(cfg)
+        elif spec.architecture == "jumprelu":
+            sae = JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(l0_coefficient=spec.l0_coefficient, **common))
         else:
             sae = StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=spec.l1_coefficient, **common))
     finally:
@@ -183,7 +204,8 @@ def make_training_sae(
 def training_sae_from(sae: SAE, spec: SAESpec, *, device: str, metadata: dict[str, Any] | None = None) -> TrainingSAE:
     """A training SAE with the weights of an existing (inference) SAE, for fine-tuning."""
     architecture = sae.cfg.architecture()
-    if architecture != spec.architecture:
+    # A BatchTopK SAE is saved for inference as JumpReLU (its learnt threshold): it fine-tunes as BatchTopK.
+    if architecture != spec.architecture and not (architecture == "jumprelu" and spec.architecture == "batchtopk"):
         raise TrainingInputError(
             f"The GSAE is a {architecture} SAE: fine-tune it with architecture {architecture!r}, or train it anew."
         )
@@ -204,6 +226,12 @@ def training_sae_from(sae: SAE, spec: SAESpec, *, device: str, metadata: dict[st
     with torch.no_grad():
         for name, tensor in state.items():
             getattr(target, name).data.copy_(tensor)
+        if architecture == "jumprelu":
+            threshold = source.state_dict()["threshold"]  # [d_sae]
+            if spec.architecture == "jumprelu":
+                target.threshold.data.copy_(threshold)
+            else:
+                target.topk_threshold.fill_(float(threshold.mean()))
     return target
 
 
@@ -265,6 +293,7 @@ class SAETrainer:
         coefficients = sae.get_coefficients()
         self.coefficients = {k: float(v.value if hasattr(v, "value") else v) for k, v in coefficients.items()}
         self.tokens_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+        self.fired_count = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)  # tokens fired on
         self.stats = TrainerStats()
         self.curve = TrainingCurve()
 
@@ -293,6 +322,8 @@ class SAETrainer:
             )
             aux_total = sum(aux.values()) if isinstance(aux, dict) else aux
             loss = mse + aux_total
+        if isinstance(sae, BatchTopKTrainingSAE):
+            sae.update_topk_threshold(feature_acts.detach())  # what sae-lens's training_forward_pass does
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -300,6 +331,7 @@ class SAETrainer:
             fired = (feature_acts > 0).any(dim=0)
             self.tokens_since_fired += x.shape[0]
             self.tokens_since_fired[fired] = 0
+            self.fired_count += (feature_acts > 0).sum(dim=0)
             variance = (target - target.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
             stats = self.stats
             stats.tokens += x.shape[0]
@@ -321,13 +353,17 @@ class SAETrainer:
 
 
 def save_trained_sae(trainer: SAETrainer, path: Path, *, metadata: dict[str, Any] | None = None) -> Path:
-    """Write cfg.json + sae_weights.safetensors (sae-lens's format; `SAE.load_from_disk(path)` reads it)."""
+    """Write cfg.json + sae_weights.safetensors (sae-lens's format; `SAE.load_from_disk(path)` reads it) and
+    sparsity.safetensors (log10 firing frequency over training, as sae-lens's runner saves it).
+
+    cfg.json's metadata records the method, and whatever `metadata` adds (an SSAE's GSAE, the dataset).
+    """
     sae = copy.deepcopy(trainer.sae)
-    sae.fold_activation_norm_scaling_factor(trainer.scale)
-    if metadata:
-        for key, value in metadata.items():
-            setattr(sae.cfg.metadata, key, value)
+    sae.fold_activation_norm_scaling_factor(trainer.scale)  # the saved SAE reads raw activations
+    for key, value in {"method": trainer.spec.method, "normalize_activations": "none", **(metadata or {})}.items():
+        setattr(sae.cfg.metadata, key, value)
     sae.save_inference_model(path)
+    save_sparsity(Path(path), trainer.fired_count.cpu(), trainer.stats.tokens)
     return path
 
 
@@ -465,12 +501,12 @@ def run_training(
     total_tokens: int,
     device: str,
     gsae: SAE | None = None,
-    minibatch_tokens: int = 1024,
-    seed: int = 0,
+    minibatch_tokens: int = DEFAULT.minibatch_tokens,
+    seed: int = DEFAULT.seed,
     metadata: dict[str, Any] | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     progress_every_s: float = 2.0,
-    precision: str = "auto",
+    precision: str = DEFAULT.precision,
 ) -> tuple[list[SAETrainer], TrainingProgress]:
     """Train every spec from one stream of activation batches (one model pass for all of them).
 

@@ -1,6 +1,8 @@
 """Records of the science: language models, corpora, SAEs, jobs, evaluations and dashboards."""
 
+from compute.models.autointerp import AutoInterpFeature, Explanation, ExplanationScore
 from compute.models.dashboards import DashboardSet, FeatureDashboard
+from compute.models.decomposition import Decomposition, ProbeRequest
 from compute.models.jobs import Job, JobKind, JobStatus
 from compute.models.llm import LLMCall
 from compute.models.registry import SAE, Corpus, Evaluation, LanguageModel
@@ -8,9 +10,13 @@ from compute.models.studies import FeatureMeasurements, Study, StudyEvaluation
 
 __all__ = [
     "SAE",
+    "AutoInterpFeature",
     "Corpus",
     "DashboardSet",
+    "Decomposition",
     "Evaluation",
+    "Explanation",
+    "ExplanationScore",
     "FeatureMeasurements",
     "FeatureDashboard",
     "Job",
@@ -18,6 +24,7 @@ __all__ = [
     "JobStatus",
     "LLMCall",
     "LanguageModel",
+    "ProbeRequest",
     "Study",
     "StudyEvaluation",
 ]

@@ -23,6 +23,9 @@ class JobKind(models.TextChoices):
     EVALUATE_SAE = "evaluate_sae", "Evaluate SAE"
     BUILD_DASHBOARDS = "build_dashboards", "Build feature dashboards"
     EVALUATE_STUDY = "evaluate_study", "Evaluate study"
+    PROPOSE_DECOMPOSITION = "propose_decomposition", "Propose a feature decomposition"
+    MEASURE_DECOMPOSITIONS = "measure_decompositions", "Measure feature decompositions"
+    AUTOINTERP = "autointerp", "Explain and score features"
 
 
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -91,9 +94,3 @@ class Job(models.Model):
     @property
     def can_retry(self) -> bool:
         return self.status in (JobStatus.FAILED, JobStatus.CANCELLED) or self.is_lost
-
-    @property
-    def duration_s(self) -> float | None:
-        if not self.started_at:
-            return None
-        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,36 +19,11 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from compute.jobs import JobContext, JobInputError, JobInterrupted, job_create, param_int
+from compute.jobs import JobContext, JobInputError, JobInterrupted, job_create
+from compute.ml.config import ConfigError, DashboardJobConfig
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job, JobKind, JobStatus
 from compute.services.registry import RegistryError, corpus_texts, job_scratch, language_model_load, sae_load
 
-# Build parameters a job may override, with their defaults and bounds.
-BUILD_DEFAULTS: dict[str, int] = {
-    "max_tokens": 262_144,
-    "context_size": 128,
-    "batch_size": 16,
-    "feature_chunk": 16_384,
-    "top_k": 20,
-    "ctx_before": 24,
-    "ctx_after": 8,
-    "n_quantile_bins": 10,
-    "per_bin": 5,
-    "n_logit_tokens": 10,
-}
-_BOUNDS: dict[str, tuple[int, int]] = {
-    "max_tokens": (64, 10**9),
-    "context_size": (8, 8192),
-    "batch_size": (1, 4096),
-    "feature_chunk": (1, 10**7),
-    "top_k": (1, 200),
-    "ctx_before": (0, 256),
-    "ctx_after": (0, 256),
-    "n_quantile_bins": (1, 50),
-    "per_bin": (1, 50),
-    "n_logit_tokens": (0, 100),
-}
-_CONFIG_KEYS = ("top_k", "ctx_before", "ctx_after", "n_quantile_bins", "per_bin", "n_logit_tokens")
 _ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
@@ -90,13 +65,33 @@ def feature_frequencies(*, sae_id: int, corpus_id: int) -> list[float] | None:
 
 def dashboard_html(*, sae_id: int, corpus_id: int, feature_index: int, blind: bool) -> str:
     """The dashboard partial of one feature on one corpus; blind leaves out everything identifying."""
+    ((_, html),) = dashboards_html(sae_id=sae_id, corpus_id=corpus_id, feature_indices=[feature_index], blind=blind)
+    return html
+
+
+def dashboards_html(
+    *, sae_id: int, corpus_id: int, feature_indices: Iterable[int], blind: bool
+) -> Iterator[tuple[int, str]]:
+    """(feature index, dashboard partial) for many features of one SAE on one corpus.
+
+    Two queries whatever the number of features (the set, then its rows streamed), so memory stays bounded.
+    """
+    wanted = set(feature_indices)
     dset = _ready_set(sae_id=sae_id, corpus_id=corpus_id)
     if dset is None:
-        return render_to_string("compute/_dashboard.html", {"missing": "Dashboards for this corpus are not built yet."})
-    row = dset.features.filter(feature_index=feature_index).first()
-    if row is None:
-        return render_to_string("compute/_dashboard.html", {"missing": f"No feature {feature_index} in this SAE."})
-    return render_to_string("compute/_dashboard.html", dashboard_context(dset=dset, row=row, blind=blind))
+        missing = render_to_string(
+            "compute/_dashboard.html", {"missing": "Dashboards for this corpus are not built yet."}
+        )
+        yield from ((i, missing) for i in sorted(wanted))
+        return
+    for row in dset.features.filter(feature_index__in=sorted(wanted)).iterator(chunk_size=200):
+        wanted.discard(row.feature_index)
+        yield (
+            row.feature_index,
+            render_to_string("compute/_dashboard.html", dashboard_context(dset=dset, row=row, blind=blind)),
+        )
+    for i in sorted(wanted):
+        yield i, render_to_string("compute/_dashboard.html", {"missing": f"No feature {i} in this SAE."})
 
 
 # ----------------------------------------------------------------------------- reading
@@ -241,6 +236,12 @@ def _example_html(example: dict[str, Any], strings: list[str], scale: float) -> 
     )
 
 
+def tokens_html(tokens: list[str], values: list[float], scale: float) -> str:
+    """Tokens shaded by activation (relative to `scale`, e.g. the feature's corpus max), the max outlined."""
+    top = max(range(len(values)), key=values.__getitem__) if values and max(values) > 0 else -1
+    return "".join(_token_html(t, v, scale, i == top) for i, (t, v) in enumerate(zip(tokens, values, strict=True)))
+
+
 def _histogram_svg(counts: list[int], hi: float) -> str:
     if not counts or not any(counts):
         return ""
@@ -328,11 +329,11 @@ def dashboard_context(*, dset: DashboardSet, row: FeatureDashboard, blind: bool)
 # ----------------------------------------------------------------------------- building (worker side)
 
 
-def _build_params(raw: dict[str, Any]) -> dict[str, int]:
-    return {
-        key: param_int(raw, key, default, low=_BOUNDS[key][0], high=_BOUNDS[key][1])
-        for key, default in BUILD_DEFAULTS.items()
-    }
+def _build_config(params: dict[str, Any]) -> DashboardJobConfig:
+    try:
+        return DashboardJobConfig.from_params(params)
+    except ConfigError as exc:
+        raise JobInputError(str(exc)) from exc
 
 
 def _round4(value: float) -> float:
@@ -402,7 +403,7 @@ def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
     from compute.ml import corpora as ml_corpora
     from compute.ml import lm as ml_lm
 
-    params = _build_params(ctx.params)
+    config = _build_config(ctx.params)
     try:
         sae = SAE.objects.select_related("language_model").get(pk=ctx.params.get("sae_id"))
         corpus = Corpus.objects.get(pk=ctx.params.get("corpus_id"))
@@ -419,7 +420,7 @@ def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
     ctx.set_device(device)
     scratch = job_scratch(prefix=f"dash-{ctx.job.pk}-")
     try:
-        return _build(ctx, sae=sae, corpus=corpus, dset=dset, params=params, device=device, scratch=scratch)
+        return _build(ctx, sae=sae, corpus=corpus, dset=dset, job_config=config, device=device, scratch=scratch)
     except (ml_corpora.CorpusError, ml_lm.ModelLoadError, RegistryError) as exc:
         _set_failed(dset)
         raise JobInputError(str(exc)) from exc
@@ -446,12 +447,18 @@ def _set_failed(dset: DashboardSet) -> None:
 
 
 def _build(
-    ctx: JobContext, *, sae: SAE, corpus: Corpus, dset: DashboardSet, params: dict[str, int], device: str, scratch: Path
+    ctx: JobContext,
+    *,
+    sae: SAE,
+    corpus: Corpus,
+    dset: DashboardSet,
+    job_config: DashboardJobConfig,
+    device: str,
+    scratch: Path,
 ) -> dict[str, Any]:
     import torch
 
-    from compute.ml import activations as ml_acts
-    from compute.ml import corpora as ml_corpora
+    from compute.ml.activations import activation_stream
     from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
 
     timings: dict[str, float] = {}
@@ -464,19 +471,26 @@ def _build(
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    windows = _windows_for(ml_corpora, corpus, loaded, params, scratch)
-    batches = ml_acts.iter_activation_batches(
-        loaded, windows, hook_name=sae.hook_name, batch_size=params["batch_size"], device=device
+    # The whole corpus (train and eval alike), up to the token budget.
+    batches = activation_stream(
+        corpus_texts(corpus=corpus, scratch=scratch),
+        loaded,
+        sae.hook_name,
+        split="all",
+        budget=job_config.max_tokens,
+        context_size=job_config.context_size,
+        batch_size=job_config.batch_size,
+        device=device,
     )
     cache = ActivationCache(scratch / "acts")
-    n_tokens = cache.write(_with_progress(batches, ctx, params))
+    n_tokens = cache.write(_with_progress(batches, ctx, job_config))
     if n_tokens == 0:
         raise JobInputError(f"Corpus {corpus.name!r} yielded no tokens.")
     timings["activations_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    config = DashboardConfig(**{k: params[k] for k in _CONFIG_KEYS})
-    logits = _logit_tables(lens_sae, loaded, params["n_logit_tokens"], output_logit_tokens)
+    config = DashboardConfig(**job_config.render_options())
+    logits = _logit_tables(lens_sae, loaded, config.n_logit_tokens, output_logit_tokens)
     to_str = _token_strings(loaded)
     FeatureDashboard.objects.filter(dashboard_set=dset).delete()
     n_dead = 0
@@ -490,7 +504,7 @@ def _build(
             encode=lens_sae.encode,
             d_sae=sae.d_sae,
             config=config,
-            feature_chunk=params["feature_chunk"],
+            feature_chunk=job_config.feature_chunk,
             device=device,
             progress=on_progress,
         ):
@@ -506,7 +520,7 @@ def _build(
 
     DashboardSet.objects.filter(pk=dset.pk).update(
         status=DashboardSet.Status.READY,
-        config={**config.as_dict(), "max_tokens": params["max_tokens"], "context_size": params["context_size"]},
+        config={**config.as_dict(), "max_tokens": job_config.max_tokens, "context_size": job_config.context_size},
         n_tokens=n_tokens,
         n_features=sae.d_sae,
         n_dead=n_dead,
@@ -516,16 +530,9 @@ def _build(
     return {"dashboard_set": dset.pk, "n_tokens": n_tokens, "n_features": sae.d_sae, "n_dead": n_dead, **timings}
 
 
-def _windows_for(ml_corpora, corpus: Corpus, loaded, params: dict[str, int], scratch: Path):
-    """Token windows of the whole corpus (train and eval alike), up to the token budget."""
-    texts = corpus_texts(corpus=corpus, scratch=scratch)
-    max_windows = max(1, params["max_tokens"] // params["context_size"])
-    return ml_corpora.token_windows(texts, loaded.tokenizer, params["context_size"], max_windows=max_windows)
-
-
-def _with_progress(batches, ctx: JobContext, params: dict[str, int]):
-    per_batch = params["batch_size"] * params["context_size"]
-    total = max(1, params["max_tokens"])
+def _with_progress(batches, ctx: JobContext, job_config: DashboardJobConfig):
+    per_batch = job_config.batch_size * job_config.context_size
+    total = max(1, job_config.max_tokens)
     done = 0
     for batch in batches:
         yield batch

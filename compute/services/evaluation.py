@@ -16,16 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compute.jobs import JobContext, JobInputError, job_create, param_int
+from compute.jobs import JobContext, JobInputError, job_create
+from compute.ml.config import ConfigError, EvaluationConfig
 from compute.models import SAE, Corpus, Evaluation, Job, JobKind
 from compute.services import registry
-
-DEFAULTS: dict[str, Any] = {
-    "eval_tokens": 16_384,
-    "frequency_tokens": 32_768,
-    "context_size": 128,
-    "batch_size": 8,
-}
 
 
 @dataclass
@@ -33,17 +27,17 @@ class EvaluationPlan:
     sae: SAE
     corpus: Corpus
     general_corpus: Corpus | None
-    options: dict[str, int]
+    config: EvaluationConfig
 
 
 def evaluation_plan(params: dict[str, Any]) -> EvaluationPlan:
     """Cheap checks; raise JobInputError saying what to fix."""
     from compute.ml.corpora import CorpusError
 
-    options = {}
-    for key, default in DEFAULTS.items():
-        low = 2 if key == "context_size" else (0 if key == "frequency_tokens" else 1)
-        options[key] = param_int(params, key, default, low=low, high=10**9)
+    try:
+        config = EvaluationConfig.from_params(params)
+    except ConfigError as exc:
+        raise JobInputError(str(exc)) from exc
     try:
         sae = SAE.objects.select_related("language_model", "gsae", "train_corpus").get(pk=int(params.get("sae_id")))
     except (SAE.DoesNotExist, TypeError, ValueError) as exc:
@@ -68,7 +62,7 @@ def evaluation_plan(params: dict[str, Any]) -> EvaluationPlan:
             registry.corpus_check(corpus=corpora[key])
         except CorpusError as exc:
             raise JobInputError(f"Corpus {corpora[key].name!r}: {exc}") from exc
-    return EvaluationPlan(sae=sae, corpus=corpora["corpus"], general_corpus=corpora.get("general"), options=options)
+    return EvaluationPlan(sae=sae, corpus=corpora["corpus"], general_corpus=corpora.get("general"), config=config)
 
 
 def evaluation_start(*, params: dict[str, Any], created_by=None) -> Job:
@@ -97,8 +91,7 @@ def run_evaluation_job(ctx: JobContext) -> dict[str, Any]:
 
 
 def _evaluate(ctx: JobContext, plan: EvaluationPlan, loaded, device: str, scratch: Path) -> dict[str, Any]:
-    from compute.ml.activations import iter_activation_batches
-    from compute.ml.corpora import token_windows
+    from compute.ml.activations import activation_stream, window_stream
     from compute.ml.evaluation import (
         feature_frequencies,
         histogram,
@@ -108,7 +101,7 @@ def _evaluate(ctx: JobContext, plan: EvaluationPlan, loaded, device: str, scratc
         reconstruction_stats,
     )
 
-    sae_record, options = plan.sae, plan.options
+    sae_record, config = plan.sae, plan.config
     sae = registry.sae_load(sae=sae_record, device=device, scratch=scratch)
     if sae.cfg.d_in != loaded.d_model:
         raise JobInputError(f"SAE {sae_record.name!r} reads width {sae.cfg.d_in}, the model gives {loaded.d_model}.")
@@ -116,36 +109,41 @@ def _evaluate(ctx: JobContext, plan: EvaluationPlan, loaded, device: str, scratc
     if sae_record.gsae is not None and sae_record.gsae.is_usable:
         gsae = registry.sae_load(sae=sae_record.gsae, device=device, scratch=scratch)
     stack = [gsae, sae] if sae_record.method == SAE.Method.SSAE else [sae]
-    context = options["context_size"]
 
     def windows(corpus: Corpus, tokens: int):
         texts = registry.corpus_texts(corpus=corpus, scratch=scratch)
-        return token_windows(texts, loaded.tokenizer, context, split="eval", max_windows=max(1, tokens // context))
+        return window_stream(texts, loaded.tokenizer, split="eval", budget=tokens, context_size=config.context_size)
 
     def batches(corpus: Corpus, tokens: int):
-        return iter_activation_batches(
-            loaded, windows(corpus, tokens), hook_name=sae_record.hook_name, batch_size=options["batch_size"]
+        return activation_stream(
+            registry.corpus_texts(corpus=corpus, scratch=scratch),
+            loaded,
+            sae_record.hook_name,
+            split="eval",
+            budget=tokens,
+            context_size=config.context_size,
+            batch_size=config.batch_size,
         )
 
     results: dict[str, Any] = {"corpus": plan.corpus.name, "stack": [s.cfg.d_sae for s in stack]}
     ctx.progress(0.1, f"Reconstruction on {plan.corpus.name}")
     try:
-        results["reconstruction"] = reconstruction_stats(stack, batches(plan.corpus, options["eval_tokens"])).as_dict()
+        results["reconstruction"] = reconstruction_stats(stack, batches(plan.corpus, config.eval_tokens)).as_dict()
         ctx.progress(0.3, f"Loss recovered on {plan.corpus.name}")
         recovered = loss_recovered(
             loaded,
-            windows(plan.corpus, options["eval_tokens"]),
+            windows(plan.corpus, config.eval_tokens),
             hook_name=sae_record.hook_name,
             saes=stack,
             gsae=gsae,
-            batch_size=options["batch_size"],
+            batch_size=config.batch_size,
         )
     except ValueError as exc:
         raise JobInputError(f"Corpus {plan.corpus.name!r} has no evaluation tokens: {exc}") from exc
     results["loss_recovered"] = recovered.as_dict()
-    if plan.general_corpus is not None and options["frequency_tokens"]:
+    if plan.general_corpus is not None and config.frequency_tokens:
         ctx.progress(0.7, f"Feature frequencies on {plan.general_corpus.name}")
-        frequencies, tokens = feature_frequencies(sae, batches(plan.general_corpus, options["frequency_tokens"]))
+        frequencies, tokens = feature_frequencies(sae, batches(plan.general_corpus, config.frequency_tokens))
         results["frequencies"] = {
             "corpus": plan.general_corpus.name,
             "tokens": tokens,

@@ -6,7 +6,6 @@ that need them (worker, shell), never at module level.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -31,7 +30,13 @@ DEFAULT_MODEL = {
     "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "default_hook": "blocks.15.hook_resid_post",
     # Known facts of the packaged model, so validation can check widths without loading it.
-    "info": {"d_model": 576, "n_layers": 30, "d_vocab": 49152, "architecture": "LlamaForCausalLM"},
+    "info": {
+        "d_model": 576,
+        "n_layers": 30,
+        "d_vocab": 49152,
+        "architecture": "LlamaForCausalLM",
+        "hf_name": "HuggingFaceTB/SmolLM2-135M-Instruct",  # what users know it as (its weights, as GGUF)
+    },
 }
 DEFAULT_CORPORA = [
     {
@@ -50,6 +55,7 @@ DEFAULT_CORPORA = [
     },
 ]
 SAE_FILES = ("cfg.json", "sae_weights.safetensors")
+SAE_OPTIONAL_FILES = ("sparsity.safetensors",)
 
 
 class RegistryError(JobInputError):
@@ -124,22 +130,6 @@ def scratch_clean(*, job_id: int) -> list[Path]:
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
-
-
-def language_model_inspect(*, language_model: LanguageModel, device: str = "cpu") -> LanguageModel:
-    """Load the model once (worker or shell) and record d_model, layers and the default hook."""
-    from compute.ml.lm import load_language_model
-
-    loaded = load_language_model(
-        source=language_model.source,
-        location=language_model.location,
-        gguf_file=language_model.gguf_file,
-        device=device,
-    )
-    language_model.info = {**language_model.info, **loaded.info}
-    language_model.default_hook = language_model.default_hook or loaded.default_hook_name()
-    language_model.save(update_fields=["info", "default_hook"])
-    return language_model
 
 
 def corpus_register(
@@ -278,6 +268,10 @@ def sae_save_artifacts(*, sae: SAE, folder: Path) -> str:
         path = folder / name
         if not path.is_file():
             raise RegistryError(f"{folder} has no {name}: not an sae-lens SAE folder.")
+    for name in (*SAE_FILES, *SAE_OPTIONAL_FILES):
+        path = folder / name
+        if not path.is_file():
+            continue
         key = f"{target}/{name}"
         if storage.exists(key):
             storage.delete(key)
@@ -296,10 +290,28 @@ def sae_local_folder(*, sae: SAE, scratch: Path) -> Path:
     except NotImplementedError:
         target = scratch / f"sae-{sae.pk}"
         target.mkdir(parents=True, exist_ok=True)
-        for name in SAE_FILES:
-            with storage.open(f"{sae.artifact_path}/{name}", "rb") as src, open(target / name, "wb") as dst:
+        for name in (*SAE_FILES, *SAE_OPTIONAL_FILES):
+            key = f"{sae.artifact_path}/{name}"
+            if name in SAE_OPTIONAL_FILES and not storage.exists(key):
+                continue
+            with storage.open(key, "rb") as src, open(target / name, "wb") as dst:
                 shutil.copyfileobj(src, dst)
         return target
+
+
+def sae_load_composite(*, sae: SAE, device: str, scratch: Path):
+    """An SAE ready to use on its own: an SSAE comes with its GSAE (compute.ml.saes.GSAEPlusSSAE)."""
+    from compute.ml.saes import SAELoadError, load_sae
+
+    if sae.method != "ssae":
+        return sae_load(sae=sae, device=device, scratch=scratch)
+    if sae.gsae is None or not sae.artifact_path:
+        raise RegistryError(f"SSAE {sae.name!r} has no GSAE recorded: it cannot be used.")
+    gsae = sae_load(sae=sae.gsae, device=device, scratch=scratch)
+    try:
+        return load_sae(sae_local_folder(sae=sae, scratch=scratch), gsae=gsae, device=device)
+    except SAELoadError as exc:
+        raise RegistryError(str(exc)) from exc
 
 
 def sae_load(*, sae: SAE, device: str, scratch: Path):
@@ -351,38 +363,6 @@ def sae_register_pretrained(
         pretrained_release=release,
         pretrained_id=sae_id,
     )
-
-
-def sae_import_local(
-    *, name: str, folder: Path, language_model: LanguageModel, method: str = SAE.Method.GSAE, hook_name: str = ""
-) -> SAE:
-    """Copy an sae-lens folder (cfg.json + safetensors) into artifact storage and register it as ready."""
-    cfg_path = folder / "cfg.json"
-    if not cfg_path.is_file():
-        raise RegistryError(f"{folder} has no cfg.json: not an sae-lens SAE folder.")
-    cfg = json.loads(cfg_path.read_text())
-    hook = hook_name or (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or ""
-    if not hook:
-        raise RegistryError("The SAE's cfg.json names no hook: give the hook name.")
-    with transaction.atomic():
-        sae = SAE.objects.create(
-            name=name,
-            method=method,
-            architecture=cfg.get("architecture", "standard"),
-            status=SAE.Status.TRAINING,
-            language_model=language_model,
-            hook_name=hook,
-            d_in=int(cfg["d_in"]),
-            d_sae=int(cfg["d_sae"]),
-        )
-    try:
-        sae.artifact_path = sae_save_artifacts(sae=sae, folder=folder)
-    except BaseException:
-        SAE.objects.filter(pk=sae.pk).update(status=SAE.Status.FAILED)
-        raise
-    sae.status = SAE.Status.READY
-    sae.save(update_fields=["artifact_path", "status"])
-    return sae
 
 
 def sae_abandon_job(*, job, reason: str) -> int:

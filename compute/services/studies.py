@@ -20,7 +20,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils.text import slugify
 
-from compute.jobs import JobContext, JobInputError, job_create, param_int
+from compute.jobs import JobContext, JobInputError, job_create
+from compute.ml.config import ConfigError, StudyConfig, options_of
 from compute.models import (
     SAE,
     Corpus,
@@ -35,19 +36,6 @@ from compute.services import registry
 from compute.services.evaluation import json_safe
 from config.storage import artifact_storage
 
-# A study's budgets. 131,072 frequency tokens resolve frequencies down to ~7.6e-6 (the figure draws the limit).
-DEFAULT_OPTIONS: dict[str, int] = {
-    "eval_tokens": 16_384,
-    "frequency_tokens": 131_072,
-    "context_size": 128,
-    "batch_size": 8,
-}
-OPTION_BOUNDS = {
-    "eval_tokens": (1, 10**9),
-    "frequency_tokens": (1, 10**10),
-    "context_size": (2, 8192),
-    "batch_size": (1, 4096),
-}
 METHOD_ORDER = [m.value for m in SAE.Method]
 
 
@@ -56,19 +44,16 @@ class StudyError(JobInputError):
 
 
 def study_options(values: dict[str, Any] | None) -> dict[str, int]:
-    """The study's budgets with defaults filled in; StudyError for a value out of range."""
+    """The study's budgets (a StudyConfig) with defaults filled in; StudyError for a value out of range."""
     values = values or {}
-    unknown = sorted(set(values) - set(DEFAULT_OPTIONS))
+    known = [opt.name for opt in options_of(StudyConfig)]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise StudyError(f"Unknown study settings {', '.join(unknown)}; known: {', '.join(DEFAULT_OPTIONS)}.")
-    options = {}
-    for key, default in DEFAULT_OPTIONS.items():
-        low, high = OPTION_BOUNDS[key]
-        try:
-            options[key] = param_int(values, key, default, low=low, high=high)
-        except JobInputError as exc:
-            raise StudyError(str(exc)) from exc
-    return options
+        raise StudyError(f"Unknown study settings {', '.join(unknown)}; known: {', '.join(known)}.")
+    try:
+        return StudyConfig.from_params(values).to_params()
+    except ConfigError as exc:
+        raise StudyError(str(exc)) from exc
 
 
 @transaction.atomic
@@ -288,13 +273,12 @@ def run_study_evaluation_job(ctx: JobContext) -> dict[str, Any]:
 def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, fingerprint: str, inputs: dict):
     import numpy as np
 
-    from compute.ml.activations import iter_activation_batches
-    from compute.ml.corpora import token_windows
+    from compute.ml.activations import activation_stream, window_stream
     from compute.ml.measures import alive_median, fraction_recovered, frequency_summary
     from compute.ml.study import evaluate_domain, firing_counts, novelty_per_feature, random_direction_baseline
 
-    options = study_options(study.options)
-    context, batch_size = options["context_size"], options["batch_size"]
+    config = StudyConfig.from_params(study_options(study.options))
+    batch_size = config.batch_size
     records = [study.gsae, *sorted(study.saes.all(), key=_sae_sort_key)]
     saes = {}
     for record in records:
@@ -306,16 +290,21 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
     gkey = str(study.gsae.pk)
     stacks = {str(r.pk): ([gkey, str(r.pk)] if r.method == SAE.Method.SSAE else [str(r.pk)]) for r in records}
 
-    def windows(corpus: Corpus, split: str, tokens: int):
-        texts = registry.corpus_texts(corpus=corpus, scratch=scratch)
-        return token_windows(texts, loaded.tokenizer, context, split=split, max_windows=max(1, tokens // context))
+    def texts(corpus: Corpus):
+        return registry.corpus_texts(corpus=corpus, scratch=scratch)
 
-    eval_tokens = options["eval_tokens"]
+    eval_tokens = config.eval_tokens
     ctx.progress(0.05, f"Losses and reconstruction on {study.domain_corpus.name} (held-out split)")
     try:
         domain = evaluate_domain(
             loaded,
-            windows(study.domain_corpus, "eval", eval_tokens),
+            window_stream(
+                texts(study.domain_corpus),
+                loaded.tokenizer,
+                split="eval",
+                budget=eval_tokens,
+                context_size=config.context_size,
+            ),
             hook_name=study.gsae.hook_name,
             saes=saes,
             stacks=stacks,
@@ -327,15 +316,18 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
         )
     except ValueError as exc:
         raise StudyError(f"Corpus {study.domain_corpus.name!r} has no held-out tokens: {exc}") from exc
-    frequency_tokens = options["frequency_tokens"]
+    frequency_tokens = config.frequency_tokens
     ctx.progress(0.55, f"Feature frequencies on {study.general_corpus.name}")
     try:
         general_fired, general_tokens = firing_counts(
             saes,
-            iter_activation_batches(
+            activation_stream(
+                texts(study.general_corpus),
                 loaded,
-                windows(study.general_corpus, "all", frequency_tokens),
-                hook_name=study.gsae.hook_name,
+                study.gsae.hook_name,
+                split="all",
+                budget=frequency_tokens,
+                context_size=config.context_size,
                 batch_size=batch_size,
                 device=device,
             ),
@@ -402,7 +394,7 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
         {
             "model": study.gsae.language_model.name,
             "hook_name": study.gsae.hook_name,
-            "options": options,
+            "options": config.to_params(),
             "domain": {
                 "corpus": study.domain_corpus.name,
                 "split": "eval",

@@ -3,83 +3,46 @@
 `training_start` validates and queues a job (web side); `run_training_job` is its handler (gpu
 queue). Every SAE of a run gets a record with status TRAINING as soon as the model is loaded; it
 becomes READY only once its weights are in artifact storage, and a failed or cancelled run marks
-the rest FAILED. Imported by the web process: torch, sae_lens and compute.ml are imported only
-inside functions.
+the rest FAILED. The options are a `compute.ml.config.TrainingConfig`. Imported by the web process:
+torch, sae_lens and compute.ml are imported only inside functions (apart from the torch-free
+compute.ml.choices and compute.ml.config).
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compute.jobs import JobContext, JobInputError, job_create, param_int
-from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, METHODS, PRECISIONS
+from django.conf import settings
+
+from compute.jobs import JobContext, JobInputError, job_create
+from compute.ml.choices import BLOCK_HOOK_RE, K_ARCHITECTURES, default_hook_name
+from compute.ml.config import GIB, ConfigError, TrainingConfig, machine_memory_bytes
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
 from compute.services import registry
-
-HOOK_RE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*$")
-BLOCK_HOOK_RE = re.compile(r"^blocks\.(\d+)\.")
-
-DEFAULTS: dict[str, Any] = {
-    "methods": ["finetune", "direct", "ssae"],
-    "architecture": "standard",
-    "hook_name": "",
-    "gsae_expansion": 16,
-    "domain_expansion": 2,
-    "l1_coefficients": [0.3, 1.0, 3.0],
-    "ks": [8, 16, 32],
-    "gsae_l1_coefficient": 1.0,
-    "gsae_k": 32,
-    "lr": 3e-3,
-    "finetune_lr": 1e-4,
-    "gsae_tokens": 100_000,
-    "domain_tokens": 50_000,
-    "eval_tokens": 4_096,
-    "context_size": 128,
-    "batch_size": 8,
-    "minibatch_tokens": 512,
-    "seed": 0,
-    "name_prefix": "",
-    "precision": "auto",
-}
 
 
 @dataclass
 class TrainingPlan:
-    """Validated job input."""
+    """Validated job input: the records it names and the typed options."""
 
     language_model: LanguageModel
     hook_name: str
-    methods: list[str]
-    architecture: str
     general_corpus: Corpus | None
     domain_corpus: Corpus | None
     gsae: SAE | None  # an existing GSAE (None when this run trains one)
-    options: dict[str, Any] = field(default_factory=dict)
+    config: TrainingConfig
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.config.methods
 
     @property
     def domain_methods(self) -> list[str]:
-        return [m for m in self.methods if m in DOMAIN_METHODS]
-
-    @property
-    def total_tokens(self) -> int:
-        total = self.options["gsae_tokens"] if "gsae" in self.methods else 0
-        return total + (self.options["domain_tokens"] if self.domain_methods else 0)
-
-
-def _positive_int(params: dict[str, Any], key: str, *, low: int = 1, high: int = 10**10) -> int:
-    return param_int(params, key, DEFAULTS[key], low=low, high=high)
-
-
-def _positive_float(params: dict[str, Any], key: str) -> float:
-    value = params.get(key, DEFAULTS[key])
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise JobInputError(f"{key} must be a positive number; got {value!r}.")
-    return float(value)
+        return self.config.domain_methods
 
 
 def _get(model, pk: Any, what: str):
@@ -91,43 +54,39 @@ def _get(model, pk: Any, what: str):
         raise JobInputError(f"{what} {pk!r} does not exist: choose an existing one.") from exc
 
 
+def memory_limit_bytes(device: str = "cpu") -> int:
+    """What a run's SAEs may take: TRAINING_MEMORY_LIMIT_GIB, else this machine's memory (a GPU's own on CUDA)."""
+    limit = settings.TRAINING_MEMORY_LIMIT_GIB * GIB or machine_memory_bytes()
+    if device.startswith("cuda"):
+        import torch
+
+        limit = min(limit, torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    return limit
+
+
+def training_config(params: dict[str, Any]) -> TrainingConfig:
+    """The typed options of a job's params; JobInputError saying what to fix."""
+    try:
+        return TrainingConfig.from_params(params)
+    except ConfigError as exc:
+        raise JobInputError(str(exc)) from exc
+
+
+def check_sizes(config: TrainingConfig, *, d_in: int, gsae_d_sae: int | None, device: str = "cpu") -> None:
+    """Refuse k above a width, or SAEs that would not fit in memory (the message names what they need)."""
+    try:
+        config.check_widths(d_in=d_in)
+        config.check_memory(d_in=d_in, gsae_d_sae=gsae_d_sae, limit_bytes=memory_limit_bytes(device))
+    except ConfigError as exc:
+        raise JobInputError(str(exc)) from exc
+
+
 def training_plan(params: dict[str, Any]) -> TrainingPlan:
     """Check everything that is cheap to check (no model, no weights); raise JobInputError saying what to fix."""
     from compute.ml.corpora import CorpusError
 
-    methods = params.get("methods", DEFAULTS["methods"])
-    if isinstance(methods, str):
-        methods = [methods]
-    if not methods or not isinstance(methods, list) or any(m not in METHODS for m in methods):
-        raise JobInputError(f"methods must be a non-empty list from {', '.join(METHODS)}; got {methods!r}.")
-    methods = [m for m in METHODS if m in methods]
-    architecture = params.get("architecture", DEFAULTS["architecture"])
-    if architecture not in ARCHITECTURES:
-        raise JobInputError(f"architecture must be {' or '.join(ARCHITECTURES)}; got {architecture!r}.")
-
-    options: dict[str, Any] = {}
-    for key in ("gsae_expansion", "domain_expansion", "gsae_k", "context_size", "batch_size", "seed"):
-        options[key] = _positive_int(params, key, low=0 if key == "seed" else 1)
-    if options["context_size"] < 2:
-        raise JobInputError("context_size must be at least 2 (BOS plus one token).")
-    for key in ("gsae_tokens", "domain_tokens", "eval_tokens", "minibatch_tokens"):
-        options[key] = _positive_int(params, key, low=0 if key == "eval_tokens" else 1)
-    for key in ("gsae_l1_coefficient", "lr", "finetune_lr"):
-        options[key] = _positive_float(params, key)
-    sweep_key = "ks" if architecture == "topk" else "l1_coefficients"
-    values = params.get(sweep_key, DEFAULTS[sweep_key])
-    if not isinstance(values, list) or not values or len(values) > 12:
-        raise JobInputError(f"{sweep_key} must be a list of 1 to 12 values; got {values!r}.")
-    check = _positive_int if architecture == "topk" else _positive_float
-    options[sweep_key] = [check({sweep_key: value}, sweep_key) for value in values]
-    prefix = str(params.get("name_prefix") or "")
-    if prefix and not re.fullmatch(r"[\w.-]{1,60}", prefix):
-        raise JobInputError("name_prefix may hold letters, digits, '.', '-' and '_' (at most 60).")
-    options["name_prefix"] = prefix
-    options["precision"] = str(params.get("precision") or DEFAULTS["precision"])
-    if options["precision"] not in PRECISIONS:
-        raise JobInputError(f"precision must be one of {', '.join(PRECISIONS)}; got {options['precision']!r}.")
-
+    config = training_config(params)
+    methods = config.methods
     language_model = _get(LanguageModel, params.get("language_model_id"), "Language model")
     if language_model is None:
         raise JobInputError("Choose a language model (language_model_id).")
@@ -139,30 +98,29 @@ def training_plan(params: dict[str, Any]) -> TrainingPlan:
             raise JobInputError("Training a GSAE needs a general corpus (general_corpus_id).")
         if gsae is not None:
             raise JobInputError("Either train a GSAE (method gsae) or choose an existing one (gsae_id), not both.")
-    domain = [m for m in methods if m in DOMAIN_METHODS]
+    domain = config.domain_methods
     if domain and domain_corpus is None:
         raise JobInputError(f"{', '.join(domain)} need a domain corpus (domain_corpus_id).")
-    needs_gsae = [m for m in domain if m in ("finetune", "ssae")]
+    needs_gsae = [m for m in domain if m in TrainingConfig.GSAE_METHODS]
     if needs_gsae and gsae is None and "gsae" not in methods:
         raise JobInputError(
             f"{' and '.join(m.upper() if m == 'ssae' else 'GSAE-finetune' for m in needs_gsae)} need a GSAE: "
             "choose one (gsae_id) or add method gsae to train one first."
         )
 
-    hook_name = str(params.get("hook_name") or "") or (gsae.hook_name if gsae else "") or language_model.default_hook
-    if not hook_name and language_model.info.get("n_layers"):
-        hook_name = f"blocks.{int(language_model.info['n_layers']) // 2}.hook_resid_post"
-    # Still blank: the model's mid-depth residual stream, decided once the model is loaded.
-    if hook_name and not HOOK_RE.match(hook_name):
-        raise JobInputError(f"{hook_name!r} is not a hook name (e.g. blocks.6.hook_resid_post).")
-    block = BLOCK_HOOK_RE.match(hook_name)
     n_layers = language_model.info.get("n_layers")
+    hook_name = config.hook_name or (gsae.hook_name if gsae else "") or language_model.default_hook
+    if not hook_name and n_layers:
+        hook_name = default_hook_name(int(n_layers))
+    # Still blank: the model's mid-depth residual stream, decided once the model is loaded.
+    block = BLOCK_HOOK_RE.match(hook_name)
     if block and n_layers and int(block.group(1)) >= int(n_layers):
         raise JobInputError(
             f"Model {language_model.name!r} has {n_layers} blocks (0-{int(n_layers) - 1}): hook {hook_name!r} "
             "does not exist."
         )
 
+    d_model = language_model.info.get("d_model")
     if gsae is not None:
         if not gsae.is_usable:
             raise JobInputError(f"GSAE {gsae.name!r} is {gsae.status}: choose a ready SAE.")
@@ -172,16 +130,17 @@ def training_plan(params: dict[str, Any]) -> TrainingPlan:
             )
         if gsae.hook_name != hook_name:
             raise JobInputError(f"GSAE {gsae.name!r} reads hook {gsae.hook_name!r}, not {hook_name!r}: use its hook.")
-        d_model = language_model.info.get("d_model")
         if d_model and gsae.d_in != int(d_model):
             raise JobInputError(
                 f"GSAE {gsae.name!r} has width {gsae.d_in} but {hook_name!r} of {language_model.name!r} gives "
                 f"{d_model}: choose a GSAE trained on this model."
             )
-        if "finetune" in methods and gsae.architecture != architecture:
+        if "finetune" in methods and gsae.architecture != config.architecture:
             raise JobInputError(
                 f"GSAE {gsae.name!r} is a {gsae.architecture} SAE: fine-tune it with architecture {gsae.architecture!r}."
             )
+    if d_model:  # else checked on the worker once the model is loaded
+        check_sizes(config, d_in=int(d_model), gsae_d_sae=gsae.d_sae if gsae else None)
 
     for corpus in (general_corpus if "gsae" in methods else None, domain_corpus if domain else None):
         if corpus is None:
@@ -194,19 +153,20 @@ def training_plan(params: dict[str, Any]) -> TrainingPlan:
     return TrainingPlan(
         language_model=language_model,
         hook_name=hook_name,
-        methods=methods,
-        architecture=architecture,
         general_corpus=general_corpus if "gsae" in methods else None,
         domain_corpus=domain_corpus if domain else None,
         gsae=gsae,
-        options=options,
+        config=config,
     )
 
 
 def training_start(*, params: dict[str, Any], created_by=None) -> Job:
-    """Validate the input now (so the form can say what is wrong) and queue a train_saes job."""
-    training_plan(params)
-    return job_create(kind=JobKind.TRAIN_SAES, params=params, created_by=created_by)
+    """Validate the input now (so the form can say what is wrong) and queue a train_saes job.
+
+    The job's params record every option, defaults included, so a run says what it was asked for.
+    """
+    plan = training_plan(params)
+    return job_create(kind=JobKind.TRAIN_SAES, params={**params, **plan.config.to_params()}, created_by=created_by)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -232,6 +192,7 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
             f"GSAE {plan.gsae.name!r} has width {plan.gsae.d_in} but the model gives {loaded.d_model}: choose a "
             "GSAE trained on this model."
         )
+    check_sizes(plan.config, d_in=loaded.d_model, gsae_d_sae=plan.gsae.d_sae if plan.gsae else None, device=device)
     if not lm.info.get("d_model"):
         LanguageModel.objects.filter(pk=lm.pk).update(info={**lm.info, **loaded.info})
     for corpus in (plan.general_corpus, plan.domain_corpus):
@@ -242,7 +203,7 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
                 registry.corpus_count_tokens(
                     corpus=corpus,
                     language_model=lm,
-                    context_size=plan.options["context_size"],
+                    context_size=plan.config.context_size,
                     tokenizer=loaded.tokenizer,
                 )
             except CorpusError as exc:
@@ -275,7 +236,7 @@ class _Run:
 
     @property
     def prefix(self) -> str:
-        return self.plan.options["name_prefix"] or f"job{self.ctx.job.pk}"
+        return self.plan.config.name_prefix or f"job{self.ctx.job.pk}"
 
     def execute(self) -> dict[str, Any]:
         from compute.ml.corpora import CorpusError
@@ -296,7 +257,7 @@ class _Run:
         except (CorpusError, TrainingInputError, registry.RegistryError) as exc:
             raise JobInputError(str(exc)) from exc
         result["elapsed_s"] = round(time.monotonic() - self.started, 1)
-        result["tokens"] = plan.total_tokens
+        result["tokens"] = plan.config.total_tokens
         return result
 
     def load_gsae(self, record: SAE):
@@ -308,22 +269,19 @@ class _Run:
             )
         return gsae
 
-    def windows(self, corpus: Corpus, split: str, max_windows: int | None = None):
-        from compute.ml.corpora import token_windows
+    def batches(self, corpus: Corpus, split: str, budget: int | None = None):
+        """Activations of the corpus's split at the run's hook (budget: tokens; None for the whole split)."""
+        from compute.ml.activations import activation_stream
 
-        texts = registry.corpus_texts(corpus=corpus, scratch=self.scratch)
-        return token_windows(
-            texts, self.loaded.tokenizer, self.plan.options["context_size"], split=split, max_windows=max_windows
-        )
-
-    def batches(self, corpus: Corpus, split: str, max_windows: int | None = None):
-        from compute.ml.activations import iter_activation_batches
-
-        return iter_activation_batches(
+        config = self.plan.config
+        return activation_stream(
+            registry.corpus_texts(corpus=corpus, scratch=self.scratch),
             self.loaded,
-            self.windows(corpus, split, max_windows),
-            hook_name=self.plan.hook_name,
-            batch_size=self.plan.options["batch_size"],
+            self.plan.hook_name,
+            split=split,
+            budget=budget,
+            context_size=config.context_size,
+            batch_size=config.batch_size,
             device=self.device,
         )
 
@@ -331,8 +289,8 @@ class _Run:
         from compute.ml.training import autocast_dtype
 
         records = {}
-        options = self.plan.options
-        precision = autocast_dtype(self.device, options["precision"])
+        config = self.plan.config
+        precision = autocast_dtype(self.device, config.precision)
         for spec in specs:
             name = f"{self.prefix}-{corpus.name}-{spec.key}"
             registry.sae_make_way(name=name)
@@ -352,13 +310,14 @@ class _Run:
                 hyperparams={
                     "lr": spec.lr,
                     "l1_coefficient": spec.l1_coefficient if spec.architecture == "standard" else None,
-                    "k": spec.k if spec.architecture == "topk" else None,
+                    "k": spec.k if spec.architecture in K_ARCHITECTURES else None,
+                    "l0_coefficient": spec.l0_coefficient if spec.architecture == "jumprelu" else None,
                     "sparsity": spec.sparsity_label,
                     "expansion": spec.d_sae / self.loaded.d_model,
-                    "context_size": options["context_size"],
-                    "tokens": options["gsae_tokens" if spec.method == "gsae" else "domain_tokens"],
-                    "minibatch_tokens": options["minibatch_tokens"],
-                    "seed": options["seed"],
+                    "context_size": config.context_size,
+                    "tokens": config.gsae_tokens if spec.method == "gsae" else config.domain_tokens,
+                    "minibatch_tokens": config.minibatch_tokens,
+                    "seed": config.seed,
                     "precision": "bfloat16" if precision is not None else "float32",
                     "run_key": spec.key,
                 },
@@ -368,7 +327,7 @@ class _Run:
         return records
 
     def on_progress(self, phase: str):
-        total = max(self.plan.total_tokens, 1)
+        total = max(self.plan.config.total_tokens, 1)
 
         def report(progress) -> None:
             done = self.tokens_before_phase + progress.tokens_done
@@ -393,72 +352,92 @@ class _Run:
     def train_gsae(self):
         from compute.ml.training import gsae_spec, run_training
 
-        plan, options = self.plan, self.plan.options
+        plan, config = self.plan, self.plan.config
         spec = gsae_spec(
-            architecture=plan.architecture,
+            architecture=config.architecture,
             d_in=self.loaded.d_model,
-            expansion=options["gsae_expansion"],
-            l1_coefficient=options["gsae_l1_coefficient"],
-            k=options["gsae_k"],
-            lr=options["lr"],
+            expansion=config.gsae_expansion,
+            l1_coefficient=config.gsae_l1_coefficient,
+            k=config.gsae_k,
+            l0_coefficient=config.gsae_l0_coefficient,
+            lr=config.lr,
         )
         records = self.create_records([spec], corpus=plan.general_corpus, gsae_record=None)
         trainers, progress = run_training(
             batches=self.batches(plan.general_corpus, "train"),
             specs=[spec],
             d_in=self.loaded.d_model,
-            total_tokens=options["gsae_tokens"],
+            total_tokens=config.gsae_tokens,
             device=self.device,
-            minibatch_tokens=options["minibatch_tokens"],
-            seed=options["seed"],
+            minibatch_tokens=config.minibatch_tokens,
+            seed=config.seed,
             metadata=self.metadata(),
-            precision=options["precision"],
+            precision=config.precision,
             on_progress=self.on_progress("GSAE on " + plan.general_corpus.name),
         )
-        self.tokens_before_phase += options["gsae_tokens"]
+        self.tokens_before_phase += config.gsae_tokens
         saes = self.finish(trainers, records, progress, eval_corpus=plan.general_corpus, gsae=None)
         return records[spec.key], saes[spec.key]
 
     def train_domain(self, gsae_record: SAE | None, gsae) -> list[int]:
         from compute.ml.training import run_training, sweep_specs
 
-        plan, options = self.plan, self.plan.options
-        sweep_key = "ks" if plan.architecture == "topk" else "l1_coefficients"
+        plan, config = self.plan, self.plan.config
         specs = sweep_specs(
-            methods=plan.domain_methods,
-            architecture=plan.architecture,
+            methods=config.domain_methods,
+            architecture=config.architecture,
             d_in=self.loaded.d_model,
-            expansion=options["domain_expansion"],
-            lr=options["lr"],
-            finetune_lr=options["finetune_lr"],
+            expansion=config.domain_expansion,
+            lr=config.lr,
+            finetune_lr=config.finetune_lr,
             gsae_d_sae=gsae.cfg.d_sae if gsae is not None else None,
-            **{sweep_key: options[sweep_key]},
+            **{config.sweep_key: config.sweep},
         )
         records = self.create_records(specs, corpus=plan.domain_corpus, gsae_record=gsae_record)
         trainers, progress = run_training(
             batches=self.batches(plan.domain_corpus, "train"),
             specs=specs,
             d_in=self.loaded.d_model,
-            total_tokens=options["domain_tokens"],
+            total_tokens=config.domain_tokens,
             device=self.device,
             gsae=gsae,
-            minibatch_tokens=options["minibatch_tokens"],
-            seed=options["seed"],
+            minibatch_tokens=config.minibatch_tokens,
+            seed=config.seed,
             metadata=self.metadata(),
-            precision=options["precision"],
+            precision=config.precision,
             on_progress=self.on_progress("domain SAEs on " + plan.domain_corpus.name),
         )
         self.finish(trainers, records, progress, eval_corpus=plan.domain_corpus, gsae=gsae)
         return [records[t.spec.key].pk for t in trainers]
 
     def metadata(self) -> dict[str, Any]:
+        """What sae-lens's own runners write into cfg.json, as far as it holds for our runs."""
+        lm = self.plan.language_model
         return {
-            "model_name": self.plan.language_model.name,
+            # The name users know the model by (e.g. its Hugging Face name), and how we loaded it.
+            "model_name": lm.info.get("hf_name") or (lm.location if lm.source == lm.Source.HUB else lm.name),
+            "model_class_name": "TransformerBridge",
+            "model_load": {
+                "registry_name": lm.name,
+                "source": lm.source,
+                "location": lm.location,
+                "gguf_file": lm.gguf_file or None,
+            },  # fmt: skip
             "hook_name": self.plan.hook_name,
-            "context_size": self.plan.options["context_size"],
+            "context_size": self.plan.config.context_size,
             "prepend_bos": True,
             "exclude_special_tokens": True,
+            "seed": self.plan.config.seed,
         }
+
+    def save_metadata(self, trainer, *, corpus: Corpus, gsae, gsae_record: SAE | None) -> dict[str, Any]:
+        """Per SAE: the dataset it was trained on and, for an SSAE, the GSAE it must be used with."""
+        from compute.ml.saes import gsae_reference
+
+        extra: dict[str, Any] = {"dataset_path": corpus.location, "dataset_name": corpus.name}
+        if trainer.spec.method == "ssae" and gsae is not None and gsae_record is not None:
+            extra.update(gsae_reference(gsae, name=gsae_record.name))
+        return extra
 
     def finish(self, trainers, records: dict[str, SAE], progress, *, eval_corpus: Corpus, gsae) -> dict[str, Any]:
         """Save each SAE's weights, measure all of them on the eval split in one pass, then mark them READY."""
@@ -467,22 +446,22 @@ class _Run:
         from compute.ml.evaluation import reconstruction_stats_many
         from compute.ml.training import save_trained_sae
 
-        options = self.plan.options
-        fraction = 0.97 * self.tokens_before_phase / max(self.plan.total_tokens, 1)
+        config = self.plan.config
+        fraction = 0.97 * self.tokens_before_phase / max(config.total_tokens, 1)
         saes = {}
         for trainer in trainers:
             record = records[trainer.spec.key]
             self.ctx.progress(fraction, f"Saving {record.name}")
-            folder = save_trained_sae(trainer, self.scratch / f"sae-{record.pk}")
+            extra = self.save_metadata(trainer, corpus=eval_corpus, gsae=gsae, gsae_record=record.gsae)
+            folder = save_trained_sae(trainer, self.scratch / f"sae-{record.pk}", metadata=extra)
             record.artifact_path = registry.sae_save_artifacts(sae=record, folder=folder)
             saes[trainer.spec.key] = LensSAE.load_from_disk(folder, device=self.device)
         evaluations: dict[str, Any] = {}
-        if options["eval_tokens"]:
+        if config.eval_tokens:
             self.ctx.progress(fraction, f"Measuring on the eval split of {eval_corpus.name}")
             stacks = {key: ([gsae, sae] if key.startswith("ssae") else [sae]) for key, sae in saes.items()}
-            eval_windows = max(1, options["eval_tokens"] // options["context_size"])
             try:
-                measured = reconstruction_stats_many(stacks, self.batches(eval_corpus, "eval", eval_windows))
+                measured = reconstruction_stats_many(stacks, self.batches(eval_corpus, "eval", config.eval_tokens))
                 evaluations = {key: stats.as_dict() for key, stats in measured.items()}
             except ValueError:
                 evaluations = {key: {"note": "the eval split of this corpus is empty"} for key in saes}

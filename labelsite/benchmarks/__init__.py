@@ -2,4 +2,5 @@
 
 BENCHMARKS: dict[str, str] = {
     "web": "labelsite.benchmarks.web",
+    "export": "labelsite.benchmarks.export",
 }

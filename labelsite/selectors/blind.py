@@ -17,6 +17,7 @@ from labelsite import questions as schema
 from labelsite.models import Assignment, Campaign, Item, Judgment
 
 PANEL_TITLES = {"domain": "Top activations on domain text", "general": "Top activations on general web text"}
+DECOMPOSITION_TITLE = "Proposed sub-components and their activations"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class BlindCampaign:
     guidelines_html: str
     questions: list[dict]  # labelsite.questions: the form, keyboard map and serializer derive from these
     overlap: int
+    offers_probe: bool = False  # the live probe (panel extra "probe"), answered by item code
 
     @property
     def rubrics(self) -> list[dict]:
@@ -63,13 +65,15 @@ class BlindItem:
     code: str
     campaign: BlindCampaign
     panels: list[Panel]
-    status: str  # held / done / skipped
+    status: str  # held / done / expired (a skipped item is never returned)
     answers: dict = field(default_factory=dict)  # the labeller's own answers {question key: value}, if any
     judged_at: datetime | None = None  # when the labeller last saved them
+    decomposition: Panel | None = None  # the feature's measured sub-components (per_component questions)
+    components: list[str] = field(default_factory=list)
 
     @property
     def editable(self) -> bool:
-        return self.campaign.status == Campaign.Status.OPEN and self.status != Assignment.Status.SKIPPED
+        return self.campaign.status == Campaign.Status.OPEN
 
     @property
     def panel_order(self) -> str:
@@ -92,10 +96,11 @@ def _campaign(row: dict, prefix: str = "") -> BlindCampaign:
         guidelines_html=guidelines_render(row[f"{prefix}guidelines"]),
         questions=row[f"{prefix}questions"],
         overlap=row[f"{prefix}overlap"],
+        offers_probe="probe" in (row[f"{prefix}panel_extras"] or []),
     )
 
 
-_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "questions", "overlap")
+_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "questions", "overlap", "panel_extras")
 
 
 def blind_campaign(*, campaign_id: int, labeller) -> BlindCampaign | None:
@@ -133,14 +138,21 @@ ANSWER_FIELDS = ("answers", "time_spent_ms", "revisions", "updated_at")
 
 
 def blind_item(*, item_code: str, labeller) -> BlindItem | None:
-    """The item if it is (or was) assigned to this labeller; constant number of queries."""
+    """The item if it is (or was) assigned to this labeller and not skipped; constant number of queries.
+
+    A skipped item is gone for its labeller (None: pages and API answer 404), so nobody can skip through a
+    campaign to look at every item before judging.
+    """
     row = (
         Assignment.objects.filter(item__code=item_code, labeller=labeller, campaign__labellers=labeller)
+        .exclude(status=Assignment.Status.SKIPPED)
         .values(
             "status",
             "item__code",
             "item__domain_html",
             "item__general_html",
+            "item__decomposition_html",
+            "item__components",
             *(f"campaign__{f}" for f in _CAMPAIGN_FIELDS),
             "campaign__panel_order",
         )
@@ -158,6 +170,10 @@ def blind_item(*, item_code: str, labeller) -> BlindItem | None:
         status=row["status"],
         answers=judgment["answers"] if judgment else {},
         judged_at=judgment["updated_at"] if judgment else None,
+        decomposition=Panel(kind="decomposition", title=DECOMPOSITION_TITLE, html=row["item__decomposition_html"])
+        if row["item__decomposition_html"]
+        else None,
+        components=row["item__components"] or [],
     )
 
 
@@ -187,3 +203,17 @@ def own_judgments(*, campaign_id: int, labeller, limit: int = 500) -> list[dict]
         .order_by("-updated_at", "-id")
         .values("item__code", *ANSWER_FIELDS)[:limit]
     )
+
+
+def probe_target(*, item_code: str, labeller) -> tuple[int, int, int] | None:
+    """(sae id, feature index, domain corpus id) behind an item assigned to this labeller in a campaign that offers
+    the live probe; None otherwise. Server side only: the labeller's browser never receives these."""
+    row = (
+        Assignment.objects.filter(item__code=item_code, labeller=labeller, campaign__labellers=labeller)
+        .exclude(campaign__status=Campaign.Status.DRAFT)
+        .values("item__source__sae_id", "item__feature_index", "campaign__domain_corpus_id", "campaign__panel_extras")
+        .first()
+    )
+    if row is None or "probe" not in (row["campaign__panel_extras"] or []):
+        return None
+    return row["item__source__sae_id"], row["item__feature_index"], row["campaign__domain_corpus_id"]

@@ -7,7 +7,13 @@
 
 Limits live in the database: the item row is locked with `select_for_update(skip_locked=True)` (a
 concurrent labeller skips it and takes the next one), the slot counter is bumped with a conditional
-UPDATE guarded by the `item_slots_at_most_k` check constraint, and (item, labeller) is unique.
+UPDATE guarded by the `item_slots_at_most_k` check constraint, (item, labeller) is unique, and a
+labeller holds at most one item per campaign (`assignment_one_held_per_labeller`).
+
+No scanning: a labeller cannot page through a campaign to sort items before judging them. They hold one
+item at a time, a skipped item is gone for them (its page answers 404), and a campaign may cap skips per
+labeller; skips of one labeller are serialised on their membership row, so the cap holds under
+concurrent requests.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from django.db.models import BigIntegerField, Exists, ExpressionWrapper, F, Oute
 from django.utils import timezone
 
 from labelsite.models import SHUFFLE_PRIME, Assignment, Campaign, Item
-from labelsite.services import LabelError
+from labelsite.services import LabelConflict, LabelError, LabelForbidden
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,10 @@ def _claim(ctx: StageContext, candidates: QuerySet[Item], reason: str) -> Assign
                         expires_at=ctx.now + timedelta(seconds=ctx.campaign.lease_seconds),
                     )
             except IntegrityError:
-                # The same labeller claimed this item in a parallel request: give the slot back.
+                # A parallel request of the same labeller claimed an item first (one held item each):
+                # give the slot back and hand out that one.
                 Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") - 1)
-                return None
+        return stage_own_held_lease(ctx)
     return None
 
 
@@ -145,9 +152,9 @@ def assignment_next(*, campaign_id: int, labeller) -> Assignment | None:
     """The labeller's next item (a held lease), or None when nothing is left for them."""
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None or not campaign.labellers.filter(pk=labeller.pk).exists():
-        raise LabelError("You are not a labeller of this campaign.")
+        raise LabelForbidden("You are not a labeller of this campaign.")
     if campaign.status != Campaign.Status.OPEN:
-        raise LabelError(f"This campaign is {campaign.get_status_display().lower()}; labelling is not possible now.")
+        raise LabelConflict(f"This campaign is {campaign.get_status_display().lower()}; labelling is not possible now.")
     ctx = StageContext(campaign=campaign, labeller_id=labeller.pk, now=timezone.now())
     held = stage_own_held_lease(ctx)
     if held is not None:
@@ -161,21 +168,41 @@ def assignment_next(*, campaign_id: int, labeller) -> Assignment | None:
 
 
 def assignment_skip(*, item_code: str, labeller, reason: str) -> Assignment:
-    """Skip a held item (with a reason): its slot goes back to others and it never comes back to this labeller."""
+    """Skip a held item (with a reason): its slot goes back to others and it never comes back to this labeller.
+
+    Refused once the labeller has used the campaign's `max_skips`; the membership row is locked first,
+    so parallel skips of one labeller are counted one after the other.
+    """
     reason = reason.strip()
     if not reason:
         raise LabelError("Say briefly why you skip this item.")
     with transaction.atomic():
-        item = Item.objects.select_for_update().select_related("campaign").filter(code=item_code).first()
-        assignment = (
-            Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first() if item else None
+        campaign_id = Item.objects.filter(code=item_code).values_list("campaign_id", flat=True).first()
+        membership = Campaign.labellers.through.objects.select_for_update().filter(
+            campaign_id=campaign_id, user_id=labeller.pk
         )
-        if assignment is None:
+        if campaign_id is None or not list(membership.values_list("pk", flat=True)):
             raise LabelError("This item is not assigned to you.")
+        item = Item.objects.select_for_update(of=("self",)).select_related("campaign").get(code=item_code)
+        assignment = Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first()
+        if assignment is None:
+            raise LabelConflict("This item is not assigned to you.")
         if item.campaign.status != Campaign.Status.OPEN:
-            raise LabelError("This campaign is not open.")
+            raise LabelConflict("This campaign is not open.")
         if assignment.status == Assignment.Status.DONE:
-            raise LabelError("You already judged this item; you can revise your judgment instead.")
+            raise LabelConflict("You already judged this item; you can revise your judgment instead.")
+        if assignment.status == Assignment.Status.SKIPPED:
+            raise LabelConflict("You already skipped this item.")
+        cap = item.campaign.max_skips
+        if cap is not None:
+            used = Assignment.objects.filter(
+                campaign_id=campaign_id, labeller=labeller, status=Assignment.Status.SKIPPED
+            ).count()
+            if used >= cap:
+                allowance = f"You have used all {cap} skip{'' if cap == 1 else 's'} of" if cap else "No skips in"
+                raise LabelConflict(
+                    f"{allowance} this campaign; please judge this item (a low score and a comment are fine)."
+                )
         if assignment.status == Assignment.Status.HELD:
             Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") - 1)
         assignment.status = Assignment.Status.SKIPPED

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import csv
-import json
-
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from config.figures import svg_text
 from config.roles import admin_required
 from labelsite.forms import CampaignForm, ReassignForm
 from labelsite.models import Campaign
-from labelsite.selectors.admin import campaign_items, campaign_progress, export_fields, judgment_rows, score_summary
+from labelsite.selectors.admin import campaign_items, campaign_progress
+from labelsite.selectors.result_figures import FIGURES
+from labelsite.selectors.results import agreement_matrix, campaign_results
 from labelsite.services import LabelError
+from labelsite.services.audit import stored_audit
 from labelsite.services.campaigns import (
     SourceSpec,
+    campaign_audit_run,
     campaign_close,
     campaign_create,
-    campaign_open,
+    campaign_open_start,
     campaign_reassign,
     campaign_reopen,
 )
@@ -52,6 +54,10 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 overlap=data["overlap"],
                 hide_mapping_until_closed=data["hide_mapping_until_closed"],
                 lease_seconds=data["lease_minutes"] * 60,
+                max_skips=data["max_skips"],
+                sampling=data["sampling"] or Campaign.Sampling.RANDOM,
+                match_general=data["match_general"],
+                panel_extras=data["panel_extras"],
                 created_by=request.user,
             )
         except LabelError as exc:
@@ -64,13 +70,8 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    # A GET only reads: a preparing campaign is moved on by its jobs (and by `campaigns_advance_after_dashboards`).
     campaign = get_object_or_404(Campaign.objects.select_related("domain_corpus", "general_corpus"), pk=campaign_id)
-    if campaign.status == Campaign.Status.PREPARING:
-        # Polling this page moves a preparing campaign on as soon as its dashboard jobs are done.
-        try:
-            campaign = campaign_open(campaign_id=campaign.pk, user=request.user)
-        except LabelError as exc:
-            campaign.prepare_error = str(exc)
     context = {
         "campaign": campaign,
         "sources": campaign.sources.select_related("sae"),
@@ -78,6 +79,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "items": campaign_items(campaign=campaign, limit=500),
         "build_jobs": campaign.build_jobs.all(),
         "reassign_form": ReassignForm(campaign=campaign),
+        "audit": stored_audit(campaign),
     }
     template = "labelsite/manage/campaign_detail.html"
     return render(request, f"{template}#status-panel" if request.htmx else template, context)
@@ -97,12 +99,35 @@ def _act(request: HttpRequest, campaign_id: int, action, done: str) -> HttpRespo
 @admin_required
 @require_POST
 def campaign_open_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    return _act(
-        request,
-        campaign_id,
-        lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user),
-        "Campaign is {status}.",
-    )
+    confirm = request.POST.get("confirm_leak") == "1"
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        job = campaign_open_start(campaign_id=campaign.pk, user=request.user, confirm_leak=confirm)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        if job is None:
+            messages.success(request, "Campaign is open.")
+        else:
+            messages.success(
+                request,
+                f"Opening: job {job.pk} builds what is missing and runs the blinding audit; "
+                "the campaign opens by itself (or comes back as a draft with the audit's verdict).",
+            )
+    return redirect("manage:campaign", campaign_id=campaign.pk)
+
+
+@admin_required
+@require_POST
+def campaign_audit_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    try:
+        result = campaign_audit_run(campaign_id=campaign.pk)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        (messages.warning if result.leak else messages.success)(request, result.summary())
+    return redirect("manage:campaign", campaign_id=campaign.pk)
 
 
 @admin_required
@@ -137,36 +162,24 @@ def campaign_reassign_view(request: HttpRequest, campaign_id: int) -> HttpRespon
 
 
 @admin_required
-def export_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=campaign_id)
+def campaign_results_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The campaign unblinded: scores per source with intervals, comparisons, labellers, agreement, charts."""
+    campaign = get_object_or_404(Campaign.objects.select_related("domain_corpus", "general_corpus"), pk=campaign_id)
     try:
-        rows = judgment_rows(campaign=campaign)
+        results = campaign_results(campaign=campaign)
     except LabelError as exc:
-        return HttpResponse(str(exc), status=409, content_type="text/plain")
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.csv"'
-    writer = csv.DictWriter(response, fieldnames=export_fields(campaign))
-    writer.writeheader()
-    writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
-    return response
-
-
-def _csv_safe(value):
-    """Labellers' free text must not run as a spreadsheet formula when the CSV is opened (CSV injection)."""
-    if isinstance(value, dict):  # a per-component answer
-        value = json.dumps(value, sort_keys=True)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-@admin_required
-def export_json(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=campaign_id)
-    try:
-        summary = score_summary(campaign=campaign)
-    except LabelError as exc:
-        return JsonResponse({"detail": str(exc)}, status=409)
-    response = HttpResponse(json.dumps(summary, indent=2, default=str), content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-summary.json"'
-    return response
+        messages.error(request, str(exc))
+        return redirect("manage:campaign", campaign_id=campaign.pk)
+    figures = []
+    for name, (title, build) in FIGURES.items():
+        fig = build(results)
+        if fig is not None:
+            figures.append({"name": name, "title": title, "svg": svg_text(fig)})
+    context = {
+        "campaign": campaign,
+        "results": results,
+        "figures": {f["name"]: f for f in figures},
+        "agreement": [{**section, "matrix": agreement_matrix(section)} for section in results["agreement"]],
+        "export_formats": ["csv", "jsonl", "parquet"],
+    }
+    return render(request, "labelsite/manage/campaign_results.html", context)

@@ -11,13 +11,21 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, close_old_connections, connection
+from django.utils import timezone
 
 from labelsite.models import Assignment, Item, Judgment
-from labelsite.services.assignment import assignment_next_code, assignment_skip
+from labelsite.services import LabelError
+from labelsite.services.assignment import (
+    assignment_next,
+    assignment_next_code,
+    assignment_skip,
+    leases_release_expired,
+)
 from labelsite.services.judgments import judgment_submit
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 
@@ -133,3 +141,72 @@ def test_concurrent_skips_give_slots_back_to_others(db):
     assert errors == []
     _check_invariants(campaign, submitted)
     assert not Assignment.objects.filter(campaign=campaign, status="held").exists()
+
+
+def _at_once(calls) -> tuple[list, list[BaseException]]:
+    """Run the calls in threads released together (one database connection each); results in call order."""
+    results: list = [None] * len(calls)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(calls))
+
+    def work(i: int, call) -> None:
+        try:
+            barrier.wait()
+            results[i] = _retrying(call)
+        except LabelError as exc:
+            results[i] = exc
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread via `errors`
+            errors.append(exc)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    return results, errors
+
+
+def test_skip_cap_holds_when_one_labeller_skips_many_items_at_once(db):
+    """Each labeller has lapsed leases on 12 items and fires 12 skips at the same instant; the cap is 2."""
+    cap, per_labeller = 2, 12
+    registry = registry_create()
+    users = [get_user_model().objects.create_user(f"cap-{i}") for i in range(4)]
+    campaign = campaign_open_offline(
+        campaign_draft(registry=registry, labellers=users, features=FEATURES_PER_SAE, max_skips=cap)
+    )
+    codes: dict[int, list[str]] = {}
+    for user in users:
+        for _ in range(per_labeller):
+            a = assignment_next(campaign_id=campaign.pk, labeller=user)
+            Assignment.objects.filter(pk=a.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+            leases_release_expired(campaign=campaign)
+            codes.setdefault(user.pk, []).append(Item.objects.get(pk=a.item_id).code)
+    calls = [
+        (lambda c=code, u=user: assignment_skip(item_code=c, labeller=u, reason="race"))
+        for user in users
+        for code in codes[user.pk]
+    ]
+    results, errors = _at_once(calls)
+    assert errors == []
+    refused = [r for r in results if isinstance(r, LabelError)]
+    assert all("used all 2 skips" in str(r) for r in refused)
+    skipped = Counter(
+        Assignment.objects.filter(campaign=campaign, status="skipped").values_list("labeller_id", flat=True)
+    )
+    assert skipped == {u.pk: cap for u in users}
+    assert len(refused) == len(users) * (per_labeller - cap)
+
+
+def test_parallel_next_requests_of_one_labeller_hold_one_item(db):
+    registry = registry_create()
+    user = get_user_model().objects.create_user("eager")
+    campaign = campaign_open_offline(campaign_draft(registry=registry, labellers=[user], features=FEATURES_PER_SAE))
+    results, errors = _at_once([lambda: assignment_next_code(campaign_id=campaign.pk, labeller=user)] * 8)
+    assert errors == []
+    assert len(set(results)) == 1 and results[0] is not None
+    assert Assignment.objects.filter(campaign=campaign, labeller=user).count() == 1
+    assert sum(Item.objects.filter(campaign=campaign).values_list("slots_taken", flat=True)) == 1

@@ -7,10 +7,12 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from compute.jobs import JobInputError, job_create
+from compute.ml.config import EvaluationConfig
 from compute.models import SAE, Corpus, Evaluation, JobKind, JobStatus
-from compute.services.evaluation import DEFAULTS, evaluation_plan
+from compute.services.evaluation import evaluation_plan
 
 from ._follow import follow_job
+from ._options import add_config_arguments, config_params
 from .train import _pk
 
 
@@ -21,8 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("sae", help="SAE name or id")
         parser.add_argument("--corpus", help="corpus to evaluate on (default: the SAE's training corpus)")
         parser.add_argument("--general", help="general corpus for feature frequencies")
-        parser.add_argument("--eval-tokens", type=int, default=DEFAULTS["eval_tokens"])
-        parser.add_argument("--frequency-tokens", type=int, default=DEFAULTS["frequency_tokens"])
+        add_config_arguments(parser, EvaluationConfig)
         parser.add_argument("--queue", action="store_true", help="queue for a Celery worker instead of running here")
 
     def handle(self, *args, **o) -> None:
@@ -30,8 +31,7 @@ class Command(BaseCommand):
             "sae_id": _pk(SAE, o["sae"]),
             "corpus_id": _pk(Corpus, o["corpus"]),
             "general_corpus_id": _pk(Corpus, o["general"]),
-            "eval_tokens": o["eval_tokens"],
-            "frequency_tokens": o["frequency_tokens"],
+            **config_params(o, EvaluationConfig),
         }
         try:
             evaluation_plan(params)

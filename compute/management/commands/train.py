@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from compute.jobs import JobInputError, job_create
+from compute.ml.config import TrainingConfig
 from compute.models import SAE, Corpus, JobKind, JobStatus, LanguageModel
 from compute.services import registry
-from compute.services.training import DEFAULTS, PRECISIONS, training_plan
+from compute.services.training import training_plan
 
 from ._follow import follow_job
+from ._options import add_config_arguments, config_params
 
 
 class Command(BaseCommand):
@@ -17,31 +19,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--model", default=registry.DEFAULT_MODEL_NAME, help="LanguageModel name")
-        parser.add_argument(
-            "--methods", nargs="+", default=DEFAULTS["methods"], choices=["gsae", "finetune", "direct", "ssae"]
-        )
         parser.add_argument("--general", help="general corpus name (to train a GSAE)")
         parser.add_argument("--domain", help="domain corpus name")
         parser.add_argument("--gsae", help="an existing GSAE (SAE name or id)")
-        parser.add_argument("--architecture", default="standard", choices=["standard", "topk"])
-        parser.add_argument("--hook", default="", help="hook name (default: the model's mid-depth resid_post)")
-        parser.add_argument("--l1", type=float, nargs="+", default=DEFAULTS["l1_coefficients"])
-        parser.add_argument("--k", type=int, nargs="+", default=DEFAULTS["ks"])
-        parser.add_argument("--gsae-l1", type=float, default=DEFAULTS["gsae_l1_coefficient"])
-        parser.add_argument("--gsae-k", type=int, default=DEFAULTS["gsae_k"])
-        parser.add_argument("--gsae-expansion", type=int, default=DEFAULTS["gsae_expansion"])
-        parser.add_argument("--domain-expansion", type=int, default=DEFAULTS["domain_expansion"])
-        parser.add_argument("--gsae-tokens", type=int, default=DEFAULTS["gsae_tokens"])
-        parser.add_argument("--domain-tokens", type=int, default=DEFAULTS["domain_tokens"])
-        parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-        parser.add_argument("--finetune-lr", type=float, default=DEFAULTS["finetune_lr"])
-        parser.add_argument("--context-size", type=int, default=DEFAULTS["context_size"])
-        parser.add_argument("--name-prefix", default="")
-        parser.add_argument(
-            "--precision",
-            default=DEFAULTS["precision"],
-            choices=PRECISIONS,
-            help="SAE training matmuls: auto = bfloat16 where the hardware has it natively, else float32",
+        add_config_arguments(
+            parser,
+            TrainingConfig,
+            hook_name="--hook",
+            l1_coefficients="--l1",
+            ks="--k",
+            gsae_l1_coefficient="--gsae-l1",
+            l0_coefficients="--l0",
+            gsae_l0_coefficient="--gsae-l0",
         )
         parser.add_argument("--queue", action="store_true", help="queue for a Celery worker instead of running here")
 
@@ -51,27 +40,13 @@ class Command(BaseCommand):
             "general_corpus_id": _pk(Corpus, o["general"]),
             "domain_corpus_id": _pk(Corpus, o["domain"]),
             "gsae_id": _pk(SAE, o["gsae"]),
-            "methods": o["methods"],
-            "architecture": o["architecture"],
-            "hook_name": o["hook"],
-            "l1_coefficients": o["l1"],
-            "ks": o["k"],
-            "gsae_l1_coefficient": o["gsae_l1"],
-            "gsae_k": o["gsae_k"],
-            "gsae_expansion": o["gsae_expansion"],
-            "domain_expansion": o["domain_expansion"],
-            "gsae_tokens": o["gsae_tokens"],
-            "domain_tokens": o["domain_tokens"],
-            "lr": o["lr"],
-            "finetune_lr": o["finetune_lr"],
-            "context_size": o["context_size"],
-            "name_prefix": o["name_prefix"],
-            "precision": o["precision"],
+            **config_params(o, TrainingConfig),
         }
         try:
-            training_plan(params)
+            plan = training_plan(params)
         except JobInputError as exc:
             raise CommandError(str(exc)) from exc
+        params.update(plan.config.to_params())
         job = job_create(kind=JobKind.TRAIN_SAES, params=params, enqueue=o["queue"])
         self.stdout.write(f"Job {job.pk}: {'queued' if o['queue'] else 'running here'}")
         job = follow_job(job=job, inline=not o["queue"])

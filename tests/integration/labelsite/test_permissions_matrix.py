@@ -23,11 +23,14 @@ MATRIX = [
     ("get", "label:item", "item", None, {"anon": LOGIN, "outsider": 404, "member": 200, "admin": 404}),
     ("post", "label:item", "item", JUDGMENT, {"anon": LOGIN, "outsider": 404, "member": 302, "admin": 404}),
     ("post", "label:skip", "item", {"reason": "x"}, {"anon": LOGIN, "outsider": 404, "member": 302, "admin": 404}),
+    # The live probe is off unless the campaign switches it on (panel extra "probe"): 404 for everyone here.
+    ("post", "label:probe", "item", {"text": "x"}, {"anon": LOGIN, "outsider": 404, "member": 404, "admin": 404}),
     ("get", "manage:campaign-list", None, None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
     ("get", "manage:campaign-new", None, None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
     ("get", "manage:campaign", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage:campaign-close", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
     ("post", "manage:campaign-open", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
+    ("post", "manage:campaign-audit", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
     ("post", "manage:campaign-reopen", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
     (
         "post",
@@ -38,14 +41,7 @@ MATRIX = [
     ),
     (
         "get",
-        "manage:campaign-export-csv",
-        "campaign",
-        None,
-        {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200},
-    ),
-    (
-        "get",
-        "manage:campaign-export-json",
+        "manage:campaign-results",
         "campaign",
         None,
         {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200},
@@ -61,6 +57,8 @@ MATRIX = [
     ("get", "manage-api:campaign", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:close", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:open", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("post", "manage-api:audit", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:audit", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:reopen", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 409}),
     (
         "post",
@@ -71,7 +69,10 @@ MATRIX = [
     ),
     ("get", "manage-api:items", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("get", "manage-api:judgments", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
-    ("get", "manage-api:summary", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:results", "campaign", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:judgments-export", "csv", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:breakdown", "json", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
+    ("get", "manage-api:figure", "figure", None, {"anon": 401, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage-api:campaigns", None, {}, {"anon": 401, "outsider": 403, "member": 403, "admin": 400}),
 ]
 
@@ -95,7 +96,14 @@ def test_role_endpoint_matrix(client, registry, alice, bob, carol, role, method,
     user = {"anon": None, "outsider": carol, "member": bob, "admin": alice}[role]
     if user is not None:
         client.force_login(user)
-    args = {"campaign": [campaign.pk], "item": [code], None: []}[kind]
+    args = {
+        "campaign": [campaign.pk],
+        "csv": [campaign.pk, "csv"],
+        "json": [campaign.pk, "json"],
+        "figure": [campaign.pk, "breakdown", "svg"],
+        "item": [code],
+        None: [],
+    }[kind]
     url = reverse(name, args=args)
     data = {k: (bob.pk if v == "member" else v) for k, v in (body or {}).items()}
     response = _send(client, method, name, url, data)

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from labelsite.models import Item, Judgment
 from labelsite.questions import QuestionError, answers_clean, questions_validate, shortcuts
-from labelsite.selectors.admin import score_summary
+from labelsite.selectors.results import campaign_results
 from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next
 from labelsite.services.judgments import judgment_submit
@@ -122,20 +122,25 @@ def test_api_exports_and_summary_follow_the_questions(client, custom, alice, bob
         judgment_submit(item_code=code, labeller=carol, answers={"summary": "x", "sharpness": 0})
 
     client.force_login(alice)
-    rows = list(csv.DictReader(io.StringIO(
-        client.get(reverse("manage:campaign-export-csv", args=[custom.pk])).content.decode()
-    )))  # fmt: skip
+    response = client.get(reverse("manage-api:judgments-export", args=[custom.pk, "csv"]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 8
-    assert list(rows[0])[5:10] == ["summary", "sharpness", "kind", "dead", "split"]
+    assert list(rows[0])[7:12] == ["summary", "sharpness", "kind", "dead", "split"]
     assert sorted(r["kind"] for r in rows) == ["concept"] * 4 + ["token"] * 4
     assert {r["split"] for r in rows} == {'{"c1": "real", "c2": "noise"}'}
 
-    summary = score_summary(campaign=custom)
-    assert len(summary["per_sae"]) == 2
-    for got in summary["per_sae"].values():  # each SAE: 2 items, each judged by bob (1) and carol (2)
-        assert got["judgments"] == 4 and got["dead"] == 2
-        assert got["sharpness"] == {"n": 4, "mean": 1.5, "counts": {"1": 2, "2": 2}}
-        assert got["kind"] == {"n": 4, "counts": {"token": 2, "concept": 2}}
-    assert summary["per_labeller"]["bob"]["sharpness"]["mean"] == 1
-    assert summary["agreement"]["sharpness"]["pairs"] == 4 and summary["agreement"]["sharpness"]["exact"] == 0
-    assert set(summary["agreement"]) == {"sharpness"}
+    results = campaign_results(campaign=custom, n_resamples=100)
+    (sharpness,) = results["scores"]
+    assert len(sharpness["per_source"]) == 2
+    for got in sharpness["per_source"].values():  # each SAE: 2 items, each judged by bob (1) and carol (2)
+        assert got["estimate"]["n"] == 4 and got["estimate"]["mean"] == 1.5
+        assert {k: v["count"] for k, v in got["distribution"].items()} == {"1": 2, "2": 2}
+    (dead,) = results["flags"]
+    assert all(e["yes"] == 2 and e["judgments"] == 4 for e in dead["per_source"].values())
+    (kind,) = results["choices"]
+    assert all({k: v["count"] for k, v in c.items()} == {"token": 2, "concept": 2} for c in kind["per_source"].values())
+    assert next(r for r in results["per_labeller"] if r["labeller"] == "bob")["questions"]["sharpness"]["mean"] == 1
+    agreement = {a["key"]: a for a in results["agreement"]}
+    assert set(agreement) == {"sharpness", "kind"}  # ordinal for the score, nominal for the choice
+    assert agreement["sharpness"]["pairs"][0]["shared"] == 4
+    assert agreement["sharpness"]["pairs"][0]["percent_agreement"] == 0

@@ -13,7 +13,7 @@ from compute.ml.corpora import (
     iter_texts,
     token_windows,
 )
-from compute.ml.lm import byte_level_tokenizer
+from tests.ml_factories import byte_level_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from compute.ml.evaluation import (
     novelty,
     reconstruction_stats,
 )
-from compute.ml.lm import tiny_random_model
 from compute.ml.training import SAESpec, make_training_sae
+from tests.ml_factories import tiny_random_model
 
 
 def random_sae(d_in=8, d_sae=12, seed=0):

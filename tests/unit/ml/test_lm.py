@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compute.ml.lm import ModelLoadError, hook_layer, load_language_model, resolve_model_files, tiny_random_model
+from compute.ml.choices import hook_layer
+from compute.ml.lm import ModelLoadError, load_language_model, resolve_model_files
+from tests.ml_factories import tiny_random_model
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import torch
 
 from compute.ml.activations import ActivationBatch, iter_activation_batches
 from compute.ml.evaluation import feature_frequencies, loss_recovered, reconstruction_stats
-from compute.ml.lm import tiny_random_model
 from compute.ml.measures import DEAD_FLOOR, alive_median, fraction_recovered, frequency_summary, log10_frequencies
 from compute.ml.study import (
     evaluate_domain,
@@ -21,6 +20,7 @@ from compute.ml.study import (
     random_direction_baseline,
 )
 from compute.ml.training import SAESpec, gsae_spec, make_training_sae, run_training, sweep_specs
+from tests.ml_factories import tiny_random_model
 
 
 def random_sae(d_in=16, d_sae=24, seed=0):

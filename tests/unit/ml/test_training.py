@@ -7,7 +7,6 @@ from sae_lens import SAE
 from compute.ml.activations import iter_activation_batches
 from compute.ml.corpora import token_windows
 from compute.ml.evaluation import reconstruction_stats
-from compute.ml.lm import tiny_random_model
 from compute.ml.training import (
     TrainingInputError,
     build_trainer,
@@ -17,6 +16,7 @@ from compute.ml.training import (
     save_trained_sae,
     sweep_specs,
 )
+from tests.ml_factories import tiny_random_model
 
 HOOK = "blocks.0.hook_resid_post"
 TEXTS = [

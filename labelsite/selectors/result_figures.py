@@ -1,0 +1,156 @@
+"""Charts of a campaign's results (built from `campaign_results`), drawn with config.figures.
+
+Each builder takes the results dict and returns a matplotlib Figure, or None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from config.figures import PALETTE, new_figure
+
+
+def _sources(results: dict) -> list[str]:
+    return [s["label"] for s in results["sources"]]
+
+
+def means_figure(results: dict):
+    """Mean score per question and source, with the bootstrap 95% interval as error bars."""
+    sections = results["scores"]
+    if not sections:
+        return None
+    sources = _sources(results)
+    fig, ax = new_figure(width=6.4, height=3.8)
+    width = 0.8 / max(len(sources), 1)
+    x = np.arange(len(sections))
+    for i, label in enumerate(sources):
+        means, lows, highs = [], [], []
+        for section in sections:
+            est = section["per_source"][label]["estimate"]
+            mean = est["mean"] if est["mean"] is not None else np.nan
+            means.append(mean)
+            lows.append(mean - est["low"] if est["low"] is not None else 0.0)
+            highs.append(est["high"] - mean if est["high"] is not None else 0.0)
+        ax.bar(x + (i - (len(sources) - 1) / 2) * width, means, width, yerr=[lows, highs], capsize=3, label=label)
+    ax.set_xticks(x, [s["key"] for s in sections])
+    top = max((lv["score"] for s in sections for lv in s["levels"]), default=1)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("question")
+    ax.set_ylabel("mean score (rubric points)")
+    ax.set_title("Mean score per source, 95% bootstrap interval")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def breakdown_figure(results: dict):
+    """The detailed score breakdown: share of judgments at each rubric level, per source and question."""
+    sections = results["scores"]
+    if not sections:
+        return None
+    sources = _sources(results)
+    fig, axes = new_figure(width=4.2 * len(sections), height=3.6, ncols=len(sections))
+    axes = np.atleast_1d(axes)
+    width = 0.8 / max(len(sources), 1)
+    for ax, section in zip(axes, sections, strict=True):
+        levels = [str(lv["score"]) for lv in section["levels"]]
+        x = np.arange(len(levels))
+        for i, label in enumerate(sources):
+            dist = section["per_source"][label]["distribution"]
+            shares = [100 * (dist[level]["share"] or 0.0) for level in levels]
+            ax.bar(
+                x + (i - (len(sources) - 1) / 2) * width, shares, width, label=label, color=PALETTE[i % len(PALETTE)]
+            )
+        ax.set_xticks(x, levels)
+        ax.set_xlabel(f"{section['key']} (rubric score)")
+        ax.set_ylabel("judgments (%)")
+        ax.set_title(f"Score breakdown: {section['key']}")
+        ax.legend(fontsize="small")
+    return fig
+
+
+def flags_figure(results: dict):
+    """Share of judgments answering yes (e.g. "nice") per source, with its interval."""
+    flags = results["flags"]
+    if not flags:
+        return None
+    sources = _sources(results)
+    fig, ax = new_figure(width=6.4, height=3.4)
+    width = 0.8 / max(len(sources), 1)
+    x = np.arange(len(flags))
+    for i, label in enumerate(sources):
+        shares, lows, highs = [], [], []
+        for flag in flags:
+            est = flag["per_source"][label]["share"]
+            mean = 100 * est["mean"] if est["mean"] is not None else np.nan
+            shares.append(mean)
+            lows.append(mean - 100 * est["low"] if est["low"] is not None else 0.0)
+            highs.append(100 * est["high"] - mean if est["high"] is not None else 0.0)
+        ax.bar(x + (i - (len(sources) - 1) / 2) * width, shares, width, yerr=[lows, highs], capsize=3, label=label)
+    ax.set_xticks(x, [f["key"] for f in flags])
+    ax.set_xlabel("yes/no question")
+    ax.set_ylabel("judgments answering yes (%)")
+    ax.set_title("Yes answers per source, 95% bootstrap interval")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def measured_figure(results: dict):
+    """Measured vs rated: each judged feature's log-odds of firing on D vs general text against its mean
+    human score, one colour per source, Spearman's rho in the legend."""
+    sections = results["scores"]
+    features = results["measured"]["features"]
+    if not sections or not any(f["log_odds"] is not None for f in features):
+        return None
+    sources = _sources(results)
+    rho = {
+        (c["source"], c["question"]): c["rho"] for c in results["measured"]["spearman"] if c["measure"] == "log_odds"
+    }
+    fig, axes = new_figure(width=4.2 * len(sections), height=3.6, ncols=len(sections))
+    axes = np.atleast_1d(axes)
+    for ax, section in zip(axes, sections, strict=True):
+        key = section["key"]
+        for i, label in enumerate(sources):
+            pts = [(f["log_odds"], f[key]) for f in features if f["source"] == label]
+            pts = [(x, y) for x, y in pts if x is not None and y is not None]
+            r = rho.get((label, key))
+            legend = f"{label} (ρ = {r:.2f})" if r is not None else f"{label} (ρ n/a)"
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.scatter(xs, ys, s=14, alpha=0.7, label=legend, color=PALETTE[i % len(PALETTE)])
+        ax.set_xlabel("log-odds of firing, domain vs general (nats)")
+        ax.set_ylabel(f"mean {key} (rubric points)")
+        ax.set_title(f"Measured vs rated: {key}")
+        ax.legend(fontsize="x-small")
+    return fig
+
+
+def labellers_figure(results: dict):
+    """Each labeller's mean score per question, to spot a rater who scores differently."""
+    rows = results["per_labeller"]
+    sections = results["scores"]
+    if not rows or not sections:
+        return None
+    fig, ax = new_figure(width=6.4, height=max(2.4, 0.35 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    for i, section in enumerate(sections):
+        means = [r["questions"][section["key"]]["mean"] for r in rows]
+        ax.scatter(
+            [m if m is not None else np.nan for m in means], y, label=section["key"], color=PALETTE[i % len(PALETTE)]
+        )
+    ax.set_yticks(y, [r["labeller"] for r in rows])
+    ax.set_xlabel("mean score (rubric points)")
+    ax.set_ylabel("labeller")
+    ax.set_title("Mean score per labeller")
+    ax.legend(fontsize="small")
+    return fig
+
+
+FIGURES: dict[str, tuple[str, Callable]] = {
+    "means": ("Mean score per source", means_figure),
+    "breakdown": ("Detailed score breakdown", breakdown_figure),
+    "flags": ("Yes/no answers per source", flags_figure),
+    "measured": ("Measured vs rated", measured_figure),
+    "labellers": ("Per-labeller means", labellers_figure),
+}

@@ -1,0 +1,132 @@
+"""The blinding audit: observables by hand, the classifier against known answers, timing, the command."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+
+import pytest
+from django.core.management import call_command
+
+from labelsite.models import Campaign, Item
+from labelsite.services.audit import audit_observables, campaign_audit, item_observables, panel_observables
+from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
+
+PANEL = (
+    '<div class="dash"><p class="freq rare">Fires on 3.6k of 16.2k tokens (22.5%).</p>'
+    '<h3>Top activations</h3><ul class="examples">'
+    '<li><span class="tok" style="background:rgba(255,120,0,0.85)" title="\'x\': 4.2">x</span>'
+    '<span class="tok" title="\'y\': 0">y</span></li>'
+    '<li><span class="tok" style="background:rgba(255,120,0,0.31)">z</span></li></ul></div>'
+)
+
+
+def test_panel_observables_by_hand():
+    obs = panel_observables(PANEL)
+    assert obs["bytes"] == len(PANEL.encode())
+    assert obs["contexts"] == 2
+    assert obs["tokens"] == 3
+    assert obs["highlighted_tokens"] == 2
+    assert obs["max_highlight"] == 0.85
+    assert obs["mean_highlight"] == pytest.approx((0.85 + 0.31) / 2)
+    assert obs["strong_highlights"] == 1
+    assert obs["sections"] == 1
+    # numbers in the text: 3.6k = 3600, 16.2k = 16200, 22.5% = 0.225
+    assert obs["numbers_shown"] == 3
+    assert obs["largest_number_log10"] == pytest.approx(math.log10(16200), abs=1e-6)
+    assert obs["smallest_number_log10"] == pytest.approx(math.log10(0.225), abs=1e-6)
+    # numbers in hover titles: 4.2 and 0
+    assert obs["titles"] == 2 and obs["numbers_in_titles"] == 2
+    assert obs["largest_title_number_log10"] == pytest.approx(math.log10(4.2), abs=1e-6)
+    no_numbers = panel_observables('<ul><li><span class="tok">cat</span></li></ul>')
+    assert no_numbers["numbers_shown"] == 0 and no_numbers["largest_number_log10"] == -10.0
+
+
+def test_item_observables_prefix_each_panel():
+    obs = item_observables({"domain": PANEL, "general": "<p>x</p>"})
+    assert obs["domain.contexts"] == 2 and obs["general.contexts"] == 0
+    assert obs["total.bytes"] == len(PANEL.encode()) + len(b"<p>x</p>")
+
+
+def _auc_brute_force(xs_a: list[float], xs_b: list[float]) -> float:
+    """P(a random b-item scores above a random a-item), ties counting half: the AUC by definition."""
+    wins = sum((b > a) + 0.5 * (b == a) for a in xs_a for b in xs_b)
+    return wins / (len(xs_a) * len(xs_b))
+
+
+def test_a_planted_leak_is_found_and_named():
+    rng = random.Random(1)
+    rows, labels = [], []
+    for i in range(200):
+        source = i % 2
+        rows.append(
+            {
+                "noise.a": rng.gauss(0, 1),
+                "noise.b": rng.random(),
+                # the leak: a number shown that differs by source, with overlap
+                "leaky": rng.gauss(2.0 if source else 0.0, 1.0),
+            }
+        )
+        labels.append(source)
+    result = audit_observables(rows, labels)
+    assert result.leak and result.accuracy > 0.75 and result.ci_low > result.chance == 0.5
+    assert result.most_revealing["observable"] == "leaky"
+    xs = [r["leaky"] for r in rows]
+    pairs = list(zip(xs, labels, strict=True))
+    expected = _auc_brute_force([x for x, s in pairs if s == 0], [x for x, s in pairs if s == 1])
+    assert result.most_revealing["auc"] == pytest.approx(max(expected, 1 - expected), abs=1e-4)
+    assert result.n_items == 200 and result.n_sources == 2
+    assert "Blinding leak" in result.summary() and "leaky" in result.summary()
+
+
+def test_no_leak_when_the_sources_look_alike():
+    rng = random.Random(2)
+    rows = [{"a": rng.gauss(0, 1), "b": float(rng.randint(0, 5)), "c": rng.random()} for _ in range(200)]
+    result = audit_observables(rows, [i % 2 for i in range(200)])
+    assert not result.leak
+    assert result.ci_low <= 0.5 <= result.ci_high + 0.05
+    assert result.summary().startswith("Source predictable from what labellers see: ")
+
+
+def test_wilson_interval_and_chance_by_hand():
+    # 3 sources of 30, 30, 60 items: chance is the largest share, 0.5; a perfectly separating observable
+    rows = [{"x": float(s)} for s in [0] * 30 + [1] * 30 + [2] * 60]
+    labels = [0] * 30 + [1] * 30 + [2] * 60
+    result = audit_observables(rows, labels)
+    assert result.chance == 0.5 and result.accuracy == 1.0
+    n, z = 120, 1.959963984540054
+    low = (1 + z * z / (2 * n) - z * math.sqrt(z * z / (4 * n * n))) / (1 + z * z / n)  # Wilson, p = 1
+    assert result.ci_low == pytest.approx(low, abs=1e-4) and result.ci_high == 1.0
+    assert result.most_revealing == {"observable": "x", "auc": 1.0}
+
+
+@pytest.mark.django_db
+def test_audit_of_200_items_takes_seconds_and_the_command_prints_json(registry, bob):
+    campaign = campaign_open_offline(campaign_draft(registry=registry, labellers=[bob], features=64))
+    # every item shows 12 contexts; one SAE's panels carry a frequency sentence (a planted leak)
+    rng = random.Random(3)
+    for item in Item.objects.filter(campaign=campaign).select_related("source"):
+        rows = "".join(
+            f'<li><span class="tok" style="background:rgba(255,120,0,{rng.random():.2f})">w{rng.randint(0, 99)}</span></li>'
+            for _ in range(12)
+        )
+        leak = f"<p>Fires on {rng.uniform(0.01, 0.1) if item.source.sae == registry.saes[1] else rng.uniform(5, 30):.3g}% of tokens</p>"
+        Item.objects.filter(pk=item.pk).update(domain_html=leak + f"<ul>{rows}</ul>", general_html=f"<ul>{rows}</ul>")
+    out = io.StringIO()
+    call_command("audit_blinding", str(campaign.pk), stdout=out)
+    result = json.loads(out.getvalue())
+    assert {"accuracy", "ci_low", "ci_high", "chance", "n_items", "most_revealing"} <= set(result)
+    assert result["n_items"] == 128 and result["chance"] == 0.5 and result["leak"]
+    assert result["most_revealing"]["observable"].startswith("domain.") and result["most_revealing"]["auc"] == 1.0
+    assert Campaign.objects.get(pk=campaign.pk).audit["accuracy"] == result["accuracy"]
+    by_name = io.StringIO()
+    call_command("audit_blinding", campaign.name, stdout=by_name)
+    assert json.loads(by_name.getvalue())["accuracy"] == result["accuracy"]  # same seed, same verdict
+    # 200 items (two SAEs of 100) in seconds, observable extraction included
+    wide = registry_create(d_sae=128, names=("wide-a", "wide-b"))
+    big = campaign_open_offline(campaign_draft(registry=wide, labellers=[bob], features=100, name="big"))
+    Item.objects.filter(campaign=big).update(domain_html=rows * 4, general_html=rows * 4)
+    result = campaign_audit(campaign_id=big.pk)
+    assert result.n_items == 200 and result.seconds < 10
