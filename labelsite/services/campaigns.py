@@ -168,7 +168,8 @@ def campaign_open(*, campaign_id: int, user=None, confirm_leak: bool = False) ->
     back to DRAFT with the audit's verdict as `prepare_error`, and opens only with `confirm_leak=True`.
     """
     from compute.models import JobStatus
-    from compute.services.dashboards import dashboard_build, dashboards_ready
+    from compute.selectors.dashboards import dashboards_ready
+    from compute.services.dashboards import dashboard_build
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -219,7 +220,7 @@ def _audit_before_opening(campaign: Campaign):
 def campaign_audit_run(*, campaign_id: int):
     """Run the blinding audit now. A campaign not yet open whose dashboards are all built gets its items
     sampled and rendered first (without opening), so admins can see the audit before they open it."""
-    from compute.services.dashboards import dashboards_ready
+    from compute.selectors.dashboards import dashboards_ready
     from labelsite.services.audit import campaign_audit
 
     with transaction.atomic():
@@ -241,7 +242,7 @@ def items_sample(*, campaign: Campaign) -> int:
     draw depends only on (seed, SAE), so the same settings give the same features. Items are
     inserted in a shuffled order so that even row ids do not group by source.
     """
-    from compute.services.dashboards import feature_frequencies
+    from compute.selectors.dashboards import feature_frequencies
 
     if campaign.items.exists():
         return 0
@@ -270,7 +271,7 @@ def items_sample(*, campaign: Campaign) -> int:
 
 def items_render_panels(*, campaign: Campaign) -> int:
     """Cache each item's two blind dashboard panels on its row (the labelling page then reads one row)."""
-    from compute.services.dashboards import dashboard_html
+    from compute.selectors.dashboard_html import dashboard_html
 
     todo = list(campaign.items.filter(Q(domain_html="") | Q(general_html="")).select_related("source").order_by("pk"))
     for item in todo:

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from compute.jobs import job_run
 from compute.models import SAE, Corpus, JobStatus
-from compute.services.dashboards import feature_frequencies
+from compute.selectors.dashboards import feature_frequencies
 from labelsite.models import Campaign, Item
 from labelsite.services.campaigns import SourceSpec, campaign_create, campaign_open
 from tests.factories import random_sae, tiny_language_model
