@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django import forms
@@ -46,12 +47,45 @@ class JudgmentForm(forms.Form):
 
     time_spent_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
-    def __init__(self, *args, campaign: BlindCampaign, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, campaign: BlindCampaign, components: Sequence[str] = (), **kwargs) -> None:
+        initial = dict(kwargs.pop("initial", None) or {})
+        self.components = list(components)
+        self.per_component = [q for q in campaign.questions if q["type"] == schema.PER_COMPONENT]
+        for q in self.per_component:  # one radio group per sub-component: {key}__{i}
+            given = initial.pop(q["key"], None) or {}
+            for i, name in enumerate(self.components):
+                initial[f"{q['key']}__{i}"] = given.get(name) if isinstance(given, dict) else None
+        super().__init__(*args, initial=initial, **kwargs)
         self.questions = [q for q in campaign.questions if q["type"] != schema.PER_COMPONENT]
         for q in self.questions:
             self.fields[q["key"]] = _question_field(q)
+        for q in self.per_component:
+            for i, name in enumerate(self.components):
+                self.fields[f"{q['key']}__{i}"] = forms.TypedChoiceField(
+                    choices=[(o["value"], o["label"]) for o in q["options"]],
+                    required=q["required"],
+                    empty_value=None,
+                    error_messages={"required": f"“{q['prompt']}”: answer for {name!r}."},
+                )
         self.shortcuts = schema.shortcuts(self.questions)
+
+    def component_entries(self) -> list[dict]:
+        """Per per_component question: its prompt, options and one bound field per sub-component."""
+        return [
+            {
+                "question": q,
+                "rows": [
+                    {
+                        "name": name,
+                        "field": self[f"{q['key']}__{i}"],
+                        "current": str(self[f"{q['key']}__{i}"].value() or ""),
+                    }
+                    for i, name in enumerate(self.components)
+                ],
+            }
+            for q in self.per_component
+            if self.components
+        ]
 
     def entries(self) -> list[QuestionField]:
         return [QuestionField(q, self[q["key"]], self.shortcuts.get(q["key"], "")) for q in self.questions]
@@ -64,7 +98,11 @@ class JudgmentForm(forms.Form):
         return out
 
     def answers(self) -> dict:
-        return {q["key"]: self.cleaned_data.get(q["key"]) for q in self.questions}
+        answers = {q["key"]: self.cleaned_data.get(q["key"]) for q in self.questions}
+        for q in self.per_component:
+            picked = {name: self.cleaned_data.get(f"{q['key']}__{i}") for i, name in enumerate(self.components)}
+            answers[q["key"]] = {name: value for name, value in picked.items() if value is not None}
+        return answers
 
 
 def _question_field(q: dict) -> forms.Field:

@@ -157,6 +157,9 @@ class Item(models.Model):
     # Rendered once when the campaign opens, so the labelling page is one row read.
     domain_html = models.TextField(blank=True)
     general_html = models.TextField(blank=True)
+    # The feature's measured decomposition as a blind panel, for per_component questions (empty without one).
+    decomposition_html = models.TextField(blank=True)
+    components = models.JSONField(default=list, blank=True, help_text="Sub-component names shown in that panel.")
 
     class Meta:
         constraints = [

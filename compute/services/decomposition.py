@@ -407,3 +407,39 @@ def decompositions_abandon_job(*, job, reason: str) -> None:
     Decomposition.objects.filter(
         job=job, status__in=[Decomposition.Status.PROPOSING, Decomposition.Status.MEASURING]
     ).update(status=Decomposition.Status.FAILED, error=f"The job was abandoned: {reason}"[:2000])
+
+
+def decomposition_blind_panel(*, sae_id: int, feature_index: int) -> tuple[str, list[str]]:
+    """What a labeller may see of a feature's latest measured decomposition: (panel HTML, sub-component names).
+
+    Only the sub-components, their phrases with per-token shading and levels relative to the feature's
+    corpus max; never the SAE, the feature index, the description or any row id. ("", []) when the feature
+    has no measured decomposition.
+    """
+    from django.template.loader import render_to_string
+
+    from compute.selectors.dashboard_html import tokens_html
+
+    row = (
+        Decomposition.objects.filter(sae_id=sae_id, feature_index=feature_index, status=Decomposition.Status.MEASURED)
+        .order_by("-updated_at", "-id")
+        .only("measurement")
+        .first()
+    )
+    if row is None:
+        return "", []
+    m = row.measurement
+    levels = {c["name"]: c for c in m["verdict"]["components"]}
+    components = [
+        {
+            "name": c["name"],
+            "level": levels[c["name"]]["level"],
+            "phrases": [
+                {"html": tokens_html(p["tokens"], p["values"], m["corpus_max"]), "rel_max": p["rel_max"]}
+                for p in c["phrases"]
+            ],
+        }
+        for c in m["components"]
+    ]
+    html = render_to_string("compute/_decomposition_blind.html", {"components": components})
+    return html, [c["name"] for c in components]

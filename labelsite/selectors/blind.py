@@ -17,6 +17,7 @@ from labelsite import questions as schema
 from labelsite.models import Assignment, Campaign, Item, Judgment
 
 PANEL_TITLES = {"domain": "Top activations on domain text", "general": "Top activations on general web text"}
+DECOMPOSITION_TITLE = "Proposed sub-components and their activations"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class BlindItem:
     status: str  # held / done / expired (a skipped item is never returned)
     answers: dict = field(default_factory=dict)  # the labeller's own answers {question key: value}, if any
     judged_at: datetime | None = None  # when the labeller last saved them
+    decomposition: Panel | None = None  # the feature's measured sub-components (per_component questions)
+    components: list[str] = field(default_factory=list)
 
     @property
     def editable(self) -> bool:
@@ -146,6 +149,8 @@ def blind_item(*, item_code: str, labeller) -> BlindItem | None:
             "item__code",
             "item__domain_html",
             "item__general_html",
+            "item__decomposition_html",
+            "item__components",
             *(f"campaign__{f}" for f in _CAMPAIGN_FIELDS),
             "campaign__panel_order",
         )
@@ -163,6 +168,10 @@ def blind_item(*, item_code: str, labeller) -> BlindItem | None:
         status=row["status"],
         answers=judgment["answers"] if judgment else {},
         judged_at=judgment["updated_at"] if judgment else None,
+        decomposition=Panel(kind="decomposition", title=DECOMPOSITION_TITLE, html=row["item__decomposition_html"])
+        if row["item__decomposition_html"]
+        else None,
+        components=row["item__components"] or [],
     )
 
 

@@ -204,11 +204,19 @@ def campaign_audit(*, campaign_id: int) -> AuditResult:
         raise LabelError(f"No campaign {campaign_id}.")
     started = time.perf_counter()
     rows, labels = [], []
-    items = Item.objects.filter(campaign=campaign).order_by("pk").values_list("source_id", *_PANEL_FIELDS)
+    # The sub-components panel is shown (and audited) when a question asks about sub-components; an item without
+    # a measured decomposition shows none, and that absence is an observable too.
+    kinds = (
+        (*PANEL_KINDS, "decomposition")
+        if any(q["type"] == "per_component" for q in campaign.questions)
+        else PANEL_KINDS
+    )
+    fields = tuple(f"{kind}_html" for kind in kinds)
+    items = Item.objects.filter(campaign=campaign).order_by("pk").values_list("source_id", *fields)
     for source_id, *panels in items.iterator(chunk_size=500):
-        if not all(panels):
+        if not all(panels[: len(PANEL_KINDS)]):
             raise LabelError("Some items have no rendered panels yet; the audit runs once the panels are rendered.")
-        rows.append(item_observables(dict(zip(PANEL_KINDS, panels, strict=True))))
+        rows.append(item_observables(dict(zip(kinds, panels, strict=True))))
         labels.append(source_id)
     if not rows:
         raise LabelError("This campaign has no items yet; they are sampled once its dashboards are built.")
@@ -223,6 +231,3 @@ def stored_audit(campaign: Campaign) -> AuditResult | None:
     """The campaign's last audit, if any (as stored by `campaign_audit`)."""
     data = {k: v for k, v in (campaign.audit or {}).items() if k not in ("leak", "at")}
     return AuditResult(**data) if data else None
-
-
-_PANEL_FIELDS = tuple(f"{kind}_html" for kind in PANEL_KINDS)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from labelsite import questions as schema
 from labelsite.models import PANEL_EXTRAS, Assignment, Campaign, CampaignSAE, Item
 from labelsite.questions import DEFAULT_GROUPS, QuestionError, questions_validate, rubric_validate
 from labelsite.services import LabelError
@@ -285,7 +286,23 @@ def items_render_panels(*, campaign: Campaign) -> int:
             # A byte-level token can be NUL, which PostgreSQL text cannot hold: show it as a replacement mark.
             setattr(item, field, html.replace("\x00", "\ufffd"))
     Item.objects.bulk_update(todo, ["domain_html", "general_html"], batch_size=500)
+    items_render_decompositions(campaign=campaign)
     return len(todo)
+
+
+def items_render_decompositions(*, campaign: Campaign) -> int:
+    """Cache each item's blind sub-components panel (its feature's latest measured decomposition), when one of
+    the campaign's questions asks about sub-components (per_component); the number of items that have one."""
+    from compute.services.decomposition import decomposition_blind_panel
+
+    if not any(q["type"] == schema.PER_COMPONENT for q in campaign.questions):
+        return 0
+    items = list(campaign.items.select_related("source").order_by("pk"))
+    for item in items:
+        html, names = decomposition_blind_panel(sae_id=item.source.sae_id, feature_index=item.feature_index)
+        item.decomposition_html, item.components = html.replace("\x00", "\ufffd"), names
+    Item.objects.bulk_update(items, ["decomposition_html", "components"], batch_size=500)
+    return sum(bool(item.components) for item in items)
 
 
 def campaign_close(*, campaign_id: int) -> Campaign:

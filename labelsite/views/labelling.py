@@ -91,7 +91,9 @@ def _render_item(
     status: int = 200,
 ) -> HttpResponse:
     if form is None:
-        form = JudgmentForm(campaign=item.campaign, initial={**item.answers, "time_spent_ms": ""})
+        form = JudgmentForm(
+            campaign=item.campaign, components=item.components, initial={**item.answers, "time_spent_ms": ""}
+        )
     groups = form.groups()
     context = {
         "item": item,
@@ -114,7 +116,7 @@ def item_page(request: HttpRequest, code: str) -> HttpResponse:
     item = _item_or_404(request, code)
     if request.method != "POST":
         return _render_item(request, item)
-    form = JudgmentForm(request.POST, campaign=item.campaign)
+    form = JudgmentForm(request.POST, campaign=item.campaign, components=item.components)
     if form.is_valid():
         revising = item.status == "done"
         try:

@@ -102,6 +102,7 @@ class Command(BaseCommand):
         commands = [
             [*worker, "-Q", "default", "--concurrency", "1", "-n", "default@%h"],
             [*worker, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"],
+            [python, "manage.py", "probe_worker"],  # live probes on feature pages (keeps the model loaded)
             [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
