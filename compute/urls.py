@@ -30,6 +30,7 @@ urlpatterns = [
     path("training/new/", registry.training_new, name="training-new"),
     path("autointerp/", autointerp.autointerp_page, name="autointerp"),
     path("autointerp/export.<str:fmt>", autointerp.autointerp_export, name="autointerp-export"),
+    path("studies/<int:study_id>/autointerp/", autointerp.study_autointerp, name="study-autointerp"),
     path("studies/", studies.study_list, name="study-list"),
     path("studies/<int:study_id>/", studies.study_detail, name="study-detail"),
     path("studies/<int:study_id>/evaluate/", studies.study_evaluate, name="study-evaluate"),

@@ -435,3 +435,36 @@ def _write_batch(pending: list[_Pending], *, job: Job, model_ref: str) -> dict[s
                 )
                 scored += created
     return {"explained": explained, "scored": scored}
+
+
+def study_autointerp_start(*, study_id: int, n_random: int = 50, seed: int = 0, created_by=None) -> list[Job]:
+    """Explain and score `n_random` firing features of every SAE of a study (GSAE included), on the domain and
+    the general corpus; SAE x corpus pairs without dashboards are skipped. JobInputError when none has them."""
+    from compute.models import Study
+
+    study = Study.objects.select_related("gsae").get(pk=study_id)
+    jobs, missing = [], []
+    for sae in [study.gsae, *study.saes.order_by("pk")]:
+        for corpus_id in (study.domain_corpus_id, study.general_corpus_id):
+            active = Job.objects.filter(
+                kind=JobKind.AUTOINTERP,
+                status__in=["queued", "running"],
+                params__study_id=study.pk,
+                params__sae_id=sae.pk,
+                params__corpus_id=corpus_id,
+            ).first()
+            if active is not None:
+                jobs.append(active)
+                continue
+            try:
+                job = autointerp_start(
+                    sae_id=sae.pk, corpus_id=corpus_id, n_random=n_random, seed=seed, created_by=created_by
+                )
+            except JobInputError as exc:
+                missing.append(f"{sae.name}: {exc}")
+                continue
+            Job.objects.filter(pk=job.pk).update(params={**job.params, "study_id": study.pk})
+            jobs.append(job)
+    if not jobs:
+        raise JobInputError("No SAE of this study has dashboards yet. " + " ".join(missing[:2]))
+    return jobs

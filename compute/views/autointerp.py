@@ -7,11 +7,12 @@ import json
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from compute.forms import AutoInterpForm
 from compute.jobs import JobInputError
-from compute.models import SAE, Explanation, Job, JobKind
+from compute.models import SAE, Explanation, Job, JobKind, Study
 from compute.selectors.autointerp import EXPORT_FIELDS, autointerp_comparison
 from compute.services.autointerp import autointerp_start
 from config.roles import admin_required
@@ -81,3 +82,22 @@ def autointerp_export(request: HttpRequest, fmt: str) -> HttpResponse:
     if fmt not in ("csv", "json"):
         raise Http404("Exports are .csv or .json.")
     return comparison_download(_all_comparison(request), fmt=fmt, filename="autointerp-comparison")
+
+
+@admin_required
+@require_POST
+def study_autointerp(request: HttpRequest, study_id: int) -> HttpResponse:
+    from compute.services.autointerp import study_autointerp_start
+
+    study = get_object_or_404(Study, pk=study_id)
+    raw = request.POST.get("n_random", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        messages.error(request, "Random features per SAE: a whole number from 1 to 100000.")
+        return redirect("compute:study-detail", study_id=study.pk)
+    try:
+        jobs = study_autointerp_start(study_id=study.pk, n_random=int(raw), created_by=request.user)
+    except JobInputError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Explaining and scoring: {len(jobs)} job(s).")
+    return redirect("compute:study-detail", study_id=study.pk)

@@ -15,7 +15,6 @@ import hmac
 import io
 import json
 from collections.abc import Iterator
-from datetime import datetime
 
 from django.conf import settings
 
@@ -56,6 +55,15 @@ def export_rows(
     require_mapping(campaign)
     questions = list(campaign.questions)
     who = "labeller__username" if identities else "labeller_id"
+    pseudonyms: dict[int, str] = {}
+
+    def name(labeller) -> str:
+        if identities:
+            return labeller
+        if labeller not in pseudonyms:
+            pseudonyms[labeller] = labeller_pseudonym(labeller)
+        return pseudonyms[labeller]
+
     judgments = Judgment.objects.filter(campaign=campaign)
     if judgment_ids is not None:
         judgments = judgments.filter(pk__in=judgment_ids)
@@ -82,7 +90,7 @@ def export_rows(
             "sae": sae,
             "method": method,
             "feature_index": feature,
-            "labeller": labeller if identities else labeller_pseudonym(labeller),
+            "labeller": name(labeller),
         }
         answers = answers or {}
         for q in questions:
@@ -119,7 +127,7 @@ def export_rows(
             "sae": sae,
             "method": method,
             "feature_index": feature,
-            "labeller": labeller if identities else labeller_pseudonym(labeller),
+            "labeller": name(labeller),
         }
         row.update({q["key"]: None for q in questions})
         row.update(
@@ -133,10 +141,6 @@ def export_rows(
         yield row
 
 
-def _iso(value):
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
 def csv_safe(value):
     """Labellers' free text must not run as a spreadsheet formula when the CSV is opened (CSV injection):
     a cell starting with = + - @ or a tab/CR gets a leading apostrophe."""
@@ -145,24 +149,31 @@ def csv_safe(value):
     return value
 
 
-def csv_stream(rows: Iterator[dict], columns: list[str], free_text: set[str]) -> Iterator[str]:
-    """CSV text in chunks of about CHUNK_ROWS rows; booleans as true/false, missing values empty. Cells of
-    the `free_text` columns (what labellers typed) are defused with `csv_safe`; our own identifiers (item
-    codes never start with a formula character: labelsite.models.new_item_code) are written as they are."""
+TIMESTAMPS = ("created_at", "updated_at")
+
+
+def csv_stream(rows: Iterator[dict], columns: list[str], free_text: set[str], flags: set[str]) -> Iterator[str]:
+    """CSV text in chunks of about CHUNK_ROWS rows; the `flags` (yes/no) columns as true/false, timestamps
+    in ISO 8601, missing values empty. Cells of the `free_text` columns (what labellers typed) are defused
+    with `csv_safe`; our own identifiers (item codes never start with a formula character:
+    labelsite.models.new_item_code) are written as they are."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
+    guarded = [i for i, key in enumerate(columns) if key in free_text]
+    booleans = [i for i, key in enumerate(columns) if key in flags]
+    times = [i for i, key in enumerate(columns) if key in TIMESTAMPS]
     for n, row in enumerate(rows, start=1):
-        cells = []
-        for key in columns:
-            value = row[key]
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            if value is None:
-                value = ""
-            elif key in free_text:
-                value = csv_safe(value)
-            cells.append(_iso(value))
+        cells = [row[key] for key in columns]  # None is written as an empty cell
+        for i in guarded:
+            if cells[i] and cells[i].startswith(FORMULA_PREFIXES):
+                cells[i] = "'" + cells[i]
+        for i in booleans:
+            if cells[i] is not None:
+                cells[i] = "true" if cells[i] else "false"
+        for i in times:
+            if cells[i] is not None:
+                cells[i] = cells[i].isoformat()
         writer.writerow(cells)
         if n % CHUNK_ROWS == 0:
             yield buffer.getvalue()
@@ -171,11 +182,14 @@ def csv_stream(rows: Iterator[dict], columns: list[str], free_text: set[str]) ->
     yield buffer.getvalue()
 
 
-def jsonl_stream(rows: Iterator[dict], columns: list[str]) -> Iterator[str]:
-    """One JSON object per line, in chunks."""
+def jsonl_stream(rows: Iterator[dict]) -> Iterator[str]:
+    """One JSON object per line (keys in column order, timestamps in ISO 8601), in chunks."""
     lines: list[str] = []
     for row in rows:
-        lines.append(json.dumps({k: _iso(row[k]) for k in columns}, ensure_ascii=False))
+        for key in TIMESTAMPS:
+            if row[key] is not None:
+                row[key] = row[key].isoformat()
+        lines.append(json.dumps(row, ensure_ascii=False))
         if len(lines) == CHUNK_ROWS:
             yield "\n".join(lines) + "\n"
             lines = []
@@ -262,9 +276,10 @@ def export_stream(*, campaign: Campaign, fmt: str, identities: bool = False) -> 
     rows = export_rows(campaign=campaign, identities=identities)
     if fmt == "csv":
         free_text = {q["key"] for q in campaign.questions if q["type"] == "text"} | {"skip_reason"}
-        return csv_stream(rows, export_columns(campaign), free_text)
+        flags = {q["key"] for q in campaign.questions if q["type"] == "yesno"}
+        return csv_stream(rows, export_columns(campaign), free_text, flags)
     if fmt == "jsonl":
-        return jsonl_stream(rows, export_columns(campaign))
+        return jsonl_stream(rows)
     if fmt == "parquet":
         return parquet_stream(rows, campaign)
     raise ValueError(f"unknown export format {fmt!r}; use one of {sorted(EXPORT_FORMATS)}")

@@ -303,7 +303,7 @@ def _measured(campaign: Campaign, sources: dict[int, dict], score_sections: list
     return {"features": features, "spearman": correlations}
 
 
-AGREEMENT_RESAMPLES = 300  # Krippendorff's alpha is recomputed by the package for each resample
+AGREEMENT_RESAMPLES = 200  # Krippendorff's alpha is recomputed by the package for each resample
 CACHE_SECONDS = 600
 
 

@@ -237,3 +237,30 @@ def test_random_features_are_drawn_among_firing_ones(dset):
     assert len(chosen) == 5 and all(f < 10 for f in chosen)
     again = autointerp_start(sae_id=dset.sae_id, corpus_id=dset.corpus_id, n_random=5, seed=3)
     assert again.params["feature_indices"] == chosen
+
+
+def test_study_page_shows_the_comparison_and_starts_jobs(dset, endpoint, admin_client):
+    from compute.models import Study
+
+    gsae = SAE.objects.create(
+        name="synthetic-gsae", method="gsae", status="ready", language_model=dset.sae.language_model, hook_name="h",
+        d_in=4, d_sae=30,
+    )  # fmt: skip
+    general = Corpus.objects.create(name="web", kind="general", source="demo", location="y")
+    study = Study.objects.create(name="s", gsae=gsae, domain_corpus=dset.corpus, general_corpus=general)
+    study.saes.add(dset.sae)
+    job = autointerp_start(sae_id=dset.sae_id, corpus_id=dset.corpus_id, feature_indices=DIGIT_FEATURES)
+    assert _run(job) == JobStatus.SUCCEEDED
+
+    page = admin_client.get(f"/compute/studies/{study.pk}/").content.decode()
+    assert "Automated and human explanations" in page and "synthetic-direct" in page
+
+    response = admin_client.post(f"/compute/studies/{study.pk}/autointerp/", {"n_random": "3"})
+    assert response.status_code == 302
+    started = Job.objects.filter(kind="autointerp", params__study_id=study.pk)
+    # Only the direct SAE on the domain corpus has dashboards.
+    assert [(j.params["sae_id"], j.params["corpus_id"], len(j.params["feature_indices"])) for j in started] == [
+        (dset.sae_id, dset.corpus_id, 3)
+    ]
+    admin_client.post(f"/compute/studies/{study.pk}/autointerp/", {"n_random": "3"})  # a double click
+    assert Job.objects.filter(kind="autointerp", params__study_id=study.pk).count() == 1
