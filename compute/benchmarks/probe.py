@@ -78,7 +78,7 @@ artifacts = settings.ARTIFACT_ROOT
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 if params["model"] == "tiny":
-    from compute.ml.lm import tiny_random_hf_model
+    from tests.ml_factories import tiny_random_hf_model
     hf_model, tokenizer = tiny_random_hf_model(d_model=16)
     folder = settings.VAR_DIR / "tiny-model"
     hf_model.save_pretrained(folder)
@@ -143,7 +143,8 @@ def _wait_until_up(port: int, process: subprocess.Popen, timeout: float = 120.0)
 
 def probe_latency(params: dict) -> dict:
     """Seconds per live probe through gunicorn and a warm probe worker (see the module docstring)."""
-    from compute.ml.lm import load_tokenizer, tiny_random_hf_model
+    from compute.ml.lm import load_tokenizer
+    from tests.ml_factories import tiny_random_hf_model
 
     with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp:
         env = {
@@ -221,7 +222,8 @@ def measure_throughput(params: dict) -> dict:
 
     from compute.ml.activations import hook_activations, pad_windows
     from compute.ml.decomposition import GENERAL_CONTROLS, measure_texts, tokenize_texts
-    from compute.ml.lm import load_language_model, tiny_random_model
+    from compute.ml.lm import load_language_model
+    from tests.ml_factories import tiny_random_model  # the smoke-test model (model=tiny)
 
     if params["model"] == "tiny":
         loaded, hook = tiny_random_model(d_model=16), "blocks.1.hook_resid_post"
