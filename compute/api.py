@@ -6,11 +6,12 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from compute.jobs import JobInputError, job_cancel, job_retry
+from compute.jobs import job_cancel, job_retry
 from compute.ml.config import ConfigError, EvaluationConfig, JobConfig, Option, TrainingConfig, options_of
 from compute.models import SAE, DashboardSet, Evaluation, FeatureDashboard, Job, Study
 from compute.services.evaluation import evaluation_start
 from compute.services.training import training_start
+from config.errors import Conflict
 from config.roles import IsAdmin
 
 
@@ -107,14 +108,14 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def cancel(self, request, pk=None):
         job = self.get_object()
         if not job_cancel(job_id=job.pk):
-            return Response({"detail": f"Job is {job.status}; cannot cancel."}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"Job is {job.status}; cannot cancel.")
         return Response(JobSerializer(Job.objects.get(pk=job.pk)).data)
 
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         job = self.get_object()
         if not job_retry(job_id=job.pk):
-            return Response({"detail": f"Job is {job.status}; cannot retry."}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"Job is {job.status}; cannot retry.")
         return Response(JobSerializer(Job.objects.get(pk=job.pk)).data)
 
     @action(detail=False, methods=["post"], serializer_class=TrainingRequestSerializer)
@@ -130,10 +131,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def _start(self, request, serializer_class, start):
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            job = start(params=serializer.validated_data, created_by=request.user)
-        except JobInputError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        job = start(params=serializer.validated_data, created_by=request.user)  # JobInputError: config.api
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -269,6 +267,14 @@ class StudySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StudyEvaluateOut(serializers.Serializer):
+    """The current evaluation when it was reused, else the job queued to make one."""
+
+    evaluation = serializers.IntegerField(required=False)
+    job = serializers.IntegerField(required=False)
+    reused = serializers.BooleanField()
+
+
 class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     """Studies. `GET …/evaluation/` is the current evaluation's every number (`?per_feature=1` adds the
     per-feature arrays); `POST …/evaluate/` reuses it when nothing changed, else queues a job (202)."""
@@ -292,10 +298,8 @@ class StudyViewSet(viewsets.ReadOnlyModelViewSet):
     def evaluate(self, request, pk=None):
         from compute.services.studies import study_evaluate_start
 
-        try:
-            outcome = study_evaluate_start(study=self.get_object(), created_by=request.user)
-        except JobInputError as exc:
-            return Response({"detail": str(exc)}, status=getattr(exc, "http_status", 400))
+        outcome = study_evaluate_start(study=self.get_object(), created_by=request.user)  # errors: config.api
         if outcome.reused:
-            return Response({"evaluation": outcome.evaluation.pk, "reused": True})
-        return Response({"job": outcome.job.pk, "reused": False}, status=status.HTTP_202_ACCEPTED)
+            return Response(StudyEvaluateOut({"evaluation": outcome.evaluation.pk, "reused": True}).data)
+        body = StudyEvaluateOut({"job": outcome.job.pk, "reused": False}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -30,6 +30,7 @@ from django.utils.module_loading import import_string
 
 from compute.models import Job, JobKind, JobStatus
 from compute.signals import job_succeeded
+from config.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ JOB_KINDS: dict[str, KindSpec] = {
 }
 
 
+def job_kind_register(kind: str, spec: KindSpec) -> None:
+    """Run another app's jobs on this machinery (compute never imports that app; it registers itself)."""
+    JOB_KINDS[kind] = spec
+
+
 class JobCancelled(Exception):
     """Raised inside a handler when an admin cancelled its job."""
 
@@ -86,7 +92,7 @@ class JobSuperseded(JobInterrupted):
     """Another worker took this job over (this attempt was thought lost): stop without touching anything."""
 
 
-class JobInputError(Exception):
+class JobInputError(ServiceError):
     """A handler found its input unusable (before any expensive work); the message says what to fix."""
 
 

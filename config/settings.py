@@ -200,6 +200,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
+    # Service errors (config.errors) map to one status each, in every API.
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
 }
 # One OpenAPI schema at /api/schema/; Swagger UI (/api/docs/) served from our own static files (no CDN).
 SPECTACULAR_SETTINGS = {

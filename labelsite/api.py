@@ -1,9 +1,8 @@
 """JSON API. /api/label/: a labeller's own campaigns, blind items and own judgments.
-/api/manage/: admins (staff) see and run everything. Serializers exist only at this edge."""
+/api/manage/: admins (staff) see and run everything. Serializers exist only at this edge; service errors
+become HTTP statuses in one place (config.api.exception_handler)."""
 
 from __future__ import annotations
-
-from dataclasses import asdict
 
 from django.http import Http404
 from rest_framework import serializers, status
@@ -25,38 +24,81 @@ from labelsite.selectors.blind import (
     labeller_progress,
     own_judgments,
 )
-from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next_code, assignment_skip
 from labelsite.services.campaigns import (
     SourceSpec,
     campaign_audit_run,
     campaign_close,
     campaign_create,
-    campaign_open,
+    campaign_open_start,
     campaign_reassign,
     campaign_reopen,
 )
 from labelsite.services.judgments import judgment_submit
 
-
-def _error(exc: LabelError, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
-    return Response({"detail": str(exc)}, status=code)
+# --- output -----------------------------------------------------------------------------------------
 
 
-def _progress(progress) -> dict:
-    return {**asdict(progress), "remaining": progress.remaining, "percent": progress.percent}
+class ProgressOut(serializers.Serializer):
+    done = serializers.IntegerField()
+    held = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    available = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+    percent = serializers.IntegerField()
 
 
-def _blind_item_json(item: BlindItem) -> dict:
-    return {
-        "code": item.code,
-        "campaign": item.campaign.id,
-        "status": item.status,
-        "editable": item.editable,
-        "panels": [asdict(p) for p in item.panels],
-        "questions": item.campaign.questions,
-        "answers": item.answers or None,
-    }
+class BlindCampaignOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    status_label = serializers.CharField()
+    guidelines_html = serializers.CharField()
+    questions = serializers.JSONField()
+    overlap = serializers.IntegerField()
+
+
+class PanelOut(serializers.Serializer):
+    kind = serializers.CharField()
+    title = serializers.CharField()
+    html = serializers.CharField()
+
+
+class BlindItemOut(serializers.Serializer):
+    code = serializers.CharField()
+    campaign = serializers.IntegerField(source="campaign.id")
+    status = serializers.CharField()
+    editable = serializers.BooleanField()
+    panels = PanelOut(many=True)
+    questions = serializers.JSONField(source="campaign.questions")
+    answers = serializers.SerializerMethodField()
+
+    def get_answers(self, item: BlindItem) -> dict | None:
+        return item.answers or None
+
+
+class JudgmentOut(serializers.Serializer):
+    item_code = serializers.CharField()
+    changed = serializers.BooleanField()
+    revisions = serializers.IntegerField()
+    answers = serializers.JSONField()
+
+
+class OwnJudgmentOut(serializers.Serializer):
+    item_code = serializers.CharField(source="item__code")
+    answers = serializers.JSONField()
+    time_spent_ms = serializers.IntegerField()
+    revisions = serializers.IntegerField()
+    updated_at = serializers.DateTimeField()
+
+
+class SkipOut(serializers.Serializer):
+    item_code = serializers.CharField()
+    status = serializers.CharField()
+
+
+def _with_progress(campaign, progress) -> dict:
+    return {**BlindCampaignOut(campaign).data, "progress": ProgressOut(progress).data}
 
 
 # --- labellers ------------------------------------------------------------------------------------
@@ -66,7 +108,7 @@ def _blind_item_json(item: BlindItem) -> dict:
 @permission_classes([IsAuthenticated])
 def label_campaigns(request: Request) -> Response:
     rows = blind_campaigns(labeller=request.user)
-    return paginated_response(request, rows, lambda row: {**asdict(row[0]), "progress": _progress(row[1])})
+    return paginated_response(request, rows, lambda row: _with_progress(*row))
 
 
 def _own_campaign(request: Request, campaign_id: int):
@@ -80,21 +122,17 @@ def _own_campaign(request: Request, campaign_id: int):
 @permission_classes([IsAuthenticated])
 def label_campaign(request: Request, campaign_id: int) -> Response:
     campaign = _own_campaign(request, campaign_id)
-    progress = labeller_progress(campaign=campaign, labeller_id=request.user.pk)
-    return Response({**asdict(campaign), "progress": _progress(progress)})
+    return Response(_with_progress(campaign, labeller_progress(campaign=campaign, labeller_id=request.user.pk)))
 
 
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 def label_next(request: Request, campaign_id: int) -> Response:
     campaign = _own_campaign(request, campaign_id)
-    try:
-        code = assignment_next_code(campaign_id=campaign.id, labeller=request.user)
-    except LabelError as exc:
-        return _error(exc, status.HTTP_409_CONFLICT)
+    code = assignment_next_code(campaign_id=campaign.id, labeller=request.user)
     if code is None:
         return Response({"item": None, "detail": "Nothing left for you in this campaign."})
-    return Response({"item": _blind_item_json(blind_item(item_code=code, labeller=request.user))})
+    return Response({"item": BlindItemOut(blind_item(item_code=code, labeller=request.user)).data})
 
 
 def _own_item(request: Request, code: str) -> BlindItem:
@@ -107,7 +145,7 @@ def _own_item(request: Request, code: str) -> BlindItem:
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def label_item(request: Request, code: str) -> Response:
-    return Response(_blind_item_json(_own_item(request, code)))
+    return Response(BlindItemOut(_own_item(request, code)).data)
 
 
 def _answer_field(question: dict) -> serializers.Field:
@@ -139,17 +177,16 @@ def label_judge(request: Request, code: str) -> Response:
     data.is_valid(raise_exception=True)
     values = dict(data.validated_data)
     time_spent_ms = values.pop("time_spent_ms")
-    try:
-        judgment, changed = judgment_submit(
-            item_code=item.code,
-            labeller=request.user,
-            answers=values,
-            time_spent_ms=time_spent_ms,
-            panel_order=item.panel_order,
-        )
-    except LabelError as exc:
-        return _error(exc, status.HTTP_409_CONFLICT)
-    body = {"item_code": item.code, "changed": changed, "revisions": judgment.revisions, "answers": judgment.answers}
+    judgment, changed = judgment_submit(
+        item_code=item.code,
+        labeller=request.user,
+        answers=values,
+        time_spent_ms=time_spent_ms,
+        panel_order=item.panel_order,
+    )
+    body = JudgmentOut(
+        {"item_code": item.code, "changed": changed, "revisions": judgment.revisions, "answers": judgment.answers}
+    ).data
     return Response(body, status=status.HTTP_201_CREATED if changed and judgment.revisions == 0 else 200)
 
 
@@ -157,11 +194,8 @@ def label_judge(request: Request, code: str) -> Response:
 @permission_classes([IsAuthenticated])
 def label_skip(request: Request, code: str) -> Response:
     item = _own_item(request, code)
-    try:
-        assignment_skip(item_code=item.code, labeller=request.user, reason=str(request.data.get("reason", "")))
-    except LabelError as exc:
-        return _error(exc)
-    return Response({"item_code": item.code, "status": "skipped"})
+    assignment_skip(item_code=item.code, labeller=request.user, reason=str(request.data.get("reason", "")))
+    return Response(SkipOut({"item_code": item.code, "status": "skipped"}).data)
 
 
 @api_view(["GET"])
@@ -169,7 +203,7 @@ def label_skip(request: Request, code: str) -> Response:
 def label_judgments(request: Request, campaign_id: int) -> Response:
     campaign = _own_campaign(request, campaign_id)
     rows = own_judgments(campaign_id=campaign.id, labeller=request.user)
-    return paginated_response(request, rows, lambda r: {"item_code": r.pop("item__code"), **r})
+    return paginated_response(request, rows, lambda row: OwnJudgmentOut(row).data)
 
 
 # --- admins ---------------------------------------------------------------------------------------
@@ -202,41 +236,55 @@ class CampaignIn(serializers.Serializer):
     panel_extras = serializers.ListField(child=serializers.ChoiceField(choices=sorted(PANEL_EXTRAS)), default=list)
 
 
-def _campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
-    body = {
-        "id": campaign.pk,
-        "name": campaign.name,
-        "status": campaign.status,
-        "guidelines": campaign.guidelines,
-        "questions": campaign.questions,
-        "domain_corpus_id": campaign.domain_corpus_id,
-        "general_corpus_id": campaign.general_corpus_id,
-        "min_frequency": campaign.min_frequency,
-        "seed": campaign.seed,
-        "panel_order": campaign.panel_order,
-        "overlap": campaign.overlap,
-        "hide_mapping_until_closed": campaign.hide_mapping_until_closed,
-        "mapping_visible": campaign.mapping_visible,
-        "lease_seconds": campaign.lease_seconds,
-        "max_skips": campaign.max_skips,
-        "sampling": campaign.sampling,
-        "match_general": campaign.match_general,
-        "panel_extras": campaign.panel_extras,
-        "sampling_report": campaign.sampling_report,
-        "audit": campaign.audit,
-        "labeller_ids": sorted(u.pk for u in campaign.labellers.all()),
-        "build_job_ids": sorted(j.pk for j in campaign.build_jobs.all()),
-        "prepare_error": campaign.prepare_error,
-        "created_at": campaign.created_at,
-    }
-    if campaign.mapping_visible:
-        body["sources"] = [
-            {"sae_id": s.sae_id, "sae": s.sae.name, "method": s.sae.method, "n_features": s.n_features}
-            for s in campaign.sources.all()
-        ]
-    if detail:
-        body["progress"] = campaign_progress(campaign=campaign)
-    return body
+class SourceOut(serializers.Serializer):
+    sae_id = serializers.IntegerField()
+    sae = serializers.CharField(source="sae.name")
+    method = serializers.CharField(source="sae.method")
+    n_features = serializers.IntegerField()
+
+
+class CampaignOut(serializers.ModelSerializer):
+    """A campaign for admins; `sources` (which SAEs) only while the mapping may be shown."""
+
+    domain_corpus_id = serializers.IntegerField()
+    general_corpus_id = serializers.IntegerField()
+    mapping_visible = serializers.BooleanField()
+    labeller_ids = serializers.SerializerMethodField()
+    build_job_ids = serializers.SerializerMethodField()
+    sources = SourceOut(many=True)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "status", "guidelines", "questions", "domain_corpus_id", "general_corpus_id",
+            "min_frequency", "seed", "panel_order", "overlap", "hide_mapping_until_closed", "mapping_visible",
+            "lease_seconds", "max_skips", "sampling", "match_general", "panel_extras", "sampling_report", "audit",
+            "labeller_ids", "build_job_ids", "prepare_error", "created_at", "sources",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_labeller_ids(self, campaign: Campaign) -> list[int]:
+        return sorted(u.pk for u in campaign.labellers.all())
+
+    def get_build_job_ids(self, campaign: Campaign) -> list[int]:
+        return sorted(j.pk for j in campaign.build_jobs.all())
+
+    def to_representation(self, campaign: Campaign) -> dict:
+        body = super().to_representation(campaign)
+        if not campaign.mapping_visible:
+            del body["sources"]
+        return body
+
+
+class CampaignDetailOut(CampaignOut):
+    progress = serializers.SerializerMethodField()
+
+    class Meta(CampaignOut.Meta):
+        fields = [*CampaignOut.Meta.fields, "progress"]
+        read_only_fields = fields
+
+    def get_progress(self, campaign: Campaign) -> dict:
+        return campaign_progress(campaign=campaign)
 
 
 def _campaign_or_404(campaign_id: int) -> Campaign:
@@ -253,42 +301,37 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
 def manage_campaigns(request: Request) -> Response:
     if request.method == "GET":
         campaigns = Campaign.objects.prefetch_related("sources__sae", "labellers", "build_jobs")
-        return paginated_response(request, campaigns, _campaign_json)
+        return paginated_response(request, campaigns, lambda c: CampaignOut(c).data)
     data = CampaignIn(data=request.data)
     data.is_valid(raise_exception=True)
     values = dict(data.validated_data)
     values["sources"] = [SourceSpec(**s) for s in values["sources"]]
-    try:
-        campaign = campaign_create(created_by=request.user, **values)
-    except LabelError as exc:
-        return _error(exc)
-    return Response(_campaign_json(_campaign_or_404(campaign.pk), detail=True), status=status.HTTP_201_CREATED)
+    campaign = campaign_create(created_by=request.user, **values)
+    return Response(CampaignDetailOut(_campaign_or_404(campaign.pk)).data, status=status.HTTP_201_CREATED)
 
 
 @api_view(["GET"])
 @permission_classes([IsAdmin])
 def manage_campaign(request: Request, campaign_id: int) -> Response:
-    return Response(_campaign_json(_campaign_or_404(campaign_id), detail=True))
+    return Response(CampaignDetailOut(_campaign_or_404(campaign_id)).data)
 
 
 def _action(campaign_id: int, action) -> Response:
     campaign = _campaign_or_404(campaign_id)
-    try:
-        action(campaign_id=campaign.pk)
-    except LabelError as exc:
-        return _error(exc, status.HTTP_409_CONFLICT)
-    return Response(_campaign_json(_campaign_or_404(campaign.pk), detail=True))
+    action(campaign_id=campaign.pk)
+    return Response(CampaignDetailOut(_campaign_or_404(campaign.pk)).data)
 
 
 @api_view(["POST"])
 @permission_classes([IsAdmin])
 def manage_open(request: Request, campaign_id: int) -> Response:
-    """Open (or advance) a campaign; one whose blinding audit fails stays a draft unless `confirm_leak` is true."""
+    """Queue the job that opens the campaign (202, its id in `open_job_id`); 200 when it is already open.
+    The job runs the blinding audit: one that fails leaves the campaign a draft unless `confirm_leak` is true."""
+    campaign = _campaign_or_404(campaign_id)
     confirm = request.data.get("confirm_leak") in (True, "true", "1", 1)
-    return _action(
-        campaign_id,
-        lambda campaign_id: campaign_open(campaign_id=campaign_id, user=request.user, confirm_leak=confirm),
-    )
+    job = campaign_open_start(campaign_id=campaign.pk, user=request.user, confirm_leak=confirm)
+    body = {**CampaignDetailOut(_campaign_or_404(campaign.pk)).data, "open_job_id": job.pk if job else None}
+    return Response(body, status=status.HTTP_202_ACCEPTED if job else status.HTTP_200_OK)
 
 
 @api_view(["GET", "POST"])
@@ -298,11 +341,7 @@ def manage_audit(request: Request, campaign_id: int) -> Response:
     campaign = _campaign_or_404(campaign_id)
     if request.method == "GET":
         return Response(campaign.audit or None)
-    try:
-        result = campaign_audit_run(campaign_id=campaign.pk)
-    except LabelError as exc:
-        return _error(exc, status.HTTP_409_CONFLICT)
-    return Response(result.as_dict())
+    return Response(campaign_audit_run(campaign_id=campaign.pk).as_dict())
 
 
 @api_view(["POST"])
@@ -317,6 +356,10 @@ def manage_reopen(request: Request, campaign_id: int) -> Response:
     return _action(campaign_id, campaign_reopen)
 
 
+class ReassignOut(serializers.Serializer):
+    released = serializers.IntegerField()
+
+
 class ReassignIn(serializers.Serializer):
     from_user_id = serializers.IntegerField()
     to_user_id = serializers.IntegerField(required=False, allow_null=True, default=None)
@@ -328,11 +371,8 @@ def manage_reassign(request: Request, campaign_id: int) -> Response:
     campaign = _campaign_or_404(campaign_id)
     data = ReassignIn(data=request.data)
     data.is_valid(raise_exception=True)
-    try:
-        released = campaign_reassign(campaign_id=campaign.pk, **data.validated_data)
-    except LabelError as exc:
-        return _error(exc)
-    return Response({"released": released})
+    released = campaign_reassign(campaign_id=campaign.pk, **data.validated_data)
+    return Response(ReassignOut({"released": released}).data)
 
 
 @api_view(["GET"])

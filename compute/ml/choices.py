@@ -12,8 +12,16 @@ METHOD_LABELS = {
     "direct": "Direct SAE",
     "ssae": "Specialized SAE (SSAE)",
 }
-ARCHITECTURES = ("standard", "topk")
-ARCHITECTURE_LABELS = {"standard": "Standard (L1)", "topk": "TopK"}
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
+ARCHITECTURE_LABELS = {
+    "standard": "Standard (L1)",
+    "topk": "TopK",
+    "batchtopk": "BatchTopK (saved as JumpReLU)",
+    "jumprelu": "JumpReLU (L0)",
+}
+K_ARCHITECTURES = ("topk", "batchtopk")  # sparsity set by k; the others by a loss coefficient
+# The training-config field holding each architecture's sparsity sweep.
+SWEEP_FIELDS = {"standard": "l1_coefficients", "topk": "ks", "batchtopk": "ks", "jumprelu": "l0_coefficients"}
 PRECISIONS = ("auto", "float32", "bfloat16")  # of SAE training matmuls; see compute.ml.training.autocast_dtype
 
 HOOK_RE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*$")

@@ -21,9 +21,11 @@ from compute.ml.choices import (
     ARCHITECTURES,
     DOMAIN_METHODS,
     HOOK_RE,
+    K_ARCHITECTURES,
     METHOD_LABELS,
     METHODS,
     PRECISIONS,
+    SWEEP_FIELDS,
 )
 
 MAX_CONTEXT_SIZE = 8192
@@ -209,10 +211,24 @@ class TrainingConfig(JobConfig):
         max_items=12,
     )
     ks: tuple[int, ...] = option(
-        (8, 16, 32), help="k values of the TopK sweep.", label="k values (TopK sweep)", low=1, high=65536, max_items=12
+        (8, 16, 32),
+        help="k values of the TopK or BatchTopK sweep.",
+        label="k values (TopK / BatchTopK sweep)",
+        low=1,
+        high=65536,
+        max_items=12,
+    )
+    l0_coefficients: tuple[float, ...] = option(
+        (0.3, 1.0, 3.0),
+        help="L0 coefficients of the JumpReLU sweep (one SAE per value and method).",
+        label="L0 coefficients (JumpReLU sweep)",
+        low=0.0,
+        high=1e6,
+        max_items=12,
     )
     gsae_l1_coefficient: float = option(1.0, help="L1 coefficient of a standard GSAE.", low=0.0, high=1e6)
-    gsae_k: int = option(32, help="k of a TopK GSAE.", low=1, high=65536)
+    gsae_k: int = option(32, help="k of a TopK or BatchTopK GSAE.", low=1, high=65536)
+    gsae_l0_coefficient: float = option(1.0, help="L0 coefficient of a JumpReLU GSAE.", low=0.0, high=1e6)
     gsae_expansion: int = option(16, help="GSAE features per activation dimension.", low=1, high=1_000_000)
     domain_expansion: int = option(
         2, help="Direct SAE and SSAE features per activation dimension.", low=1, high=1_000_000
@@ -248,7 +264,7 @@ class TrainingConfig(JobConfig):
 
     @property
     def sweep_key(self) -> str:
-        return "ks" if self.architecture == "topk" else "l1_coefficients"
+        return SWEEP_FIELDS[self.architecture]
 
     @property
     def sweep(self) -> tuple[float, ...] | tuple[int, ...]:
@@ -301,8 +317,8 @@ class TrainingConfig(JobConfig):
             )
 
     def check_widths(self, *, d_in: int) -> None:
-        """A TopK k must not exceed the number of features of the SAE it is for."""
-        if self.architecture != "topk":
+        """A TopK or BatchTopK k must not exceed the number of features of the SAE it is for."""
+        if self.architecture not in K_ARCHITECTURES:
             return
         domain = [m for m in self.domain_methods if m != "finetune"]
         if domain and max(self.ks) > self.domain_expansion * d_in:
@@ -351,6 +367,17 @@ class AutoInterpJobConfig(JobConfig):
         low=1,
         high=1000,
     )
+
+
+# ----------------------------------------------------------------------------- decompositions
+
+
+@dataclass(frozen=True)
+class DecompositionProposeConfig(JobConfig):
+    """A propose_decomposition job: how many sub-components and phrases to ask the LLM for."""
+
+    n_components: int = option(5, help="Sub-components to ask for.", low=1, high=12)
+    n_phrases: int = option(3, help="Phrases (and near misses) per sub-component.", low=3, high=10)
 
 
 # ----------------------------------------------------------------------------- dashboards

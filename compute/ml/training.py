@@ -27,13 +27,15 @@ from typing import Any
 
 import torch
 from sae_lens import SAE
+from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 from sae_lens.saes.sae import SAEMetadata, TrainingSAE, TrainStepInput
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from torch import Tensor
 
 from compute.ml.activations import ActivationBatch
-from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, PRECISIONS
+from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, K_ARCHITECTURES, PRECISIONS, SWEEP_FIELDS
 from compute.ml.config import TrainingConfig
 
 DEFAULT = TrainingConfig()  # the defaults of every training option, declared once in compute.ml.config
@@ -79,16 +81,21 @@ class SAESpec:
     architecture: str
     d_sae: int
     lr: float
-    l1_coefficient: float = 1.0
-    k: int = 32
+    l1_coefficient: float = 1.0  # standard
+    k: int = 32  # topk, batchtopk
+    l0_coefficient: float = 1.0  # jumprelu
 
     @property
     def sparsity(self) -> float:
-        return float(self.k if self.architecture == "topk" else self.l1_coefficient)
+        if self.architecture in K_ARCHITECTURES:
+            return float(self.k)
+        return self.l0_coefficient if self.architecture == "jumprelu" else self.l1_coefficient
 
     @property
     def sparsity_label(self) -> str:
-        return f"k={self.k}" if self.architecture == "topk" else f"l1={self.l1_coefficient:g}"
+        if self.architecture in K_ARCHITECTURES:
+            return f"k={self.k}"
+        return f"l0={self.l0_coefficient:g}" if self.architecture == "jumprelu" else f"l1={self.l1_coefficient:g}"
 
 
 def sweep_specs(
@@ -99,6 +106,7 @@ def sweep_specs(
     expansion: int = DEFAULT.domain_expansion,
     l1_coefficients: Iterable[float] = DEFAULT.l1_coefficients,
     ks: Iterable[int] = DEFAULT.ks,
+    l0_coefficients: Iterable[float] = DEFAULT.l0_coefficients,
     lr: float = DEFAULT.lr,
     finetune_lr: float = DEFAULT.finetune_lr,
     gsae_d_sae: int | None = None,
@@ -109,7 +117,9 @@ def sweep_specs(
     """
     if architecture not in ARCHITECTURES:
         raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
-    values: list[float] | list[int] = list(ks) if architecture == "topk" else list(l1_coefficients)
+    values = list(
+        {"ks": ks, "l1_coefficients": l1_coefficients, "l0_coefficients": l0_coefficients}[SWEEP_FIELDS[architecture]]
+    )
     if not values:
         raise TrainingInputError("Give at least one sparsity value (an L1 coefficient or a k).")
     specs = []
@@ -127,10 +137,11 @@ def sweep_specs(
                 d_sae=int(d_sae),
                 lr=finetune_lr if method == "finetune" else lr,
                 l1_coefficient=float(value) if architecture == "standard" else 1.0,
-                k=int(value) if architecture == "topk" else 32,
+                k=int(value) if architecture in K_ARCHITECTURES else 32,
+                l0_coefficient=float(value) if architecture == "jumprelu" else 1.0,
             )
             specs.append(_with_key(spec))
-    if any(s.architecture == "topk" and s.k > s.d_sae for s in specs):
+    if any(s.architecture in K_ARCHITECTURES and s.k > s.d_sae for s in specs):
         raise TrainingInputError("k must not exceed the number of features.")
     return specs
 
@@ -146,11 +157,12 @@ def gsae_spec(
     expansion: int = DEFAULT.gsae_expansion,
     l1_coefficient: float = DEFAULT.gsae_l1_coefficient,
     k: int = DEFAULT.gsae_k,
+    l0_coefficient: float = DEFAULT.gsae_l0_coefficient,
     lr: float = DEFAULT.lr,
 ) -> SAESpec:
     if architecture not in ARCHITECTURES:
         raise TrainingInputError(f"Unknown architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}.")
-    spec = SAESpec("", "gsae", architecture, expansion * d_in, lr, l1_coefficient, k)
+    spec = SAESpec("", "gsae", architecture, expansion * d_in, lr, l1_coefficient, k, l0_coefficient)
     return _with_key(spec)
 
 
@@ -175,6 +187,12 @@ def make_training_sae(
             # Plain TopK (no decoder-norm rescaling) so that the activation scale folds exactly.
             cfg = TopKTrainingSAEConfig(k=spec.k, rescale_acts_by_decoder_norm=False, **common)
             sae: TrainingSAE = TopKTrainingSAE(cfg)
+        elif spec.architecture == "batchtopk":
+            # k per token on average over the minibatch; saved for inference as JumpReLU with the learnt threshold.
+            cfg = BatchTopKTrainingSAEConfig(k=spec.k, rescale_acts_by_decoder_norm=False, **common)
+            sae = BatchTopKTrainingSAE(cfg)
+        elif spec.architecture == "jumprelu":
+            sae = JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(l0_coefficient=spec.l0_coefficient, **common))
         else:
             sae = StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=spec.l1_coefficient, **common))
     finally:
@@ -185,7 +203,8 @@ def make_training_sae(
 def training_sae_from(sae: SAE, spec: SAESpec, *, device: str, metadata: dict[str, Any] | None = None) -> TrainingSAE:
     """A training SAE with the weights of an existing (inference) SAE, for fine-tuning."""
     architecture = sae.cfg.architecture()
-    if architecture != spec.architecture:
+    # A BatchTopK SAE is saved for inference as JumpReLU (its learnt threshold): it fine-tunes as BatchTopK.
+    if architecture != spec.architecture and not (architecture == "jumprelu" and spec.architecture == "batchtopk"):
         raise TrainingInputError(
             f"The GSAE is a {architecture} SAE: fine-tune it with architecture {architecture!r}, or train it anew."
         )
@@ -206,6 +225,12 @@ def training_sae_from(sae: SAE, spec: SAESpec, *, device: str, metadata: dict[st
     with torch.no_grad():
         for name, tensor in state.items():
             getattr(target, name).data.copy_(tensor)
+        if architecture == "jumprelu":
+            threshold = source.state_dict()["threshold"]  # [d_sae]
+            if spec.architecture == "jumprelu":
+                target.threshold.data.copy_(threshold)
+            else:
+                target.topk_threshold.fill_(float(threshold.mean()))
     return target
 
 
@@ -277,6 +302,8 @@ class SAETrainer:
             )
             aux_total = sum(aux.values()) if isinstance(aux, dict) else aux
             loss = mse + aux_total
+        if isinstance(sae, BatchTopKTrainingSAE):
+            sae.update_topk_threshold(feature_acts.detach())  # what sae-lens's training_forward_pass does
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -8,6 +8,7 @@ one escaped `<span>` in `_token_html`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from html import escape
 from typing import Any
 
@@ -24,13 +25,28 @@ _WS = {"\n": "↵", "\t": "⇥", "\r": ""}
 
 def dashboard_html(*, sae_id: int, corpus_id: int, feature_index: int, blind: bool) -> str:
     """The dashboard partial of one feature on one corpus; blind leaves out everything identifying."""
+    ((_, html),) = dashboards_html(sae_id=sae_id, corpus_id=corpus_id, feature_indices=[feature_index], blind=blind)
+    return html
+
+
+def dashboards_html(
+    *, sae_id: int, corpus_id: int, feature_indices: Iterable[int], blind: bool
+) -> Iterator[tuple[int, str]]:
+    """(feature index, dashboard partial) for many features of one SAE on one corpus.
+
+    Two queries whatever the number of features (the set, then its rows streamed), so memory stays bounded.
+    """
+    wanted = set(feature_indices)
     dset = ready_set(sae_id=sae_id, corpus_id=corpus_id)
     if dset is None:
-        return render_to_string(TEMPLATE, {"missing": "Dashboards for this corpus are not built yet."})
-    row = dset.features.filter(feature_index=feature_index).first()
-    if row is None:
-        return render_to_string(TEMPLATE, {"missing": f"No feature {feature_index} in this SAE."})
-    return render_to_string(TEMPLATE, dashboard_context(dset=dset, row=row, blind=blind))
+        missing = render_to_string(TEMPLATE, {"missing": "Dashboards for this corpus are not built yet."})
+        yield from ((i, missing) for i in sorted(wanted))
+        return
+    for row in dset.features.filter(feature_index__in=sorted(wanted)).iterator(chunk_size=200):
+        wanted.discard(row.feature_index)
+        yield row.feature_index, render_to_string(TEMPLATE, dashboard_context(dset=dset, row=row, blind=blind))
+    for i in sorted(wanted):
+        yield i, render_to_string(TEMPLATE, {"missing": f"No feature {i} in this SAE."})
 
 
 def _count(n: int) -> str:

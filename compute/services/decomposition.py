@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 
 from compute.jobs import JobContext, JobInputError, job_create
+from compute.ml.config import ConfigError, DecompositionProposeConfig
 from compute.ml.decomposition import (
     GENERAL_CONTROLS,
     ComponentsError,
@@ -32,7 +33,6 @@ from compute.services.llm import llm_complete
 from compute.services.registry import job_scratch, language_model_load, sae_load
 
 MAX_COMPONENTS = 12
-MAX_PHRASES = 10
 MAX_DESCRIPTION_CHARS = 2000
 
 
@@ -107,8 +107,10 @@ def decomposition_propose(
         raise DecompositionError("Proposals come from the LLM endpoint (llm) or the local model (local).")
     if source == Decomposition.Source.LLM and not settings.LLM_BASE_URL:
         raise DecompositionError("No LLM endpoint is configured (LLM_BASE_URL): use the local model or type them.")
-    if not (1 <= n_components <= MAX_COMPONENTS and 3 <= n_phrases <= MAX_PHRASES):
-        raise DecompositionError(f"Ask for 1 to {MAX_COMPONENTS} sub-components with 3 to {MAX_PHRASES} phrases.")
+    try:
+        config = DecompositionProposeConfig.from_params({"n_components": n_components, "n_phrases": n_phrases})
+    except ConfigError as exc:
+        raise DecompositionError(str(exc)) from exc
     description, corpus_max = _check_request(
         sae=sae, corpus=corpus, feature_index=feature_index, description=description
     )
@@ -135,7 +137,7 @@ def decomposition_propose(
         )
         job = job_create(
             kind=JobKind.PROPOSE_DECOMPOSITION,
-            params={"decomposition_id": decomposition.pk, "n_components": n_components, "n_phrases": n_phrases},
+            params={"decomposition_id": decomposition.pk, **config.to_params()},
             created_by=created_by,
         )
         Decomposition.objects.filter(pk=decomposition.pk).update(job=job)
@@ -200,8 +202,11 @@ def run_propose_job(ctx: JobContext) -> dict[str, Any]:
         raise JobInputError("decomposition_id must name an existing decomposition.") from exc
     if decomposition.status != Decomposition.Status.PROPOSING:
         return {"decomposition": decomposition.pk, "skipped": f"already {decomposition.status}"}
-    n_components = int(ctx.params.get("n_components", 5))
-    n_phrases = int(ctx.params.get("n_phrases", 3))
+    try:
+        config = DecompositionProposeConfig.from_params(ctx.params)
+    except ConfigError as exc:
+        raise JobInputError(str(exc)) from exc
+    n_components, n_phrases = config.n_components, config.n_phrases
     client = LocalInstructClient(retries=settings.LLM_RETRIES) if decomposition.source == "local" else None
     ctx.progress(0.1, "asking the local model" if client else "asking the LLM endpoint")
     try:

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from compute.jobs import JobContext, JobInputError, job_create
-from compute.ml.choices import BLOCK_HOOK_RE, default_hook_name
+from compute.ml.choices import BLOCK_HOOK_RE, K_ARCHITECTURES, default_hook_name
 from compute.ml.config import GIB, ConfigError, TrainingConfig, machine_memory_bytes
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
 from compute.services import registry
@@ -308,7 +308,8 @@ class _Run:
                 hyperparams={
                     "lr": spec.lr,
                     "l1_coefficient": spec.l1_coefficient if spec.architecture == "standard" else None,
-                    "k": spec.k if spec.architecture == "topk" else None,
+                    "k": spec.k if spec.architecture in K_ARCHITECTURES else None,
+                    "l0_coefficient": spec.l0_coefficient if spec.architecture == "jumprelu" else None,
                     "sparsity": spec.sparsity_label,
                     "expansion": spec.d_sae / self.loaded.d_model,
                     "context_size": config.context_size,
@@ -351,6 +352,7 @@ class _Run:
             expansion=config.gsae_expansion,
             l1_coefficient=config.gsae_l1_coefficient,
             k=config.gsae_k,
+            l0_coefficient=config.gsae_l0_coefficient,
             lr=config.lr,
         )
         records = self.create_records([spec], corpus=plan.general_corpus, gsae_record=None)

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q
 
 from labelsite.models import Assignment, Campaign, Item, Judgment
-from labelsite.services import LabelError
+from labelsite.services import LabelConflict
 
 
 def _median_s(values: list[int]) -> float | None:
@@ -54,7 +54,7 @@ def campaign_progress(*, campaign: Campaign) -> dict:
 
 def require_mapping(campaign: Campaign) -> None:
     if not campaign.mapping_visible:
-        raise LabelError("This campaign hides which SAE each item came from until it is closed.")
+        raise LabelConflict("This campaign hides which SAE each item came from until it is closed.")
 
 
 def campaign_items(*, campaign: Campaign, limit: int = 1000) -> list[dict]:

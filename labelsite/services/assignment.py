@@ -30,7 +30,7 @@ from django.db.models import BigIntegerField, Exists, ExpressionWrapper, F, Oute
 from django.utils import timezone
 
 from labelsite.models import SHUFFLE_PRIME, Assignment, Campaign, Item
-from labelsite.services import LabelError
+from labelsite.services import LabelConflict, LabelError, LabelForbidden
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,9 @@ def assignment_next(*, campaign_id: int, labeller) -> Assignment | None:
     """The labeller's next item (a held lease), or None when nothing is left for them."""
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None or not campaign.labellers.filter(pk=labeller.pk).exists():
-        raise LabelError("You are not a labeller of this campaign.")
+        raise LabelForbidden("You are not a labeller of this campaign.")
     if campaign.status != Campaign.Status.OPEN:
-        raise LabelError(f"This campaign is {campaign.get_status_display().lower()}; labelling is not possible now.")
+        raise LabelConflict(f"This campaign is {campaign.get_status_display().lower()}; labelling is not possible now.")
     ctx = StageContext(campaign=campaign, labeller_id=labeller.pk, now=timezone.now())
     held = stage_own_held_lease(ctx)
     if held is not None:
@@ -186,13 +186,13 @@ def assignment_skip(*, item_code: str, labeller, reason: str) -> Assignment:
         item = Item.objects.select_for_update(of=("self",)).select_related("campaign").get(code=item_code)
         assignment = Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first()
         if assignment is None:
-            raise LabelError("This item is not assigned to you.")
+            raise LabelConflict("This item is not assigned to you.")
         if item.campaign.status != Campaign.Status.OPEN:
-            raise LabelError("This campaign is not open.")
+            raise LabelConflict("This campaign is not open.")
         if assignment.status == Assignment.Status.DONE:
-            raise LabelError("You already judged this item; you can revise your judgment instead.")
+            raise LabelConflict("You already judged this item; you can revise your judgment instead.")
         if assignment.status == Assignment.Status.SKIPPED:
-            raise LabelError("You already skipped this item.")
+            raise LabelConflict("You already skipped this item.")
         cap = item.campaign.max_skips
         if cap is not None:
             used = Assignment.objects.filter(
@@ -200,7 +200,7 @@ def assignment_skip(*, item_code: str, labeller, reason: str) -> Assignment:
             ).count()
             if used >= cap:
                 allowance = f"You have used all {cap} skip{'' if cap == 1 else 's'} of" if cap else "No skips in"
-                raise LabelError(
+                raise LabelConflict(
                     f"{allowance} this campaign; please judge this item (a low score and a comment are fine)."
                 )
         if assignment.status == Assignment.Status.HELD:

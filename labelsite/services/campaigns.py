@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from labelsite import questions as schema
 from labelsite.models import PANEL_EXTRAS, Assignment, Campaign, CampaignSAE, Item
 from labelsite.questions import DEFAULT_GROUPS, QuestionError, questions_validate, rubric_validate
-from labelsite.services import LabelError
+from labelsite.services import LabelConflict, LabelError, LabelNotFound
+
+OPEN_JOB_KIND = "open_campaign"
+PANEL_BATCH = 200  # panels rendered and written per UPDATE
+Progress = Callable[..., None]  # JobContext.progress(fraction, message)
 
 
 @dataclass(frozen=True)
@@ -160,13 +165,66 @@ def _dashboard_pairs(campaign: Campaign) -> list[tuple[int, int]]:
     return [(s, c) for s in sae_ids for c in (campaign.domain_corpus_id, campaign.general_corpus_id)]
 
 
-def campaign_open(*, campaign_id: int, user=None, confirm_leak: bool = False) -> Campaign:
+def campaign_open_start(*, campaign_id: int, user=None, confirm_leak: bool = False):
+    """Ask for a campaign to open: queue the job that opens it. Returns the job, or None when already open.
+
+    Requests only record and queue (a double click finds the job already queued); the work (dashboard
+    builds, sampling, rendering every panel) happens in the job, `run_campaign_open_job`.
+    """
+    from compute.jobs import job_create
+    from compute.models import JobStatus
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+        if campaign is None:
+            raise LabelNotFound("This campaign does not exist.")
+        if campaign.status == Campaign.Status.OPEN:
+            return None
+        if campaign.status == Campaign.Status.CLOSED:
+            raise LabelConflict("This campaign is closed; reopen it instead.")
+        # A queued job has not looked yet and will see everything committed before it runs: reuse it. A running
+        # one may have looked already (say, before the last dashboard build finished): queue another.
+        params = {"campaign_id": campaign.pk, "confirm_leak": bool(confirm_leak)}
+        job = campaign.build_jobs.filter(kind=OPEN_JOB_KIND, status=JobStatus.QUEUED, params=params).first()
+        if job is None:
+            job = job_create(kind=OPEN_JOB_KIND, params=params, created_by=user)
+            campaign.build_jobs.add(job)
+        if campaign.status == Campaign.Status.DRAFT:
+            campaign.status = Campaign.Status.PREPARING
+            campaign.save(update_fields=["status"])
+    return job
+
+
+def run_campaign_open_job(ctx) -> dict:
+    """Job handler (kind OPEN_JOB_KIND): move the campaign on with `campaign_open`; safe to run again."""
+    from compute.jobs import JobInputError
+
+    campaign_id = ctx.params.get("campaign_id")
+    if not isinstance(campaign_id, int) or not Campaign.objects.filter(pk=campaign_id).exists():
+        raise JobInputError(f"Campaign {campaign_id!r} does not exist.")
+    try:
+        campaign = campaign_open(
+            campaign_id=campaign_id,
+            user=ctx.job.created_by,
+            confirm_leak=bool(ctx.params.get("confirm_leak")),
+            progress=ctx.progress,
+        )
+    except LabelError as exc:
+        Campaign.objects.filter(pk=campaign_id).update(prepare_error=str(exc))
+        raise JobInputError(str(exc)) from None
+    return {"campaign_id": campaign_id, "status": campaign.status, "items": campaign.items.count()}
+
+
+def campaign_open(
+    *, campaign_id: int, user=None, confirm_leak: bool = False, progress: Progress | None = None
+) -> Campaign:
     """Open a draft campaign, or move a preparing one on. Idempotent: call it again to advance.
 
     Missing dashboards are built by jobs first (the campaign waits in PREPARING); once every
     dashboard is ready the items are sampled, their panels rendered and the blinding audit run. The
     campaign opens unless the audit finds the source predictable from what labellers see: then it goes
     back to DRAFT with the audit's verdict as `prepare_error`, and opens only with `confirm_leak=True`.
+    Runs in a job (`run_campaign_open_job`), never in a request.
     """
     from compute.models import JobStatus
     from compute.selectors.dashboards import dashboards_ready
@@ -177,7 +235,7 @@ def campaign_open(*, campaign_id: int, user=None, confirm_leak: bool = False) ->
         if campaign.status == Campaign.Status.OPEN:
             return campaign
         if campaign.status == Campaign.Status.CLOSED:
-            raise LabelError("This campaign is closed; reopen it instead.")
+            raise LabelConflict("This campaign is closed; reopen it instead.")
         missing = [(s, c) for s, c in _dashboard_pairs(campaign) if not dashboards_ready(sae_id=s, corpus_id=c)]
         if missing:
             jobs = [dashboard_build(sae_id=s, corpus_id=c, created_by=user) for s, c in missing]
@@ -192,7 +250,7 @@ def campaign_open(*, campaign_id: int, user=None, confirm_leak: bool = False) ->
             campaign.save(update_fields=["status", "prepare_error"])
             return campaign
         items_sample(campaign=campaign)
-        items_render_panels(campaign=campaign)
+        items_render_panels(campaign=campaign, progress=progress)
         audit = _audit_before_opening(campaign)
         if audit is not None and audit.leak and not confirm_leak:
             campaign.status = Campaign.Status.DRAFT
@@ -228,7 +286,7 @@ def campaign_audit_run(*, campaign_id: int):
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if not campaign.items.exists():
             if not all(dashboards_ready(sae_id=s, corpus_id=c) for s, c in _dashboard_pairs(campaign)):
-                raise LabelError(
+                raise LabelConflict(
                     "The audit needs the rendered panels: open the campaign to build its dashboards first."
                 )
             items_sample(campaign=campaign)
@@ -270,24 +328,39 @@ def items_sample(*, campaign: Campaign) -> int:
     return len(items)
 
 
-def items_render_panels(*, campaign: Campaign) -> int:
-    """Cache each item's two blind dashboard panels on its row (the labelling page then reads one row)."""
-    from compute.selectors.dashboard_html import dashboard_html
+def items_render_panels(*, campaign: Campaign, progress: Progress | None = None) -> int:
+    """Cache each item's two blind dashboard panels on its row (the labelling page then reads one row).
 
-    todo = list(campaign.items.filter(Q(domain_html="") | Q(general_html="")).select_related("source").order_by("pk"))
-    for item in todo:
-        for field, corpus_id in (
-            ("domain_html", campaign.domain_corpus_id),
-            ("general_html", campaign.general_corpus_id),
+    Dashboards are read in bulk: a constant number of queries per SAE and corpus, whatever the number of
+    items; panels are written in batches, so memory holds one batch of HTML at a time.
+    """
+    from compute.selectors.dashboard_html import dashboards_html
+
+    panels = (("domain_html", campaign.domain_corpus_id), ("general_html", campaign.general_corpus_id))
+    todo: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)  # (field, sae) -> {feature: item id}
+    for field, _ in panels:
+        rows = campaign.items.filter(**{field: ""}).values_list("pk", "source__sae_id", "feature_index")
+        for pk, sae_id, feature_index in rows:
+            todo[(field, sae_id)][feature_index] = pk
+    total, done = sum(len(v) for v in todo.values()), 0
+    for (field, sae_id), items in todo.items():
+        corpus_id = dict(panels)[field]
+        batch: list[Item] = []
+        for feature_index, html in dashboards_html(
+            sae_id=sae_id, corpus_id=corpus_id, feature_indices=items, blind=True
         ):
-            html = dashboard_html(
-                sae_id=item.source.sae_id, corpus_id=corpus_id, feature_index=item.feature_index, blind=True
-            )
             # A byte-level token can be NUL, which PostgreSQL text cannot hold: show it as a replacement mark.
-            setattr(item, field, html.replace("\x00", "\ufffd"))
-    Item.objects.bulk_update(todo, ["domain_html", "general_html"], batch_size=500)
+            batch.append(Item(pk=items[feature_index], **{field: html.replace("\x00", "\ufffd")}))
+            if len(batch) >= PANEL_BATCH:
+                Item.objects.bulk_update(batch, [field])
+                done += len(batch)
+                batch = []
+                if progress is not None:
+                    progress(done / total, f"Rendered {done} of {total} panels")
+        Item.objects.bulk_update(batch, [field])
+        done += len(batch)
     items_render_decompositions(campaign=campaign)
-    return len(todo)
+    return done
 
 
 def items_render_decompositions(*, campaign: Campaign) -> int:
@@ -310,7 +383,7 @@ def campaign_close(*, campaign_id: int) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.status != Campaign.Status.OPEN:
-            raise LabelError(f"Only an open campaign can be closed; this one is {campaign.get_status_display()}.")
+            raise LabelConflict(f"Only an open campaign can be closed; this one is {campaign.get_status_display()}.")
         _release(campaign, Assignment.objects.filter(campaign=campaign, status=Assignment.Status.HELD))
         campaign.status = Campaign.Status.CLOSED
         campaign.closed_at = timezone.now()
@@ -322,7 +395,7 @@ def campaign_reopen(*, campaign_id: int) -> Campaign:
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.status != Campaign.Status.CLOSED:
-            raise LabelError(f"Only a closed campaign can be reopened; this one is {campaign.get_status_display()}.")
+            raise LabelConflict(f"Only a closed campaign can be reopened; this one is {campaign.get_status_display()}.")
         campaign.status = Campaign.Status.OPEN
         campaign.closed_at = None
         campaign.save(update_fields=["status", "closed_at"])

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from labelsite.models import Assignment, Campaign, Item, Judgment
 from labelsite.questions import QuestionError, answers_clean
-from labelsite.services import LabelError
+from labelsite.services import LabelConflict, LabelError, LabelForbidden, LabelNotFound
 
 MAX_TIME_SPENT_MS = 6 * 3600 * 1000  # a tab left open overnight should not skew the medians
 
@@ -36,12 +36,12 @@ def judgment_submit(
     with transaction.atomic():
         item = Item.objects.select_for_update().select_related("campaign").filter(code=item_code).first()
         if item is None:
-            raise LabelError("This item does not exist.")
+            raise LabelNotFound("This item does not exist.")
         campaign = item.campaign
         if not campaign.labellers.filter(pk=labeller.pk).exists():
-            raise LabelError("You are not a labeller of this campaign.")
+            raise LabelForbidden("You are not a labeller of this campaign.")
         if campaign.status != Campaign.Status.OPEN:
-            raise LabelError("This campaign is closed; judgments can no longer be changed.")
+            raise LabelConflict("This campaign is closed; judgments can no longer be changed.")
         cleaned = answers_validate(campaign=campaign, answers=answers)
         existing = Judgment.objects.select_for_update().filter(item=item, labeller=labeller).first()
         if existing is not None:
@@ -58,7 +58,7 @@ def judgment_submit(
             if not Item.objects.filter(pk=item.pk, slots_taken__lt=F("overlap")).update(
                 slots_taken=F("slots_taken") + 1
             ):
-                raise LabelError(
+                raise LabelConflict(
                     "Your time on this item ran out and others have since completed it; "
                     "your answers were not recorded. Please take the next item."
                 )

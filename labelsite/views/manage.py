@@ -21,7 +21,7 @@ from labelsite.services.campaigns import (
     campaign_audit_run,
     campaign_close,
     campaign_create,
-    campaign_open,
+    campaign_open_start,
     campaign_reassign,
     campaign_reopen,
 )
@@ -70,13 +70,8 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    # A GET only reads: a preparing campaign is moved on by its jobs (and by `campaigns_advance_after_dashboards`).
     campaign = get_object_or_404(Campaign.objects.select_related("domain_corpus", "general_corpus"), pk=campaign_id)
-    if campaign.status == Campaign.Status.PREPARING:
-        # Polling this page moves a preparing campaign on as soon as its dashboard jobs are done.
-        try:
-            campaign = campaign_open(campaign_id=campaign.pk, user=request.user)
-        except LabelError as exc:
-            campaign.prepare_error = str(exc)
     context = {
         "campaign": campaign,
         "sources": campaign.sources.select_related("sae"),
@@ -107,14 +102,18 @@ def campaign_open_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
     confirm = request.POST.get("confirm_leak") == "1"
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     try:
-        campaign = campaign_open(campaign_id=campaign.pk, user=request.user, confirm_leak=confirm)
+        job = campaign_open_start(campaign_id=campaign.pk, user=request.user, confirm_leak=confirm)
     except LabelError as exc:
         messages.error(request, str(exc))
     else:
-        if campaign.status == Campaign.Status.DRAFT and campaign.prepare_error:
-            messages.warning(request, campaign.prepare_error)
+        if job is None:
+            messages.success(request, "Campaign is open.")
         else:
-            messages.success(request, f"Campaign is {campaign.get_status_display().lower()}.")
+            messages.success(
+                request,
+                f"Opening: job {job.pk} builds what is missing and runs the blinding audit; "
+                "the campaign opens by itself (or comes back as a draft with the audit's verdict).",
+            )
     return redirect("manage:campaign", campaign_id=campaign.pk)
 
 

@@ -29,6 +29,8 @@ class Command(BaseCommand):
             l1_coefficients="--l1",
             ks="--k",
             gsae_l1_coefficient="--gsae-l1",
+            l0_coefficients="--l0",
+            gsae_l0_coefficient="--gsae-l0",
         )
         parser.add_argument("--queue", action="store_true", help="queue for a Celery worker instead of running here")
 

@@ -8,6 +8,7 @@ from compute.jobs import job_run
 from compute.models import SAE, Corpus, Job, JobStatus
 from labelsite.models import Campaign, Item
 from labelsite.services import LabelError
+from labelsite.services.campaigns import OPEN_JOB_KIND
 from labelsite.services.demo import DEMO_CAMPAIGN, demo_campaign_open, demo_training_start
 from tests.factories import tiny_language_model
 
@@ -47,6 +48,9 @@ def test_demo_run_trains_then_opens_a_blind_campaign_over_direct_and_ssae(world,
     assert len(builds) == 4 and all(b.params["max_tokens"] == 1024 for b in builds)
     for build in builds:
         assert job_run(job_id=build.pk, attempt=build.attempt) == JobStatus.SUCCEEDED
+    # the builds' successes queued the job that opens the campaign (a worker runs it in the demo)
+    (opener,) = campaign.build_jobs.filter(kind=OPEN_JOB_KIND)
+    assert job_run(job_id=opener.pk, attempt=opener.attempt) == JobStatus.SUCCEEDED
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.OPEN
     assert set(campaign.labellers.values_list("username", flat=True)) == {"bob", "carol"}
