@@ -10,7 +10,6 @@ import json
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from rest_framework import status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,7 +23,6 @@ from labelsite.selectors.admin import require_mapping
 from labelsite.selectors.exports import EXPORT_FORMATS, export_rows, export_stream
 from labelsite.selectors.result_figures import FIGURES
 from labelsite.selectors.results import breakdown_rows, campaign_results, results_json
-from labelsite.services import LabelError
 
 
 class AnyAccept(BaseContentNegotiation):
@@ -45,10 +43,6 @@ class AdminView(APIView):
         return get_object_or_404(Campaign, pk=campaign_id)
 
 
-def _conflict(exc: LabelError) -> Response:
-    return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-
-
 def _wants_identities(request: Request) -> bool:
     return request.query_params.get("identities", "").lower() in ("1", "true", "yes")
 
@@ -58,10 +52,7 @@ class ResultsView(AdminView):
     measured vs rated, agreement. Labellers are named by pseudonym unless `?identities=1`."""
 
     def get(self, request: Request, campaign_id: int) -> Response:
-        try:
-            results = campaign_results(campaign=self.campaign(campaign_id), identities=_wants_identities(request))
-        except LabelError as exc:
-            return _conflict(exc)
+        results = campaign_results(campaign=self.campaign(campaign_id), identities=_wants_identities(request))
         return Response(results_json(results))
 
 
@@ -71,10 +62,7 @@ class JudgmentListView(AdminView):
     def get(self, request: Request, campaign_id: int) -> Response:
         campaign = self.campaign(campaign_id)
         identities = _wants_identities(request)
-        try:
-            require_mapping(campaign)
-        except LabelError as exc:
-            return _conflict(exc)
+        require_mapping(campaign)
         ids = Judgment.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True)
         response = paginated_response(request, ids)
         page = export_rows(campaign=campaign, judgment_ids=list(response.data["results"]), identities=identities)
@@ -95,10 +83,7 @@ class ExportView(AdminView):
         campaign = self.campaign(campaign_id)
         if fmt not in EXPORT_FORMATS:
             return Response({"detail": f"Unknown format; use one of {sorted(EXPORT_FORMATS)}."}, status=404)
-        try:
-            chunks = export_stream(campaign=campaign, fmt=fmt, identities=_wants_identities(request))
-        except LabelError as exc:
-            return _conflict(exc)
+        chunks = export_stream(campaign=campaign, fmt=fmt, identities=_wants_identities(request))
         response = StreamingHttpResponse(chunks, content_type=EXPORT_FORMATS[fmt])
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.{fmt}"'
         return response
@@ -113,10 +98,7 @@ class BreakdownView(AdminView):
         campaign = self.campaign(campaign_id)
         if fmt not in ("csv", "json"):
             return Response({"detail": "Unknown format; use csv or json."}, status=404)
-        try:
-            results = campaign_results(campaign=campaign, identities=_wants_identities(request))
-        except LabelError as exc:
-            return _conflict(exc)
+        results = campaign_results(campaign=campaign, identities=_wants_identities(request))
         if fmt == "json":
             body, content_type = json.dumps(results_json(results), indent=2, default=str), "application/json"
         else:
@@ -141,10 +123,7 @@ class FigureView(AdminView):
         campaign = self.campaign(campaign_id)
         if name not in FIGURES or fmt not in FORMATS:
             return Response({"detail": f"Unknown figure; use one of {sorted(FIGURES)} as png or svg."}, status=404)
-        try:
-            results = campaign_results(campaign=campaign)
-        except LabelError as exc:
-            return _conflict(exc)
+        results = campaign_results(campaign=campaign)
         fig = FIGURES[name][1](results)
         if fig is None:
             return Response({"detail": "Nothing to draw yet for this campaign."}, status=404)

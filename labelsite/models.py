@@ -54,6 +54,8 @@ PANEL_EXTRAS: dict[str, str] = {
     "histogram": "Activation histogram",
     "logits": "Output tokens with their logit values",
     "magnitudes": "Raw activation values next to each context and in hover titles",
+    "probe": "Live probe: labellers type a text and see the feature's activation on each token, relative to its "
+    "max on the domain text (answered by item code, never by SAE or feature)",
 }
 
 

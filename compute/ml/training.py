@@ -37,6 +37,7 @@ from torch import Tensor
 from compute.ml.activations import ActivationBatch
 from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, K_ARCHITECTURES, PRECISIONS, SWEEP_FIELDS
 from compute.ml.config import TrainingConfig
+from compute.ml.saes import save_sparsity
 
 DEFAULT = TrainingConfig()  # the defaults of every training option, declared once in compute.ml.config
 
@@ -275,6 +276,7 @@ class SAETrainer:
         coefficients = sae.get_coefficients()
         self.coefficients = {k: float(v.value if hasattr(v, "value") else v) for k, v in coefficients.items()}
         self.tokens_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+        self.fired_count = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)  # tokens fired on
         self.stats = TrainerStats()
 
     def dead_mask(self) -> Tensor:
@@ -311,6 +313,7 @@ class SAETrainer:
             fired = (feature_acts > 0).any(dim=0)
             self.tokens_since_fired += x.shape[0]
             self.tokens_since_fired[fired] = 0
+            self.fired_count += (feature_acts > 0).sum(dim=0)
             variance = (target - target.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
             stats = self.stats
             stats.tokens += x.shape[0]
@@ -331,13 +334,17 @@ class SAETrainer:
 
 
 def save_trained_sae(trainer: SAETrainer, path: Path, *, metadata: dict[str, Any] | None = None) -> Path:
-    """Write cfg.json + sae_weights.safetensors (sae-lens's format; `SAE.load_from_disk(path)` reads it)."""
+    """Write cfg.json + sae_weights.safetensors (sae-lens's format; `SAE.load_from_disk(path)` reads it) and
+    sparsity.safetensors (log10 firing frequency over training, as sae-lens's runner saves it).
+
+    cfg.json's metadata records the method, and whatever `metadata` adds (an SSAE's GSAE, the dataset).
+    """
     sae = copy.deepcopy(trainer.sae)
-    sae.fold_activation_norm_scaling_factor(trainer.scale)
-    if metadata:
-        for key, value in metadata.items():
-            setattr(sae.cfg.metadata, key, value)
+    sae.fold_activation_norm_scaling_factor(trainer.scale)  # the saved SAE reads raw activations
+    for key, value in {"method": trainer.spec.method, "normalize_activations": "none", **(metadata or {})}.items():
+        setattr(sae.cfg.metadata, key, value)
     sae.save_inference_model(path)
+    save_sparsity(Path(path), trainer.fired_count.cpu(), trainer.stats.tokens)
     return path
 
 

@@ -30,7 +30,13 @@ DEFAULT_MODEL = {
     "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "default_hook": "blocks.15.hook_resid_post",
     # Known facts of the packaged model, so validation can check widths without loading it.
-    "info": {"d_model": 576, "n_layers": 30, "d_vocab": 49152, "architecture": "LlamaForCausalLM"},
+    "info": {
+        "d_model": 576,
+        "n_layers": 30,
+        "d_vocab": 49152,
+        "architecture": "LlamaForCausalLM",
+        "hf_name": "HuggingFaceTB/SmolLM2-135M-Instruct",  # what users know it as (its weights, as GGUF)
+    },
 }
 DEFAULT_CORPORA = [
     {
@@ -49,6 +55,7 @@ DEFAULT_CORPORA = [
     },
 ]
 SAE_FILES = ("cfg.json", "sae_weights.safetensors")
+SAE_OPTIONAL_FILES = ("sparsity.safetensors",)
 
 
 class RegistryError(JobInputError):
@@ -250,6 +257,10 @@ def sae_save_artifacts(*, sae: SAE, folder: Path) -> str:
         path = folder / name
         if not path.is_file():
             raise RegistryError(f"{folder} has no {name}: not an sae-lens SAE folder.")
+    for name in (*SAE_FILES, *SAE_OPTIONAL_FILES):
+        path = folder / name
+        if not path.is_file():
+            continue
         key = f"{target}/{name}"
         if storage.exists(key):
             storage.delete(key)
@@ -268,10 +279,28 @@ def sae_local_folder(*, sae: SAE, scratch: Path) -> Path:
     except NotImplementedError:
         target = scratch / f"sae-{sae.pk}"
         target.mkdir(parents=True, exist_ok=True)
-        for name in SAE_FILES:
-            with storage.open(f"{sae.artifact_path}/{name}", "rb") as src, open(target / name, "wb") as dst:
+        for name in (*SAE_FILES, *SAE_OPTIONAL_FILES):
+            key = f"{sae.artifact_path}/{name}"
+            if name in SAE_OPTIONAL_FILES and not storage.exists(key):
+                continue
+            with storage.open(key, "rb") as src, open(target / name, "wb") as dst:
                 shutil.copyfileobj(src, dst)
         return target
+
+
+def sae_load_composite(*, sae: SAE, device: str, scratch: Path):
+    """An SAE ready to use on its own: an SSAE comes with its GSAE (compute.ml.saes.GSAEPlusSSAE)."""
+    from compute.ml.saes import SAELoadError, load_sae
+
+    if sae.method != "ssae":
+        return sae_load(sae=sae, device=device, scratch=scratch)
+    if sae.gsae is None or not sae.artifact_path:
+        raise RegistryError(f"SSAE {sae.name!r} has no GSAE recorded: it cannot be used.")
+    gsae = sae_load(sae=sae.gsae, device=device, scratch=scratch)
+    try:
+        return load_sae(sae_local_folder(sae=sae, scratch=scratch), gsae=gsae, device=device)
+    except SAELoadError as exc:
+        raise RegistryError(str(exc)) from exc
 
 
 def sae_load(*, sae: SAE, device: str, scratch: Path):

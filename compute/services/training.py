@@ -404,13 +404,33 @@ class _Run:
         return [records[t.spec.key].pk for t in trainers]
 
     def metadata(self) -> dict[str, Any]:
+        """What sae-lens's own runners write into cfg.json, as far as it holds for our runs."""
+        lm = self.plan.language_model
         return {
-            "model_name": self.plan.language_model.name,
+            # The name users know the model by (e.g. its Hugging Face name), and how we loaded it.
+            "model_name": lm.info.get("hf_name") or (lm.location if lm.source == lm.Source.HUB else lm.name),
+            "model_class_name": "TransformerBridge",
+            "model_load": {
+                "registry_name": lm.name,
+                "source": lm.source,
+                "location": lm.location,
+                "gguf_file": lm.gguf_file or None,
+            },  # fmt: skip
             "hook_name": self.plan.hook_name,
             "context_size": self.plan.config.context_size,
             "prepend_bos": True,
             "exclude_special_tokens": True,
+            "seed": self.plan.config.seed,
         }
+
+    def save_metadata(self, trainer, *, corpus: Corpus, gsae, gsae_record: SAE | None) -> dict[str, Any]:
+        """Per SAE: the dataset it was trained on and, for an SSAE, the GSAE it must be used with."""
+        from compute.ml.saes import gsae_reference
+
+        extra: dict[str, Any] = {"dataset_path": corpus.location, "dataset_name": corpus.name}
+        if trainer.spec.method == "ssae" and gsae is not None and gsae_record is not None:
+            extra.update(gsae_reference(gsae, name=gsae_record.name))
+        return extra
 
     def finish(self, trainers, records: dict[str, SAE], progress, *, eval_corpus: Corpus, gsae) -> dict[str, Any]:
         """Save each SAE's weights, measure all of them on the eval split in one pass, then mark them READY."""
@@ -425,7 +445,8 @@ class _Run:
         for trainer in trainers:
             record = records[trainer.spec.key]
             self.ctx.progress(fraction, f"Saving {record.name}")
-            folder = save_trained_sae(trainer, self.scratch / f"sae-{record.pk}")
+            extra = self.save_metadata(trainer, corpus=eval_corpus, gsae=gsae, gsae_record=record.gsae)
+            folder = save_trained_sae(trainer, self.scratch / f"sae-{record.pk}", metadata=extra)
             record.artifact_path = registry.sae_save_artifacts(sae=record, folder=folder)
             saes[trainer.spec.key] = LensSAE.load_from_disk(folder, device=self.device)
         evaluations: dict[str, Any] = {}

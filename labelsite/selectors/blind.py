@@ -36,6 +36,7 @@ class BlindCampaign:
     guidelines_html: str
     questions: list[dict]  # labelsite.questions: the form, keyboard map and serializer derive from these
     overlap: int
+    offers_probe: bool = False  # the live probe (panel extra "probe"), answered by item code
 
     @property
     def rubrics(self) -> list[dict]:
@@ -95,10 +96,11 @@ def _campaign(row: dict, prefix: str = "") -> BlindCampaign:
         guidelines_html=guidelines_render(row[f"{prefix}guidelines"]),
         questions=row[f"{prefix}questions"],
         overlap=row[f"{prefix}overlap"],
+        offers_probe="probe" in (row[f"{prefix}panel_extras"] or []),
     )
 
 
-_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "questions", "overlap")
+_CAMPAIGN_FIELDS = ("id", "name", "status", "guidelines", "questions", "overlap", "panel_extras")
 
 
 def blind_campaign(*, campaign_id: int, labeller) -> BlindCampaign | None:
@@ -201,3 +203,17 @@ def own_judgments(*, campaign_id: int, labeller, limit: int = 500) -> list[dict]
         .order_by("-updated_at", "-id")
         .values("item__code", *ANSWER_FIELDS)[:limit]
     )
+
+
+def probe_target(*, item_code: str, labeller) -> tuple[int, int, int] | None:
+    """(sae id, feature index, domain corpus id) behind an item assigned to this labeller in a campaign that offers
+    the live probe; None otherwise. Server side only: the labeller's browser never receives these."""
+    row = (
+        Assignment.objects.filter(item__code=item_code, labeller=labeller, campaign__labellers=labeller)
+        .exclude(campaign__status=Campaign.Status.DRAFT)
+        .values("item__source__sae_id", "item__feature_index", "campaign__domain_corpus_id", "campaign__panel_extras")
+        .first()
+    )
+    if row is None or "probe" not in (row["campaign__panel_extras"] or []):
+        return None
+    return row["item__source__sae_id"], row["item__feature_index"], row["campaign__domain_corpus_id"]

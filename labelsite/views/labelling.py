@@ -15,6 +15,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
+from compute.jobs import JobInputError
+from compute.models import SAE, FeatureDashboard
+from compute.services.dashboards import tokens_html
+from compute.services.probe import probe_text
 from labelsite import questions as schema
 from labelsite.forms import JudgmentForm, SkipForm
 from labelsite.selectors.blind import (
@@ -24,6 +28,7 @@ from labelsite.selectors.blind import (
     blind_item,
     labeller_progress,
     own_judgments,
+    probe_target,
 )
 from labelsite.services import LabelError
 from labelsite.services.assignment import assignment_next_code, assignment_skip
@@ -179,3 +184,33 @@ def my_judgments(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "progress": labeller_progress(campaign=campaign, labeller_id=request.user.pk),
     }
     return render(request, "labelsite/label_mine.html", context)
+
+
+@login_required
+@require_POST
+def item_probe(request: HttpRequest, code: str) -> HttpResponse:
+    """The live probe for a labeller, by item code: per-token shading and values relative to the feature's domain
+    max only (raw magnitudes could tell SAEs apart); 404 unless the item is theirs and the campaign offers it."""
+    target = probe_target(item_code=code, labeller=request.user)
+    if target is None:
+        raise Http404("No live probe for this item.")
+    sae_id, feature_index, corpus_id = target
+    text = request.POST.get("text", "")
+    corpus_max = (
+        FeatureDashboard.objects.filter(
+            dashboard_set__sae_id=sae_id, dashboard_set__corpus_id=corpus_id, feature_index=feature_index
+        )
+        .values_list("max_activation", flat=True)
+        .first()
+    )
+    try:
+        result = probe_text(sae=SAE.objects.get(pk=sae_id), feature_index=feature_index, text=text[:4000])
+    except JobInputError as exc:
+        return render(request, "labelsite/_probe_result.html", {"error": str(exc)}, status=400)
+    scale = corpus_max if corpus_max and corpus_max > 0 else None
+    relative = [round(v / scale, 2) if scale else (1.0 if v > 0 else 0.0) for v in result["values"]]
+    context = {
+        "html": tokens_html(result["tokens"], relative, 1.0),
+        "rows": list(zip(result["tokens"], relative, strict=True)),
+    }
+    return render(request, "labelsite/_probe_result.html", context)

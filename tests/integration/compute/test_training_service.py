@@ -102,6 +102,19 @@ def test_training_job_registers_ready_saes_that_reload_with_sae_lens(setup):
         assert lens.cfg.metadata.hook_name == "blocks.0.hook_resid_post"
         x = torch.randn(5, 16)
         assert lens(x).shape == (5, 16)
+        # Self-describing, as sae-lens's runners write it.
+        assert lens.cfg.metadata.method == sae.method and lens.cfg.metadata.context_size == 32
+        assert lens.cfg.metadata.dataset_path == sae.train_corpus.location
+        assert storage.exists(f"{sae.artifact_path}/sparsity.safetensors")
+    ssae = saes["ssae-standard-l1=0.3"]
+    ssae_cfg = LensSAE.load_from_disk(storage.path(ssae.artifact_path)).cfg.metadata
+    assert ssae_cfg.gsae_name == gsae.name
+    from compute.ml.saes import GSAEPlusSSAE, weights_sha256
+
+    assert ssae_cfg.gsae_weights_sha256 == weights_sha256(LensSAE.load_from_disk(storage.path(gsae.artifact_path)))
+    from compute.services.registry import sae_load_composite
+
+    assert isinstance(sae_load_composite(sae=ssae, device="cpu", scratch=setup["tmp"]), GSAEPlusSSAE)
     assert job.result["saes"] and len(job.result["saes"]) == 7
     # A first run on a corpus counts its tokens for the corpus page.
     setup["science"].refresh_from_db()
