@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from labelsite.models import Assignment, Campaign, CampaignSAE, Item, Judgment
 
 
@@ -24,7 +25,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ReadOnlyAdmin):
     list_display = ["code", "campaign", "source", "feature_index", "judgment_count", "slots_taken", "overlap"]
     list_filter = ["campaign"]
     search_fields = ["code"]
@@ -33,14 +34,14 @@ class ItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(ReadOnlyAdmin):
     list_display = ["item", "labeller", "status", "reason", "expires_at"]
     list_filter = ["status", "campaign"]
     raw_id_fields = ["item"]
 
 
 @admin.register(Judgment)
-class JudgmentAdmin(admin.ModelAdmin):
+class JudgmentAdmin(ReadOnlyAdmin):
     list_display = ["item", "labeller", "time_spent_ms", "revisions", "updated_at"]
     list_filter = ["campaign"]
     raw_id_fields = ["item"]

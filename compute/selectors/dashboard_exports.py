@@ -1,5 +1,5 @@
-"""Dashboard export formats: our JSON (one feature, token strings spelled out), Neuronpedia-style activation
-records, and JSON Lines for a whole set, streamed one feature at a time."""
+"""Dashboard export formats: our JSON (one feature, token strings spelled out), JSON Lines for a whole set,
+and a whole set as one Neuronpedia batch document; sets are streamed one feature at a time."""
 
 from __future__ import annotations
 
@@ -48,27 +48,25 @@ def dashboard_export(*, dset: DashboardSet, row: FeatureDashboard) -> dict[str, 
     }
 
 
-def neuronpedia_records(*, dset: DashboardSet, row: FeatureDashboard) -> list[dict[str, Any]]:
-    """Neuronpedia-style activation records (tokens, values, maxValue, maxValueTokenIndex) of the top examples."""
-    data = row.data
-    strings = data["strings"]
-    return [
-        {
-            "index": row.feature_index,
-            "tokens": [strings[i] for i in ex["t"]],
-            "values": ex["v"],
-            "maxValue": ex["x"],
-            "maxValueTokenIndex": ex["c"],
-        }
-        for ex in data["top"]
-    ]
-
-
-def dashboard_set_export_lines(*, dset: DashboardSet, style: str) -> Iterator[str]:
-    """JSON Lines for a whole set, one feature at a time (memory stays flat for wide SAEs)."""
+def dashboard_set_exports(*, dset: DashboardSet) -> Iterator[dict[str, Any]]:
+    """Our export of every feature of a set, one at a time (memory stays flat for wide SAEs)."""
     for row in dset.features.order_by("feature_index").iterator(chunk_size=200):
-        if style == "neuronpedia":
-            for record in neuronpedia_records(dset=dset, row=row):
-                yield json.dumps(record) + "\n"
-        else:
-            yield json.dumps(dashboard_export(dset=dset, row=row)) + "\n"
+        yield dashboard_export(dset=dset, row=row)
+
+
+def dashboard_set_export_lines(*, dset: DashboardSet) -> Iterator[str]:
+    """JSON Lines for a whole set."""
+    for export in dashboard_set_exports(dset=dset):
+        yield json.dumps(export) + "\n"
+
+
+def neuronpedia_set_lines(*, dset: DashboardSet) -> Iterator[str]:
+    """The whole set as one Neuronpedia batch document (compute.services.neuronpedia), streamed."""
+    from compute.ml.choices import hook_layer
+    from compute.services.neuronpedia import neuronpedia_batch_header, neuronpedia_batch_lines
+
+    sae = dset.sae
+    header = neuronpedia_batch_header(
+        model_id=sae.language_model.name, layer=hook_layer(sae.hook_name) or 0, sae_set=sae.name
+    )
+    return neuronpedia_batch_lines(header, dashboard_set_exports(dset=dset))

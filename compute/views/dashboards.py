@@ -10,10 +10,11 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from compute.models import SAE, Corpus, DashboardSet
-from compute.selectors.dashboard_exports import dashboard_export, dashboard_set_export_lines, neuronpedia_records
+from compute.selectors.dashboard_exports import dashboard_export, dashboard_set_export_lines, neuronpedia_set_lines
 from compute.selectors.dashboard_html import dashboard_html
 from compute.selectors.dashboards import dashboard_get
 from compute.services.dashboards import dashboard_build
+from compute.services.neuronpedia import neuronpedia_feature
 from config.roles import admin_required
 
 SORTS = {"index": "feature_index", "frequency": "-frequency", "max": "-max_activation", "rare": "frequency"}
@@ -106,7 +107,7 @@ def feature_export(request: HttpRequest, sae_id: int, corpus_id: int, feature_in
         return JsonResponse({"detail": "No finished dashboard for this SAE, corpus and feature."}, status=404)
     dset, row = found
     if style == "neuronpedia":
-        return JsonResponse(neuronpedia_records(dset=dset, row=row), safe=False)
+        return JsonResponse(neuronpedia_feature(dashboard_export(dset=dset, row=row)))
     return JsonResponse(dashboard_export(dset=dset, row=row))
 
 
@@ -116,8 +117,10 @@ def set_export(request: HttpRequest, sae_id: int, corpus_id: int) -> HttpRespons
     if style not in EXPORT_STYLES:
         return JsonResponse({"detail": f"style must be one of {', '.join(EXPORT_STYLES)}."}, status=400)
     dset = _ready_set_or_404(sae_id, corpus_id)
-    response = StreamingHttpResponse(
-        dashboard_set_export_lines(dset=dset, style=style), content_type="application/x-ndjson"
-    )
+    if style == "neuronpedia":  # one batch document, as Neuronpedia imports it
+        response = StreamingHttpResponse(neuronpedia_set_lines(dset=dset), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="neuronpedia-sae{sae_id}-corpus{corpus_id}.json"'
+        return response
+    response = StreamingHttpResponse(dashboard_set_export_lines(dset=dset), content_type="application/x-ndjson")
     response["Content-Disposition"] = f'attachment; filename="dashboards-sae{sae_id}-corpus{corpus_id}-{style}.jsonl"'
     return response

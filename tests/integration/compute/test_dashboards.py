@@ -169,17 +169,31 @@ def test_admin_pages_and_exports(setup, admin_client, bob):
     assert ours["feature_index"] == 3 and ours["sae"]["name"] == "tiny-ssae-secret"
     row = FeatureDashboard.objects.get(dashboard_set__sae=sae, feature_index=3)
     assert ours["n_firing"] == row.n_firing
-    records = admin_client.get(f"{base}{corpus.pk}/features/3.json?style=neuronpedia").json()
-    assert len(records) == len(ours["top_examples"])
-    for rec in records:
-        assert len(rec["tokens"]) == len(rec["values"])
-        assert rec["maxValue"] == pytest.approx(max(rec["values"]))
-        assert rec["values"][rec["maxValueTokenIndex"]] == rec["maxValue"]
+    feature = admin_client.get(f"{base}{corpus.pk}/features/3.json?style=neuronpedia").json()
+    top = [a for a in feature["activations"] if a["bin_min"] == -1]
+    assert len(top) == len(ours["top_examples"])
+    for act in top:
+        assert len(act["tokens"]) == len(act["values"])
+        assert act["values"][act["qualifying_token_index"]] == pytest.approx(max(act["values"]))
+    assert feature["frac_nonzero"] == pytest.approx(row.n_firing / setup_tokens(sae, corpus))
+    assert sum(feature["freq_hist_data_bar_heights"]) == row.n_firing
+    assert feature["pos_str"] == [t for t, _ in ours["logits"]["pos"]]
+    batch = json.loads(
+        b"".join(admin_client.get(f"{base}{corpus.pk}/export.jsonl?style=neuronpedia").streaming_content)
+    )
+    assert [f["feature_index"] for f in batch["features"]] == list(range(D_SAE))
+    assert batch["features"][3] == feature and batch["sae_set"] == sae.name
     lines = b"".join(admin_client.get(f"{base}{corpus.pk}/export.jsonl").streaming_content).splitlines()
     assert [json.loads(line)["feature_index"] for line in lines] == list(range(D_SAE))
     assert admin_client.get(f"{base}{corpus.pk}/features/3.json?style=xml").status_code == 400
     assert labeller_client.get(f"{base}{corpus.pk}/features/3/").status_code == 403
     assert labeller_client.get(f"{base}{corpus.pk}/features/3.json").status_code == 403
+
+
+def setup_tokens(sae, corpus) -> int:
+    from compute.models import DashboardSet
+
+    return DashboardSet.objects.get(sae=sae, corpus=corpus).n_tokens
 
 
 def test_frequency_is_said_plainly():
