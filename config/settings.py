@@ -180,6 +180,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 JOB_HEARTBEAT_S = env_float("JOB_HEARTBEAT_S", 5.0)
 JOB_LOST_AFTER_S = env_float("JOB_LOST_AFTER_S", 30.0)
 JOB_MAX_LOST_ATTEMPTS = env_int("JOB_MAX_LOST_ATTEMPTS", 3)
+# Training saves a checkpoint to artifact storage after this many tokens or seconds, whichever comes
+# first (and when its worker stops); a new attempt resumes from it.
+TRAIN_CHECKPOINT_EVERY_TOKENS = env_int("TRAIN_CHECKPOINT_EVERY_TOKENS", 2_000_000)
+TRAIN_CHECKPOINT_EVERY_S = env_float("TRAIN_CHECKPOINT_EVERY_S", 600.0)
 if not 0 < 2 * JOB_HEARTBEAT_S <= JOB_LOST_AFTER_S:
     raise ImproperlyConfigured(
         f"JOB_LOST_AFTER_S ({JOB_LOST_AFTER_S}) must be at least twice JOB_HEARTBEAT_S ({JOB_HEARTBEAT_S}), "
@@ -193,7 +197,6 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

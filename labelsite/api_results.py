@@ -23,6 +23,7 @@ from labelsite.selectors.admin import require_mapping
 from labelsite.selectors.exports import EXPORT_FORMATS, export_rows, export_stream
 from labelsite.selectors.result_figures import FIGURES
 from labelsite.selectors.results import breakdown_rows, campaign_results, results_json
+from labelsite.services import LabelError
 
 
 class AnyAccept(BaseContentNegotiation):
@@ -43,6 +44,16 @@ class AdminView(APIView):
         return get_object_or_404(Campaign, pk=campaign_id)
 
 
+def _with_autointerp(payload: dict, campaign: Campaign) -> dict:
+    """The results plus the human-vs-automated explanation comparison (detection/fuzzing scores)."""
+    from labelsite.selectors.autointerp import campaign_autointerp
+
+    try:
+        return {**payload, "autointerp": campaign_autointerp(campaign=campaign)}
+    except LabelError:
+        return payload
+
+
 def _wants_identities(request: Request) -> bool:
     return request.query_params.get("identities", "").lower() in ("1", "true", "yes")
 
@@ -52,8 +63,9 @@ class ResultsView(AdminView):
     measured vs rated, agreement. Labellers are named by pseudonym unless `?identities=1`."""
 
     def get(self, request: Request, campaign_id: int) -> Response:
-        results = campaign_results(campaign=self.campaign(campaign_id), identities=_wants_identities(request))
-        return Response(results_json(results))
+        campaign = self.campaign(campaign_id)
+        results = campaign_results(campaign=campaign, identities=_wants_identities(request))
+        return Response(_with_autointerp(results_json(results), campaign))
 
 
 class JudgmentListView(AdminView):
@@ -100,7 +112,8 @@ class BreakdownView(AdminView):
             return Response({"detail": "Unknown format; use csv or json."}, status=404)
         results = campaign_results(campaign=campaign, identities=_wants_identities(request))
         if fmt == "json":
-            body, content_type = json.dumps(results_json(results), indent=2, default=str), "application/json"
+            payload = _with_autointerp(results_json(results), campaign)
+            body, content_type = json.dumps(payload, indent=2, default=str), "application/json"
         else:
             rows = breakdown_rows(results)
             buffer = io.StringIO()

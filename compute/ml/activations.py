@@ -71,11 +71,13 @@ def iter_activation_batches(
     hook_name: str,
     batch_size: int,
     device: str | None = None,
+    skip_batches: int = 0,
 ) -> Iterator[ActivationBatch]:
     """Run the model over windows of token ids, `batch_size` windows at a time, yielding the hook's activations.
 
     Windows may differ in length (right padding; padding is masked out, and causal attention keeps
-    it from changing earlier positions).
+    it from changing earlier positions). The first `skip_batches` batches are passed over without running
+    the model (a resumed training run has trained on them).
     """
     if not loaded.has_hook(hook_name):
         raise ValueError(f"The model has no hook {hook_name!r}.")
@@ -83,7 +85,9 @@ def iter_activation_batches(
     pad_id = loaded.tokenizer.pad_token_id
     if pad_id is None:
         pad_id = loaded.tokenizer.eos_token_id or 0
-    for batch in iter_windows_in_batches(windows, batch_size):
+    for index, batch in enumerate(iter_windows_in_batches(windows, batch_size)):
+        if index < skip_batches:
+            continue
         tokens, lengths = pad_windows(batch, pad_id)
         tokens = tokens.to(device)
         acts = hook_activations(loaded, tokens, hook_name=hook_name)  # [batch, seq, d_in]
@@ -110,9 +114,12 @@ def activation_stream(
     context_size: int,
     batch_size: int,
     device: str | None = None,
+    skip_batches: int = 0,
 ) -> Iterator[ActivationBatch]:
     """The one path from a corpus to activations, shared by training, evaluation and dashboards:
     documents -> windows of `context_size` tokens (see `window_stream`) -> batches of `batch_size` windows
-    -> the hook's activations, one batch at a time."""
+    -> the hook's activations, one batch at a time (after the first `skip_batches`, which the model skips)."""
     windows = window_stream(texts, loaded.tokenizer, split=split, budget=budget, context_size=context_size)
-    return iter_activation_batches(loaded, windows, hook_name=hook_name, batch_size=batch_size, device=device)
+    return iter_activation_batches(
+        loaded, windows, hook_name=hook_name, batch_size=batch_size, device=device, skip_batches=skip_batches
+    )

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from sae_lens import SAE
@@ -368,43 +368,189 @@ class TrainingProgress:
         return min(1.0, self.tokens_done / max(self.tokens_total, 1))
 
 
-def iter_minibatches(
-    batches: Iterable[ActivationBatch], *, total_tokens: int, minibatch_tokens: int, seed: int = 0
-) -> Iterator[Tensor]:
-    """Kept-position activations [n <= minibatch_tokens, d_in], shuffled within each model batch, up to total_tokens."""
-    generator = torch.Generator().manual_seed(seed)
-    done = 0
-    for batch in batches:
-        x = batch.flat()  # [n_kept, d_in]
-        if x.shape[0] == 0:
-            continue
-        order = torch.randperm(x.shape[0], generator=generator).to(x.device)
-        x = x[order]
-        for start in range(0, x.shape[0], minibatch_tokens):
-            chunk = x[start : start + minibatch_tokens][: total_tokens - done]
-            if chunk.shape[0] == 0:
-                return
+class MinibatchStream:
+    """Kept-position activations [n <= minibatch_tokens, d_in], shuffled within each model batch, up to total_tokens.
+
+    `at_batch_end` is true right after the last minibatch of a model batch has been handed out: there the
+    stream's position (model batches consumed, tokens handed out, shuffle generator) is all a checkpoint
+    needs, and a stream built with that `position` over the batches after it continues identically.
+    """
+
+    def __init__(
+        self,
+        batches: Iterable[ActivationBatch],
+        *,
+        total_tokens: int,
+        minibatch_tokens: int,
+        seed: int = 0,
+        position: StreamPosition | None = None,
+    ) -> None:
+        self.total_tokens = total_tokens
+        self.minibatch_tokens = minibatch_tokens
+        self.generator = torch.Generator().manual_seed(seed)
+        self.batches_done = 0
+        self.tokens_done = 0
+        if position is not None:
+            self.batches_done, self.tokens_done = position.batches_done, position.tokens_done
+            self.generator.set_state(position.shuffle_state)
+        self.at_batch_end = False
+        self._chunks = self._iterate(iter(batches))
+        self._peeked: list[Tensor] = []
+
+    @property
+    def position(self) -> StreamPosition:
+        return StreamPosition(self.batches_done, self.tokens_done, self.generator.get_state())
+
+    def peek(self) -> Tensor | None:
+        """The next minibatch without consuming it (None at the end)."""
+        if not self._peeked:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self._peeked.append(chunk)
+        return self._peeked[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        while (chunk := self.peek()) is not None:
+            self._peeked.clear()
             yield chunk
-            done += chunk.shape[0]
-            if done >= total_tokens:
+
+    def _iterate(self, batches: Iterator[ActivationBatch]) -> Iterator[Tensor]:
+        while self.tokens_done < self.total_tokens:
+            batch = next(batches, None)
+            if batch is None:
                 return
+            self.batches_done += 1
+            x = batch.flat()  # [n_kept, d_in]
+            if x.shape[0] == 0:
+                continue
+            order = torch.randperm(x.shape[0], generator=self.generator).to(x.device)
+            x = x[order]
+            starts = range(0, x.shape[0], self.minibatch_tokens)
+            for start in starts:
+                chunk = x[start : start + self.minibatch_tokens][: self.total_tokens - self.tokens_done]
+                if chunk.shape[0] == 0:
+                    return
+                self.tokens_done += chunk.shape[0]
+                self.at_batch_end = start == starts[-1]
+                yield chunk
+                if self.tokens_done >= self.total_tokens:
+                    return
+
+
+class StreamPosition(NamedTuple):
+    batches_done: int  # model batches consumed (a resumed stream starts after them)
+    tokens_done: int
+    shuffle_state: Tensor  # the minibatch shuffle generator's state
+
+
+@dataclass
+class TrainingCheckpoint:
+    """Everything needed to continue `run_training` where it stopped, at a model-batch boundary: each SAE's
+    weights, optimiser state and statistics, the activation scale, the stream position and torch's RNG."""
+
+    position: StreamPosition
+    scale: float
+    rng_state: Tensor
+    trainers: dict[str, dict[str, Any]]
+    elapsed_s: float = 0.0
+
+    @classmethod
+    def capture(
+        cls, trainers: list[SAETrainer], stream: MinibatchStream, *, scale: float, elapsed_s: float
+    ) -> TrainingCheckpoint:
+        return cls(
+            position=stream.position,
+            scale=scale,
+            rng_state=torch.random.get_rng_state(),
+            trainers={
+                t.spec.key: {
+                    "sae": t.sae.state_dict(),
+                    "optimizer": t.optimizer.state_dict(),
+                    "tokens_since_fired": t.tokens_since_fired,
+                    "stats": dict(t.stats.__dict__),
+                }
+                for t in trainers
+            },
+            elapsed_s=elapsed_s,
+        )
+
+    def restore(self, trainers: list[SAETrainer]) -> None:
+        missing = {t.spec.key for t in trainers} - set(self.trainers)
+        if missing:
+            raise TrainingInputError(f"The checkpoint has no state for {', '.join(sorted(missing))}.")
+        for trainer in trainers:
+            state = self.trainers[trainer.spec.key]
+            trainer.sae.load_state_dict(state["sae"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            trainer.tokens_since_fired.copy_(state["tokens_since_fired"])
+            trainer.stats = TrainerStats(**state["stats"])
+        torch.random.set_rng_state(self.rng_state)
+
+    def save(self, path: Path) -> Path:
+        position = self.position
+        torch.save(
+            {
+                "position": [position.batches_done, position.tokens_done, position.shuffle_state],
+                "scale": self.scale,
+                "rng_state": self.rng_state,
+                "trainers": self.trainers,
+                "elapsed_s": self.elapsed_s,
+            },
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path, *, device: str) -> TrainingCheckpoint:
+        data = torch.load(path, map_location=device, weights_only=True)
+        batches_done, tokens_done, shuffle_state = data["position"]
+        return cls(
+            position=StreamPosition(int(batches_done), int(tokens_done), shuffle_state.cpu()),
+            scale=float(data["scale"]),
+            rng_state=data["rng_state"].cpu(),
+            trainers=data["trainers"],
+            elapsed_s=float(data["elapsed_s"]),
+        )
+
+
+class TrainingStopped(Exception):
+    """Training stopped on request after saving a checkpoint (the caller hands the work back)."""
+
+    def __init__(self, tokens_done: int) -> None:
+        super().__init__(f"stopped after {tokens_done:,} tokens; checkpoint saved")
+        self.tokens_done = tokens_done
+
+
+@dataclass
+class CheckpointPolicy:
+    """When to save a checkpoint (at the first model-batch boundary after `every_tokens` tokens or `every_s`
+    seconds since the last one, or when `stop_requested()`), and how (`save`)."""
+
+    save: Callable[[TrainingCheckpoint], None]
+    every_tokens: int | None = None
+    every_s: float | None = None
+    stop_requested: Callable[[], bool] = lambda: False
 
 
 def train_saes(
     *,
     trainers: list[SAETrainer],
-    minibatches: Iterable[Tensor],
+    stream: MinibatchStream,
     total_tokens: int,
     gsae: SAE | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     progress_every_s: float = 2.0,
     autocast: torch.dtype | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    elapsed_before_s: float = 0.0,
 ) -> TrainingProgress:
     """Feed every minibatch (raw activations [n, d_in]) to every trainer.
 
     SSAE trainers get x - gsae(x) as their target; the frozen GSAE runs once per minibatch for all
     of them. `on_progress` is called every progress_every_s seconds and at the end; it may raise
-    (e.g. to cancel).
+    (e.g. to cancel). With `checkpoints`, a checkpoint is saved as it says, and a stop request
+    raises TrainingStopped once one is saved.
     """
     if any(t.spec.method == "ssae" for t in trainers) and gsae is None:
         raise TrainingInputError("An SSAE needs a GSAE whose residual it reconstructs: choose a GSAE.")
@@ -413,21 +559,21 @@ def train_saes(
         for parameter in gsae.parameters():
             parameter.requires_grad_(False)
     start = time.monotonic()
-    last_report = start
-    done = 0
+    last_report = last_checkpoint = start
+    tokens_at_checkpoint = stream.tokens_done
 
     def report() -> TrainingProgress:
         progress = TrainingProgress(
-            tokens_done=done,
+            tokens_done=stream.tokens_done,
             tokens_total=total_tokens,
-            elapsed_s=time.monotonic() - start,
+            elapsed_s=elapsed_before_s + time.monotonic() - start,
             saes={t.spec.key: t.stats.as_dict() for t in trainers},
         )
         if on_progress is not None:
             on_progress(progress)
         return progress
 
-    for x in minibatches:
+    for x in stream:
         residual = None
         if gsae is not None and any(t.spec.method == "ssae" for t in trainers):
             with torch.no_grad(), _autocast(x, autocast):
@@ -435,11 +581,24 @@ def train_saes(
         for trainer in trainers:
             target = residual if trainer.spec.method == "ssae" else x
             trainer.step(x * trainer.scale, target * trainer.scale)
-        done += x.shape[0]
         now = time.monotonic()
         if now - last_report >= progress_every_s:
             last_report = now
             report()
+        if checkpoints is not None and stream.at_batch_end and stream.tokens_done < total_tokens:
+            stop = checkpoints.stop_requested()
+            if (
+                stop
+                or (checkpoints.every_tokens and stream.tokens_done - tokens_at_checkpoint >= checkpoints.every_tokens)
+                or (checkpoints.every_s and now - last_checkpoint >= checkpoints.every_s)
+            ):
+                elapsed = elapsed_before_s + now - start
+                checkpoints.save(
+                    TrainingCheckpoint.capture(trainers, stream, scale=trainers[0].scale, elapsed_s=elapsed)
+                )
+                last_checkpoint, tokens_at_checkpoint = time.monotonic(), stream.tokens_done
+                if stop:
+                    raise TrainingStopped(stream.tokens_done)
     return report()
 
 
@@ -485,13 +644,18 @@ def run_training(
     minibatch_tokens: int = DEFAULT.minibatch_tokens,
     seed: int = DEFAULT.seed,
     metadata: dict[str, Any] | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    resume: TrainingCheckpoint | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     progress_every_s: float = 2.0,
     precision: str = DEFAULT.precision,
 ) -> tuple[list[SAETrainer], TrainingProgress]:
     """Train every spec from one stream of activation batches (one model pass for all of them).
 
-    `precision` is the matmul precision of SAE training (see `autocast_dtype`).
+    `precision` is the matmul precision of SAE training (see `autocast_dtype`). `checkpoints` says when
+    and how to save checkpoints; with `resume` (one of them), training continues from it, and `batches`
+    must be the batches after its `position.batches_done` (see `iter_activation_batches(skip_batches=)`):
+    on a CPU the result equals an uninterrupted run's.
     """
     autocast = autocast_dtype(device, precision)
     if gsae is None and any(spec.method in ("ssae", "finetune") for spec in specs):
@@ -501,15 +665,25 @@ def run_training(
             f"The GSAE reads {gsae.cfg.d_in}-dimensional activations but the hook gives {d_in}: choose a GSAE "
             "trained on this model and hook."
         )
-    minibatches = iter_minibatches(batches, total_tokens=total_tokens, minibatch_tokens=minibatch_tokens, seed=seed)
-    first = next(minibatches, None)
-    if first is None:
-        raise TrainingInputError("The corpus gave no tokens to train on: it is empty or shorter than one context.")
-    scale = activation_scale(first)
-    means = {"input": first.mean(dim=0) * scale}
-    if gsae is not None and any(spec.method == "ssae" for spec in specs):
-        with torch.no_grad():
-            means["residual"] = (first - gsae(first)).mean(dim=0) * scale
+    stream = MinibatchStream(
+        batches,
+        total_tokens=total_tokens,
+        minibatch_tokens=minibatch_tokens,
+        seed=seed,
+        position=resume.position if resume is not None else None,
+    )
+    if resume is not None:
+        scale = resume.scale
+        means: dict[str, Tensor | None] = {"input": None, "residual": None}  # the checkpoint has the biases
+    else:
+        first = stream.peek()
+        if first is None:
+            raise TrainingInputError("The corpus gave no tokens to train on: it is empty or shorter than one context.")
+        scale = activation_scale(first)
+        means = {"input": first.mean(dim=0) * scale}
+        if gsae is not None and any(spec.method == "ssae" for spec in specs):
+            with torch.no_grad():
+                means["residual"] = (first - gsae(first)).mean(dim=0) * scale
     trainers = [
         build_trainer(
             spec,
@@ -524,18 +698,18 @@ def run_training(
         )
         for i, spec in enumerate(specs)
     ]
-
-    def stream() -> Iterator[Tensor]:
-        yield first
-        yield from minibatches
+    if resume is not None:
+        resume.restore(trainers)
 
     progress = train_saes(
         trainers=trainers,
-        minibatches=stream(),
+        stream=stream,
         total_tokens=total_tokens,
         gsae=gsae,
         on_progress=on_progress,
         progress_every_s=progress_every_s,
         autocast=autocast,
+        checkpoints=checkpoints,
+        elapsed_before_s=resume.elapsed_s if resume is not None else 0.0,
     )
     return trainers, progress

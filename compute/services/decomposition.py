@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from compute.jobs import JobContext, JobInputError, job_create
+from compute.jobs import JobContext, JobInputError, JobInterrupted, job_create
 from compute.ml.config import ConfigError, DecompositionProposeConfig
 from compute.ml.decomposition import (
     GENERAL_CONTROLS,
@@ -330,6 +330,8 @@ def run_measure_job(ctx: JobContext) -> dict[str, Any]:
                 ok = _store_measurement(row, per_row[row.pk], int(wanted[str(row.pk)]), thresholds, sae, ctx)
                 stored += ok
                 stale += not ok
+    except JobInterrupted:
+        raise  # the next attempt measures them again
     except BaseException as exc:
         Decomposition.objects.filter(pk__in=[r.pk for r in rows], status=Decomposition.Status.MEASURING).update(
             status=Decomposition.Status.FAILED, error=f"Measurement failed: {exc}"[:2000]

@@ -2,8 +2,11 @@
 
 `training_start` validates and queues a job (web side); `run_training_job` is its handler (gpu
 queue). Every SAE of a run gets a record with status TRAINING as soon as the model is loaded; it
-becomes READY only once its weights are in artifact storage, and a failed or cancelled run marks
-the rest FAILED. The options are a `compute.ml.config.TrainingConfig`. Imported by the web process:
+becomes READY only once its weights are in artifact storage (a phase's SAEs together), and a failed
+or cancelled run marks the rest FAILED. Training saves checkpoints to artifact storage
+(`checkpoints/job-<id>/`, the job's stats point at the latest of each phase); an attempt that follows a
+lost or stopped one reuses the SAE records, skips a finished phase and resumes the other from its
+checkpoint. The options are a `compute.ml.config.TrainingConfig`. Imported by the web process:
 torch, sae_lens and compute.ml are imported only inside functions (apart from the torch-free
 compute.ml.choices and compute.ml.config).
 """
@@ -17,12 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.files import File
+from django.db import transaction
 
-from compute.jobs import JobContext, JobInputError, job_create
+from compute.jobs import JobContext, JobInputError, JobInterrupted, JobStopRequested, job_create
 from compute.ml.choices import BLOCK_HOOK_RE, K_ARCHITECTURES, default_hook_name
 from compute.ml.config import GIB, ConfigError, TrainingConfig, machine_memory_bytes
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
 from compute.services import registry
+from config.storage import artifact_storage
+
+_CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -209,10 +217,13 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
             except CorpusError as exc:
                 raise JobInputError(f"Corpus {corpus.name!r}: {exc}") from exc
 
+    ctx.handles_stop = True  # the training loop checkpoints, then stops
     scratch = registry.job_scratch(prefix=f"train-{ctx.job.pk}-")
     run = _Run(ctx=ctx, plan=plan, loaded=loaded, device=device, scratch=scratch)
     try:
         return run.execute()
+    except JobInterrupted:
+        raise  # the job goes on in another attempt, with these SAEs and their checkpoint
     except BaseException as exc:
         registry.sae_mark_failed(sae_ids=run.sae_ids, reason=f"{type(exc).__name__}: {exc}")
         raise
@@ -231,6 +242,8 @@ class _Run:
         self.scratch = scratch
         self.sae_ids: list[int] = []
         self.tokens_before_phase = 0
+        self.fraction = 0.0
+        self.resumed_from_tokens = 0
         self.started = time.monotonic()
 
     @property
@@ -257,6 +270,8 @@ class _Run:
             raise JobInputError(str(exc)) from exc
         result["elapsed_s"] = round(time.monotonic() - self.started, 1)
         result["tokens"] = plan.config.total_tokens
+        result["resumed_from_tokens"] = self.resumed_from_tokens
+        _checkpoints_remove(self.ctx.job)
         return result
 
     def load_gsae(self, record: SAE):
@@ -268,7 +283,7 @@ class _Run:
             )
         return gsae
 
-    def batches(self, corpus: Corpus, split: str, budget: int | None = None):
+    def batches(self, corpus: Corpus, split: str, budget: int | None = None, skip_batches: int = 0):
         """Activations of the corpus's split at the run's hook (budget: tokens; None for the whole split)."""
         from compute.ml.activations import activation_stream
 
@@ -282,6 +297,7 @@ class _Run:
             context_size=config.context_size,
             batch_size=config.batch_size,
             device=self.device,
+            skip_batches=skip_batches,
         )
 
     def create_records(self, specs, *, corpus: Corpus, gsae_record: SAE | None) -> dict[str, SAE]:
@@ -292,7 +308,14 @@ class _Run:
         precision = autocast_dtype(self.device, config.precision)
         for spec in specs:
             name = f"{self.prefix}-{corpus.name}-{spec.key}"
-            if SAE.objects.filter(name=name).exists():
+            existing = SAE.objects.filter(name=name).first()
+            if existing is not None and existing.job_id == self.ctx.job.pk:  # an earlier attempt's: carry on
+                SAE.objects.filter(pk=existing.pk).exclude(status=SAE.Status.READY).update(status=SAE.Status.TRAINING)
+                existing.refresh_from_db()
+                records[spec.key] = existing
+                self.sae_ids.append(existing.pk)
+                continue
+            if existing is not None:
                 raise JobInputError(f"An SAE named {name!r} exists already: choose another name_prefix.")
             records[spec.key] = SAE.objects.create(
                 name=name,
@@ -338,12 +361,13 @@ class _Run:
             }
             for key, sae_stats in progress.saes.items():
                 stats[key] = _summary(sae_stats)
-            self.ctx.progress(0.97 * done / total, f"{phase}: {done:,} of {total:,} tokens", **stats)
+            self.fraction = 0.97 * done / total
+            self.ctx.progress(self.fraction, f"{phase}: {done:,} of {total:,} tokens", **stats)
 
         return report
 
     def train_gsae(self):
-        from compute.ml.training import gsae_spec, run_training
+        from compute.ml.training import gsae_spec
 
         plan, config = self.plan, self.plan.config
         spec = gsae_spec(
@@ -356,24 +380,14 @@ class _Run:
             lr=config.lr,
         )
         records = self.create_records([spec], corpus=plan.general_corpus, gsae_record=None)
-        trainers, progress = run_training(
-            batches=self.batches(plan.general_corpus, "train"),
-            specs=[spec],
-            d_in=self.loaded.d_model,
-            total_tokens=config.gsae_tokens,
-            device=self.device,
-            minibatch_tokens=config.minibatch_tokens,
-            seed=config.seed,
-            metadata=self.metadata(),
-            precision=config.precision,
-            on_progress=self.on_progress("GSAE on " + plan.general_corpus.name),
-        )
-        self.tokens_before_phase += config.gsae_tokens
-        saes = self.finish(trainers, records, progress, eval_corpus=plan.general_corpus, gsae=None)
+        saes = self.train_phase(
+            "gsae", [spec], records, corpus=plan.general_corpus, tokens=config.gsae_tokens, gsae=None,
+            label="GSAE on " + plan.general_corpus.name,
+        )  # fmt: skip
         return records[spec.key], saes[spec.key]
 
     def train_domain(self, gsae_record: SAE | None, gsae) -> list[int]:
-        from compute.ml.training import run_training, sweep_specs
+        from compute.ml.training import sweep_specs
 
         plan, config = self.plan, self.plan.config
         specs = sweep_specs(
@@ -387,21 +401,95 @@ class _Run:
             **{config.sweep_key: config.sweep},
         )
         records = self.create_records(specs, corpus=plan.domain_corpus, gsae_record=gsae_record)
-        trainers, progress = run_training(
-            batches=self.batches(plan.domain_corpus, "train"),
-            specs=specs,
-            d_in=self.loaded.d_model,
-            total_tokens=config.domain_tokens,
-            device=self.device,
-            gsae=gsae,
-            minibatch_tokens=config.minibatch_tokens,
-            seed=config.seed,
-            metadata=self.metadata(),
-            precision=config.precision,
-            on_progress=self.on_progress("domain SAEs on " + plan.domain_corpus.name),
+        self.train_phase(
+            "domain", specs, records, corpus=plan.domain_corpus, tokens=config.domain_tokens, gsae=gsae,
+            label="domain SAEs on " + plan.domain_corpus.name,
+        )  # fmt: skip
+        return [records[spec.key].pk for spec in specs]
+
+    def train_phase(
+        self, phase: str, specs, records: dict[str, SAE], *, corpus: Corpus, tokens: int, gsae, label: str
+    ) -> dict[str, Any]:
+        """Train one phase's SAEs from one model pass, resuming from its checkpoint when an earlier attempt
+        left one, and saving checkpoints as TRAIN_CHECKPOINT_EVERY_TOKENS/_S say (and on a stop request).
+        A phase an earlier attempt finished is not trained again. Returns the inference SAEs by spec key."""
+        from compute.ml.training import CheckpointPolicy, TrainingStopped, run_training
+
+        config = self.plan.config
+        if all(record.status == SAE.Status.READY for record in records.values()):
+            self.tokens_before_phase += tokens
+            return {key: self.load_gsae(record) if key.startswith("gsae") else registry.sae_load(
+                sae=record, device=self.device, scratch=self.scratch) for key, record in records.items()}  # fmt: skip
+        resume = self.load_checkpoint(phase)
+        policy = CheckpointPolicy(
+            save=lambda checkpoint: self.save_checkpoint(phase, checkpoint),
+            every_tokens=settings.TRAIN_CHECKPOINT_EVERY_TOKENS,
+            every_s=settings.TRAIN_CHECKPOINT_EVERY_S,
+            stop_requested=lambda: self.ctx.stop_requested,
         )
-        self.finish(trainers, records, progress, eval_corpus=plan.domain_corpus, gsae=gsae)
-        return [records[t.spec.key].pk for t in trainers]
+        try:
+            trainers, progress = run_training(
+                batches=self.batches(corpus, "train", skip_batches=resume.position.batches_done if resume else 0),
+                specs=specs,
+                d_in=self.loaded.d_model,
+                total_tokens=tokens,
+                device=self.device,
+                gsae=gsae,
+                minibatch_tokens=config.minibatch_tokens,
+                seed=config.seed,
+                metadata=self.metadata(),
+                checkpoints=policy,
+                resume=resume,
+                precision=config.precision,
+                on_progress=self.on_progress(label),
+            )
+        except TrainingStopped as exc:
+            raise JobStopRequested(f"{label}: {exc}") from exc
+        self.tokens_before_phase += tokens
+        saes = self.finish(trainers, records, progress, eval_corpus=corpus, gsae=gsae)
+        if previous := self.ctx.job.stats.get(f"checkpoint_{phase}"):  # the phase's SAEs are saved: not needed
+            self.ctx.progress(self.fraction, f"{label}: done", **{f"checkpoint_{phase}": None})
+            _checkpoint_delete(previous)
+        return saes
+
+    def save_checkpoint(self, phase: str, checkpoint) -> None:
+        """Write the checkpoint to artifact storage under a new name, point the job at it (only if this attempt
+        still owns the job), then remove the one before."""
+        job = self.ctx.job
+        previous = job.stats.get(f"checkpoint_{phase}")
+        tokens = checkpoint.position.tokens_done
+        key = _checkpoint_store(
+            checkpoint.save(self.scratch / f"checkpoint-{phase}.pt"),
+            f"{_CHECKPOINTS}/job-{job.pk}/{phase}-{tokens}-attempt{job.attempt}.pt",
+        )
+        done = self.tokens_before_phase + tokens
+        self.ctx.progress(
+            self.fraction,
+            f"Checkpoint saved at {done:,} tokens",
+            **{f"checkpoint_{phase}": key, "checkpoint_tokens": done},
+        )
+        if previous and previous != key:
+            _checkpoint_delete(previous)
+
+    def load_checkpoint(self, phase: str):
+        """The phase's checkpoint an earlier attempt of this job saved, or None."""
+        from compute.ml.training import TrainingCheckpoint
+
+        key = self.ctx.job.stats.get(f"checkpoint_{phase}")
+        if not key or not artifact_storage().exists(key):
+            return None
+        local = self.scratch / "resume.pt"
+        with artifact_storage().open(key, "rb") as source, local.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        checkpoint = TrainingCheckpoint.load(local, device=self.device)
+        local.unlink()
+        tokens = checkpoint.position.tokens_done
+        self.resumed_from_tokens = self.tokens_before_phase + tokens
+        self.ctx.progress(
+            self.fraction, f"Resuming from the checkpoint at {self.resumed_from_tokens:,} tokens",
+            resumed_from_tokens=self.resumed_from_tokens,
+        )  # fmt: skip
+        return checkpoint
 
     def metadata(self) -> dict[str, Any]:
         """What sae-lens's own runners write into cfg.json, as far as it holds for our runs."""
@@ -458,21 +546,22 @@ class _Run:
                 evaluations = {key: stats.as_dict() for key, stats in measured.items()}
             except ValueError:
                 evaluations = {key: {"note": "the eval split of this corpus is empty"} for key in saes}
-        for trainer in trainers:
-            record = records[trainer.spec.key]
-            stats: dict[str, Any] = {
-                "train": trainer.stats.as_dict(),
-                "activation_scale": trainer.scale,
-                "train_tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
-                "device": self.device,
-            }
-            if trainer.spec.key in evaluations:
-                stats["eval"] = {**evaluations[trainer.spec.key], "corpus": eval_corpus.name}
-                if trainer.spec.method == "ssae":
-                    stats["eval"]["includes_gsae"] = True
-            record.stats = stats
-            record.status = SAE.Status.READY
-            record.save(update_fields=["artifact_path", "stats", "status"])
+        with transaction.atomic():  # the phase's SAEs become ready together, or none does
+            for trainer in trainers:
+                record = records[trainer.spec.key]
+                stats: dict[str, Any] = {
+                    "train": trainer.stats.as_dict(),
+                    "activation_scale": trainer.scale,
+                    "train_tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
+                    "device": self.device,
+                }
+                if trainer.spec.key in evaluations:
+                    stats["eval"] = {**evaluations[trainer.spec.key], "corpus": eval_corpus.name}
+                    if trainer.spec.method == "ssae":
+                        stats["eval"]["includes_gsae"] = True
+                record.stats = stats
+                record.status = SAE.Status.READY
+                record.save(update_fields=["artifact_path", "stats", "status"])
         return saes
 
 
@@ -484,3 +573,32 @@ def _summary(stats: dict[str, Any]) -> str:
         f"loss {fmt(stats.get('loss'))} · mse {fmt(stats.get('mse'))} · fvu {fmt(stats.get('fvu'))} · "
         f"L0 {fmt(stats.get('l0'))} · dead {stats.get('dead', 0)}"
     )
+
+
+def _checkpoint_store(local: Path, key: str) -> str:
+    """Copy a local checkpoint file into artifact storage under `key` (replacing one there) and remove it."""
+    storage = artifact_storage()
+    if storage.exists(key):
+        storage.delete(key)
+    with local.open("rb") as handle:
+        saved = storage.save(key, File(handle, name=local.name))
+    local.unlink()
+    return saved
+
+
+def _checkpoint_delete(key: str) -> None:
+    storage = artifact_storage()
+    if storage.exists(key):
+        storage.delete(key)
+
+
+def _checkpoints_remove(job: Job) -> None:
+    """Remove whatever checkpoints of the job are left (the job succeeded: its SAEs are saved)."""
+    storage = artifact_storage()
+    folder = f"{_CHECKPOINTS}/job-{job.pk}"
+    try:
+        _, files = storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in files:
+        storage.delete(f"{folder}/{name}")

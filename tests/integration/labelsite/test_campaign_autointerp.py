@@ -146,6 +146,11 @@ def test_comparison_page_and_exports(campaign, endpoint, admin_client):
     results = admin_client.get(f"/manage/campaigns/{campaign.pk}/results/").content.decode()
     assert "Automated and human explanations" in results and comparison["sources"][0]["sae"] in results
 
+    # ... and the results export carries it.
+    exported = admin_client.get(f"/api/manage/campaigns/{campaign.pk}/breakdown.json")
+    assert exported.status_code == 200, exported.content[:300]
+    assert len(json.loads(exported.content)["autointerp"]["sources"]) == 4
+
     csv_response = admin_client.get(f"/manage/campaigns/{campaign.pk}/autointerp.csv")
     rows = list(csv.DictReader(io.StringIO(csv_response.content.decode())))
     assert len(rows) == len(comparison["features"])
