@@ -7,6 +7,7 @@ With --smoke it starts everything, proves a job runs in a worker process, and st
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         real.add_argument("--gsae-release", default="", help="Pretrained GSAE: sae-lens release (with --gsae-id).")
         real.add_argument("--gsae-id", default="", help="Pretrained GSAE: the SAE id within the release.")
         real.add_argument("--gsae-width", type=int, default=0, help="Pretrained GSAE: its number of features.")
+        real.add_argument("--gsae-d-in", type=int, default=0, help="Pretrained GSAE: its input width (d_model).")
         real.add_argument("--gsae-tokens", type=int, default=0, help="GSAE training tokens.")
         real.add_argument("--domain-tokens", type=int, default=0, help="Domain SAE training tokens.")
         real.add_argument("--l1", type=float, nargs="+", default=None, help="Sparsity sweep (L1 coefficients).")
@@ -62,6 +64,7 @@ class Command(BaseCommand):
         self.started = time.monotonic()
         self.log_dir = Path(settings.VAR_DIR) / "log"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        _quiet(self.log_dir / "demo.log")
         self._line("setup", "migrating the database, accounts, model and corpora")
         call_command("migrate", interactive=False, verbosity=0)
         credentials = self._accounts(options["admin_password"], options["labeller_password"])
@@ -105,9 +108,11 @@ class Command(BaseCommand):
         if self.stdout.isatty():
             self.stdout.write(f"\r\033[K{text}", ending="\n" if end else "")
             self.stdout.flush()
-        elif end or getattr(self, "_last", None) != (stage, message[:20]):
-            self.stdout.write(text)
-            self._last = (stage, message[:20])
+        else:  # a log file: a line when the stage, its message or its tenth of progress changes
+            key = (stage, message[:20], int((fraction or 0.0) * 10))
+            if end or getattr(self, "_last", None) != key:
+                self.stdout.write(text)
+                self._last = key
 
     def _pipeline(self, config, base: str, procs: list[subprocess.Popen], *, exit_when_done: bool) -> None:
         from labelsite.services.demo import STAGES, Demo, DemoError
@@ -203,8 +208,11 @@ class Command(BaseCommand):
             overrides["l1_coefficients"] = options["l1"]
         gsae_id = None
         if options["gsae_release"]:
-            if not (options["gsae_id"] and options["gsae_width"] and options["hook"]):
-                raise CommandError("A pretrained GSAE needs --gsae-release, --gsae-id, --gsae-width and --hook.")
+            d_in = options["gsae_d_in"] or int(model.info.get("d_model") or 0)
+            if not (options["gsae_id"] and options["gsae_width"] and options["hook"] and d_in):
+                raise CommandError(
+                    "A pretrained GSAE needs --gsae-release, --gsae-id, --gsae-width, --gsae-d-in and --hook."
+                )
             name = f"{options['prefix']}-gsae-{options['gsae_release']}"[:100].replace("/", "-")
             gsae = SAE.objects.filter(name=name).first() or registry.sae_register_pretrained(
                 name=name,
@@ -212,7 +220,7 @@ class Command(BaseCommand):
                 sae_id=options["gsae_id"],
                 language_model=model,
                 hook_name=options["hook"],
-                d_in=int(model.info.get("d_model") or 0) or 0,
+                d_in=d_in,
                 d_sae=options["gsae_width"],
             )
             gsae_id = gsae.pk
@@ -300,3 +308,17 @@ def _audit_line(audit: dict) -> str:
         return f"source predictable {audit['accuracy']:.2f} [{audit['ci_low']:.2f}, {audit['ci_high']:.2f}], chance {audit['chance']:.2f}"
     except (KeyError, TypeError, ValueError):
         return "see the campaign page"
+
+
+def _quiet(path: Path) -> None:
+    """This process's library warnings and log records go to `path`, not the terminal (the progress lines do)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.captureWarnings(True)
+    for name in ("", "py.warnings", "kombu", "celery", "django", "compute", "labelsite", "config"):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
+                logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
