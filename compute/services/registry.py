@@ -246,7 +246,18 @@ def corpus_count_tokens(
 
 
 def sae_artifact_folder(sae: SAE) -> str:
-    return f"saes/{sae.pk}-{slugify(sae.name)[:80]}"
+    """`saes/<id>-<name>`: unique by id, readable by name (sparsity labels such as `l1=0.3` kept)."""
+    readable = re.sub(r"[^A-Za-z0-9._=-]+", "-", sae.name).strip("-.")[:80]
+    return f"saes/{sae.pk}-{readable}"
+
+
+def sae_make_way(*, name: str) -> bool:
+    """A failed SAE record gives up its name (renamed `<name>-failed-<id>`), so a re-run can use it."""
+    failed = SAE.objects.filter(name=name, status=SAE.Status.FAILED).first()
+    if failed is None:
+        return False
+    SAE.objects.filter(pk=failed.pk).update(name=f"{name}-failed-{failed.pk}"[:200])
+    return True
 
 
 def sae_save_artifacts(*, sae: SAE, folder: Path) -> str:
