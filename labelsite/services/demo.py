@@ -30,13 +30,13 @@ DEMO_PREFIX = "demo"
 # CPU budgets: see the README's "Demo" section for what they take on 2 cores and the figures they give.
 DEMO_TRAINING: dict[str, Any] = {
     "methods": ["gsae", "finetune", "direct", "ssae"],
-    "gsae_tokens": 60_000,
-    "domain_tokens": 30_000,
+    "gsae_tokens": 40_000,
+    "domain_tokens": 20_000,
     "l1_coefficients": [1.0, 3.0],
     "name_prefix": DEMO_PREFIX,
 }
-DEMO_STUDY_OPTIONS: dict[str, Any] = {"eval_tokens": 4_096, "frequency_tokens": 16_384}
-DEMO_DASHBOARD_TOKENS = 16_384
+DEMO_STUDY_OPTIONS: dict[str, Any] = {"eval_tokens": 4_096, "frequency_tokens": 8_192}
+DEMO_DASHBOARD_TOKENS = 8_192
 DEMO_GUIDELINES = """\
 For each feature, read the top activations on the **domain** text (scientific prose) and on **general** text.
 Write what the feature responds to in each, and score how subject-specific each explanation is.
@@ -59,8 +59,8 @@ class DemoConfig:
     dashboard_params: dict[str, Any] = field(default_factory=lambda: {"max_tokens": DEMO_DASHBOARD_TOKENS})
     n_features: int = 20  # per campaign source
     overlap: int = 2
-    n_explain: int = 4  # features explained per campaign source
-    n_decompose: int = 2  # of those, decomposed
+    n_explain: int = 3  # features explained per campaign source
+    n_decompose: int = 1  # of those, decomposed (per source)
     decomposition: dict[str, int] = field(default_factory=lambda: {"n_components": 3, "n_phrases": 3})
     autointerp_config: dict[str, Any] | None = None
     campaign_name: str = DEMO_CAMPAIGN

@@ -109,7 +109,7 @@ class Command(BaseCommand):
             self.stdout.write(f"\r\033[K{text}", ending="\n" if end else "")
             self.stdout.flush()
         else:  # a log file: a line when the stage, its message or its tenth of progress changes
-            key = (stage, message[:20], int((fraction or 0.0) * 10))
+            key = (stage, message.split(":")[0][:30], int((fraction or 0.0) * 10))
             if end or getattr(self, "_last", None) != key:
                 self.stdout.write(text)
                 self._last = key
