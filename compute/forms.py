@@ -154,6 +154,13 @@ class CorpusAdminForm(forms.ModelForm):
                 self.add_error("upload", "Choose a file to upload (.txt, .jsonl, .parquet or .csv).")
             elif Path(upload.name).suffix.lower() not in UPLOAD_SUFFIXES:
                 self.add_error("upload", f"Corpus files must be {', '.join(UPLOAD_SUFFIXES)}.")
+            elif "upload" in self.changed_data:
+                from compute.services.registry import RegistryError, corpus_upload_check
+
+                try:  # the whole file, now: a bad one is refused here and nothing is stored
+                    corpus_upload_check(upload=upload, text_column=data.get("text_column") or "text")
+                except RegistryError as exc:
+                    self.add_error("upload", str(exc))
         elif not (data.get("location") or "").strip():
             self.add_error("location", "Give the dataset name, file path or demo corpus name.")
         return data

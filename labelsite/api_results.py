@@ -87,7 +87,8 @@ def _jsonable(row: dict) -> dict:
 
 
 class ExportView(AdminView):
-    """Every judgment and skip as a file (csv, jsonl, parquet), streamed; `?identities=1` for usernames."""
+    """Every judgment and skip as a file (csv, jsonl, parquet), streamed; `?identities=1` for usernames,
+    `?history=1` for the earlier versions of revised judgments too."""
 
     content_negotiation_class = AnyAccept
 
@@ -95,7 +96,8 @@ class ExportView(AdminView):
         campaign = self.campaign(campaign_id)
         if fmt not in EXPORT_FORMATS:
             return Response({"detail": f"Unknown format; use one of {sorted(EXPORT_FORMATS)}."}, status=404)
-        chunks = export_stream(campaign=campaign, fmt=fmt, identities=_wants_identities(request))
+        history = request.query_params.get("history", "").lower() in ("1", "true", "yes")
+        chunks = export_stream(campaign=campaign, fmt=fmt, identities=_wants_identities(request), history=history)
         response = StreamingHttpResponse(chunks, content_type=EXPORT_FORMATS[fmt])
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-judgments.{fmt}"'
         return response

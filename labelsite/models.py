@@ -235,3 +235,24 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"Judgment of {self.item_id} by {self.labeller_id}"
+
+
+class JudgmentRevision(models.Model):
+    """An earlier version of a judgment, kept when the labeller revised it (written by judgment_submit only).
+
+    `version` counts from 0 (the first submit); `saved_at` is when that version was saved, `replaced_at` when
+    the next one replaced it."""
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="history")
+    version = models.PositiveIntegerField()
+    answers = models.JSONField(default=dict, blank=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    saved_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judgment", "version"]
+        constraints = [models.UniqueConstraint(fields=["judgment", "version"], name="judgment_revision_once")]
+
+    def __str__(self) -> str:
+        return f"Version {self.version} of judgment {self.judgment_id}"

@@ -37,7 +37,7 @@ RESERVED_KEYS = frozenset(
      "skip_reason"}
 )  # fmt: skip
 # Letters the labelling page uses for itself (s = skip, g = guidelines); yes/no questions get another one.
-RESERVED_SHORTCUTS = frozenset("sg")
+RESERVED_SHORTCUTS = frozenset("sgh")  # skip, guidelines, history
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 DEFAULT_RUBRIC: list[dict] = [

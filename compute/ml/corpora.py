@@ -124,6 +124,52 @@ def corpus_files(location: str) -> list[Path]:
     return files
 
 
+def corpus_file_check(path: str | Path, *, text_column: str = "text", name: str | None = None) -> int:
+    """Read a whole corpus file once, as a job would, and return its number of non-empty documents; raise
+    CorpusError naming the line or byte of the first problem: binary or non-UTF-8 bytes anywhere (also after a
+    clean first paragraph), a JSON Lines line that is not JSON or lacks the text field, a CSV without the text
+    column, an unreadable Parquet file. Streams: memory does not grow with the file."""
+    path = Path(path)
+    name = name or path.name
+    suffix = path.suffix.lower()
+    if suffix not in TEXT_SUFFIXES:
+        raise CorpusError(f"{name}: corpus files must be {', '.join(TEXT_SUFFIXES)}.")
+    if suffix != ".parquet":
+        offset = 0
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                nul = raw.find(b"\x00")
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    if nul < 0 or exc.start < nul:
+                        raise CorpusError(
+                            f"{name} is not UTF-8 text (binary?): {exc.reason} at byte {offset + exc.start} "
+                            f"(line {number})."
+                        ) from exc
+                if nul >= 0:
+                    raise CorpusError(f"{name} is binary, not text: a NUL byte at byte {offset + nul} (line {number}).")
+                offset += len(raw)
+    documents = 0
+    try:
+        for text in _iter_file(path, text_column=text_column):
+            if text and text.strip():
+                documents += 1
+    except UnicodeDecodeError as exc:  # checked above; kept for safety
+        raise CorpusError(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
+    except csv.Error as exc:
+        raise CorpusError(f"{name} is not readable CSV: {exc}.") from exc
+    except CorpusError as exc:
+        raise CorpusError(str(exc).replace(path.name, name)) from exc
+    except Exception as exc:  # pyarrow raises its own error types for corrupt row groups
+        if suffix != ".parquet":
+            raise
+        raise CorpusError(f"{name} is not a readable parquet file: {exc}.") from exc
+    if not documents:
+        raise CorpusError(f"{name} holds no text: every document is empty.")
+    return documents
+
+
 def _iter_files(location: str, *, text_column: str) -> Iterator[str]:
     for path in corpus_files(location):
         try:

@@ -55,3 +55,31 @@ def alive_median(values: np.ndarray, alive: np.ndarray) -> float | None:
     """Median over the alive features only (a dead feature is not "novel")."""
     kept = values[alive]
     return float(np.median(kept)) if kept.size else None
+
+
+def convergence(points: list[dict], *, key: str = "fvu", min_steps: int = 1000, tolerance: float = 0.05) -> dict:
+    """Whether a training curve looks converged: its last fifth no longer improves on the fifth before.
+
+    Undertrained when fewer than `min_steps` optimiser steps were taken, or when the mean of `key` over
+    the last fifth of the curve is more than `tolerance` (relative) below the mean over the fifth before it.
+    """
+    values = [(p["step"], p[key]) for p in points if p.get(key) is not None and math.isfinite(p[key])]
+    if len(values) < 10:
+        return {"steps": values[-1][0] if values else 0, "undertrained": True, "reason": "too few recorded steps"}
+    fifth = max(len(values) // 5, 1)
+    last = float(np.mean([v for _, v in values[-fifth:]]))
+    before = float(np.mean([v for _, v in values[-2 * fifth : -fifth]]))
+    drop = (before - last) / abs(before) if before else 0.0
+    steps = int(values[-1][0])
+    reasons = []
+    if steps < min_steps:
+        reasons.append(f"only {steps:,} optimiser steps (fewer than {min_steps:,})")
+    if drop > tolerance:
+        reasons.append(f"{key} still fell {100 * drop:.0f}% over the last fifth of training")
+    return {
+        "steps": steps,
+        "final": last,
+        "drop_last_fifth": drop,
+        "undertrained": bool(reasons),
+        "reason": "; ".join(reasons),
+    }

@@ -251,6 +251,23 @@ class TrainerStats:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
 
 
+class TrainingCurve:
+    """Step metrics recorded during training, thinned so at most `max_points` evenly spaced steps are kept."""
+
+    def __init__(self, max_points: int = 256) -> None:
+        self.max_points = max_points
+        self.every = 1
+        self.points: list[dict[str, float | int]] = []
+
+    def add(self, step: int, **metrics: float | int) -> None:
+        if step % self.every:
+            return
+        self.points.append({"step": step, **metrics})
+        if len(self.points) > self.max_points:
+            self.every *= 2
+            self.points = [p for p in self.points if p["step"] % self.every == 0]
+
+
 class SAETrainer:
     """One SAE, its Adam optimiser, and its running statistics.
 
@@ -278,6 +295,7 @@ class SAETrainer:
         self.tokens_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
         self.fired_count = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)  # tokens fired on
         self.stats = TrainerStats()
+        self.curve = TrainingCurve()
 
     def dead_mask(self) -> Tensor:
         """Features that have not fired in the last dead_window_tokens (or ever, early on): [d_sae] bool."""
@@ -325,6 +343,7 @@ class SAETrainer:
             if math.isnan(stats.mse_initial):
                 stats.mse_initial, stats.fvu_initial = stats.mse, stats.fvu
             stats.dead = int(self.dead_mask().sum())
+            self.curve.add(stats.steps, tokens=stats.tokens, loss=stats.loss, mse=stats.mse, fvu=stats.fvu, l0=stats.l0)
 
     def inference_sae(self) -> SAE:
         """The trained SAE as an sae-lens inference SAE on raw (unscaled) activations."""

@@ -259,6 +259,17 @@ def _histogram_svg(counts: list[int], hi: float) -> str:
     )
 
 
+def _shaded_logits(pos: list, neg: list) -> dict[str, list[tuple[str, str, str]]]:
+    """(token, value as text, CSS background) for the admin view: green promotes, red suppresses, the
+    strength of the colour proportional to |value| over the largest |value| shown."""
+    top = max([abs(float(v)) for _, v in [*pos, *neg]] or [1.0]) or 1.0
+
+    def shade(rows: list, rgb: str) -> list[tuple[str, str, str]]:
+        return [(tok, f"{float(v):+.3g}", f"rgba({rgb},{0.15 + 0.6 * abs(float(v)) / top:.2f})") for tok, v in rows]
+
+    return {"pos": shade(pos, "0,158,115"), "neg": shade(neg, "213,94,0")}
+
+
 def _frequency_sentence(n_firing: int, n_tokens: int) -> str:
     if n_firing == 0:
         return f"Never fires on the {_count(n_tokens)} tokens of this corpus."
@@ -302,6 +313,7 @@ def dashboard_context(*, dset: DashboardSet, row: FeatureDashboard, blind: bool)
     if not blind:
         context.update(
             {
+                "logits_shaded": _shaded_logits(context["logits_pos"], context["logits_neg"]),
                 "sae_name": dset.sae.name,
                 "sae_method": dset.sae.get_method_display(),
                 "hook_name": dset.sae.hook_name,

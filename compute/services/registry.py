@@ -132,6 +132,25 @@ def scratch_clean(*, job_id: int) -> list[Path]:
     return removed
 
 
+def corpus_upload_check(*, upload: File, text_column: str = "text") -> int:
+    """Check an uploaded corpus file before anything is stored: read it through once as a job would (in a
+    temporary file, streamed) and return its number of documents; RegistryError names the line or byte at fault."""
+    from compute.ml.corpora import CorpusError, corpus_file_check
+
+    name = Path(upload.name or "upload").name
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / f"upload{Path(name).suffix.lower()}"
+        upload.seek(0)
+        with copy.open("wb") as out:
+            for chunk in upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 20), b""):
+                out.write(chunk)
+        upload.seek(0)
+        try:
+            return corpus_file_check(copy, text_column=text_column or "text", name=name)
+        except CorpusError as exc:
+            raise RegistryError(f"{exc} Nothing was stored.") from exc
+
+
 def corpus_register(
     *,
     name: str,
@@ -152,6 +171,8 @@ def corpus_register(
         raise RegistryError("An uploaded corpus needs a file.")
     if source != Corpus.Source.UPLOAD and not location.strip():
         raise RegistryError("Give the dataset name, file path or demo corpus name.")
+    if upload is not None:
+        corpus_upload_check(upload=upload, text_column=text_column)  # before anything is stored
     corpus, _ = Corpus.objects.update_or_create(
         name=slugify(name),
         defaults={
@@ -246,7 +267,18 @@ def corpus_count_tokens(
 
 
 def sae_artifact_folder(sae: SAE) -> str:
-    return f"saes/{sae.pk}-{slugify(sae.name)[:80]}"
+    """`saes/<id>-<name>`: unique by id, readable by name (sparsity labels such as `l1=0.3` kept)."""
+    readable = re.sub(r"[^A-Za-z0-9._=-]+", "-", sae.name).strip("-.")[:80]
+    return f"saes/{sae.pk}-{readable}"
+
+
+def sae_make_way(*, name: str) -> bool:
+    """A failed SAE record gives up its name (renamed `<name>-failed-<id>`), so a re-run can use it."""
+    failed = SAE.objects.filter(name=name, status=SAE.Status.FAILED).first()
+    if failed is None:
+        return False
+    SAE.objects.filter(pk=failed.pk).update(name=f"{name}-failed-{failed.pk}"[:200])
+    return True
 
 
 def sae_save_artifacts(*, sae: SAE, folder: Path) -> str:

@@ -241,6 +241,7 @@ class _Run:
         self.device = device
         self.scratch = scratch
         self.sae_ids: list[int] = []
+        self.live_curves: dict[str, list[dict[str, Any]]] = {}  # per SAE key, shown live on the job's page
         self.tokens_before_phase = 0
         self.fraction = 0.0
         self.resumed_from_tokens = 0
@@ -315,6 +316,8 @@ class _Run:
                 records[spec.key] = existing
                 self.sae_ids.append(existing.pk)
                 continue
+            if existing is not None and registry.sae_make_way(name=name):  # another run's failed record
+                existing = None
             if existing is not None:
                 raise JobInputError(f"An SAE named {name!r} exists already: choose another name_prefix.")
             records[spec.key] = SAE.objects.create(
@@ -361,6 +364,11 @@ class _Run:
             }
             for key, sae_stats in progress.saes.items():
                 stats[key] = _summary(sae_stats)
+                points = self.live_curves.setdefault(key, [])
+                points.append({"tokens": done, **{k: sae_stats.get(k) for k in ("loss", "mse", "fvu", "l0")}})
+                if len(points) > 200:  # thin evenly: the page draws the whole run
+                    del points[1::2]
+            stats["curves"] = self.live_curves
             self.fraction = 0.97 * done / total
             self.ctx.progress(self.fraction, f"{phase}: {done:,} of {total:,} tokens", **stats)
 
@@ -551,6 +559,7 @@ class _Run:
                 record = records[trainer.spec.key]
                 stats: dict[str, Any] = {
                     "train": trainer.stats.as_dict(),
+                    "curve": trainer.curve.points,
                     "activation_scale": trainer.scale,
                     "train_tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
                     "device": self.device,

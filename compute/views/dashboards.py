@@ -82,16 +82,19 @@ def feature_dashboard(request: HttpRequest, sae_id: int, corpus_id: int, feature
     if feature_index >= dset.n_features:
         raise Http404(f"This SAE has features 0 to {dset.n_features - 1}.")
     others = DashboardSet.objects.filter(sae_id=sae_id, status=DashboardSet.Status.READY).exclude(pk=dset.pk)
+    log = request.GET.get("log") == "1"
     panels = [
         {
             "corpus": s.corpus,
             "html": mark_safe(
                 dashboard_html(sae_id=sae_id, corpus_id=s.corpus_id, feature_index=feature_index, blind=False)
             ),
+            "histogram_svg": _histogram_svg(s, feature_index, log=log),
         }
         for s in [dset, *others.select_related("corpus")]
     ]
     context = {
+        "log": log,
         "dset": dset,
         "feature_index": feature_index,
         "panels": panels,
@@ -128,3 +131,16 @@ def set_export(request: HttpRequest, sae_id: int, corpus_id: int) -> HttpRespons
     response = StreamingHttpResponse(dashboard_set_export_lines(dset=dset), content_type="application/x-ndjson")
     response["Content-Disposition"] = f'attachment; filename="dashboards-sae{sae_id}-corpus{corpus_id}-{style}.jsonl"'
     return response
+
+
+def _histogram_svg(dset: DashboardSet, feature_index: int, *, log: bool) -> str:
+    """The feature's activation histogram on this set's corpus as an inline figure ("" when it never fires)."""
+    from compute.services.dashboard_figures import activation_histogram_figure
+    from config.figures import svg_text
+
+    row = dset.features.filter(feature_index=feature_index).first()
+    histogram = (row.data.get("histogram") or {}) if row is not None else {}
+    if not any(histogram.get("counts") or []):
+        return ""
+    figure = activation_histogram_figure(histogram["counts"], histogram["hi"], log=log, corpus=dset.corpus.name)
+    return mark_safe(svg_text(figure))

@@ -33,7 +33,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
     template = "compute/job_detail.html#job-panel" if request.htmx else "compute/job_detail.html"
-    return render(request, template, {"job": job})
+    return render(request, template, _job_context(job))
 
 
 @admin_required
@@ -68,5 +68,19 @@ def selfcheck_start(request: HttpRequest) -> HttpResponse:
 def _back_to_job(request: HttpRequest, job_id: int) -> HttpResponse:
     if request.htmx:
         job = Job.objects.get(pk=job_id)
-        return render(request, "compute/job_detail.html#job-panel", {"job": job})
+        return render(request, "compute/job_detail.html#job-panel", _job_context(job))
     return redirect("compute:job-detail", job_id=job_id)
+
+
+def _job_context(job: Job) -> dict:
+    """The job, its live figures in a readable order, and its training curve while it runs (or ran)."""
+    stats = {k: v for k, v in (job.stats or {}).items() if k != "curves"}
+    context = {"job": job, "stats": stats}
+    curves = (job.stats or {}).get("curves")
+    if curves:
+        from compute.services.training_figures import training_curve_figure
+        from config.figures import svg_text
+
+        title = "Training so far (minibatch figures)" if not job.is_finished else "Training (minibatch figures)"
+        context["curve_svg"] = svg_text(training_curve_figure(curves, title=title))
+    return context

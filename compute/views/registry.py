@@ -89,12 +89,38 @@ def _sae_context(sae: SAE, form: EvaluationForm) -> dict:
         "sae": sae,
         "train_stats": sorted(train.items()),
         "eval_stats": sorted(evaluation.items()),
-        "other_stats": sorted((k, v) for k, v in sae.stats.items() if k not in ("train", "eval")),
+        "other_stats": sorted((k, v) for k, v in sae.stats.items() if k not in ("train", "eval", "curve")),
         "hyperparams": sorted(sae.hyperparams.items()),
         "evaluations": sae.evaluations.select_related("corpus", "general_corpus")[:50],
         "derived": sae.derived.all()[:200],
         "form": form,
+        **_training_figures(sae),
     }
+
+
+def _training_figures(sae: SAE) -> dict:
+    """The recorded training curve with a convergence verdict, and the sweep's L0 against FVU."""
+    from compute.ml.measures import convergence
+    from compute.services.training_figures import sweep_figure, training_curve_figure
+    from config.figures import svg_text
+
+    out: dict = {}
+    curve = sae.stats.get("curve")
+    if curve:
+        out["convergence"] = convergence(curve)
+        title = f"Training of {sae.name} on {sae.train_corpus.name if sae.train_corpus else '?'}"
+        out["curve_svg"] = svg_text(training_curve_figure({sae.name: curve}, title=title))
+    if sae.job_id and sae.method != SAE.Method.GSAE:
+        sweep = [
+            (s.hyperparams.get("sparsity") or s.name, s.stats["eval"]["l0"], s.stats["eval"]["fvu"])
+            for s in SAE.objects.filter(job_id=sae.job_id, method=sae.method, status=SAE.Status.READY)
+            if (s.stats.get("eval") or {}).get("fvu") is not None
+        ]
+        if len(sweep) > 1:
+            corpus = (sae.stats.get("eval") or {}).get("corpus", "?")
+            suffix = " (GSAE + SSAE)" if sae.method == SAE.Method.SSAE else ""
+            out["sweep_svg"] = svg_text(sweep_figure(sweep, corpus=f"{corpus}{suffix}"))
+    return out
 
 
 def _counting_model_name() -> str:

@@ -55,9 +55,13 @@ class Progress:
         return self.held + self.available
 
     @property
+    def total(self) -> int:
+        return self.done + self.remaining
+
+    @property
     def percent(self) -> int:
-        total = self.done + self.remaining
-        return round(100 * self.done / total) if total else 100
+        """Share judged; 0 when there is nothing yet (a preparing campaign is not "complete")."""
+        return round(100 * self.done / self.total) if self.total else 0
 
 
 @dataclass(frozen=True)

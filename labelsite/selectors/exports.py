@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from labelsite.models import FORMULA_PREFIXES, Assignment, Campaign, Judgment
+from labelsite.models import FORMULA_PREFIXES, Assignment, Campaign, Judgment, JudgmentRevision
 from labelsite.selectors.admin import require_mapping
 
 CHUNK_ROWS = 2000  # database rows fetched per round trip
@@ -48,10 +48,12 @@ def _answer_value(question: dict, value):
 
 
 def export_rows(
-    *, campaign: Campaign, identities: bool = False, judgment_ids: list[int] | None = None
+    *, campaign: Campaign, identities: bool = False, judgment_ids: list[int] | None = None, history: bool = False
 ) -> Iterator[dict]:
     """Every judgment, then every skipped item, as dicts keyed by `export_columns` (timestamps as datetimes).
-    With `judgment_ids`: only those judgments (one page of the API), no skips."""
+    With `judgment_ids`: only those judgments (one page of the API), no skips. With `history`: also every earlier
+    version of a revised judgment (status "earlier version", `revisions` = its version number from 0,
+    `created_at` = when it was saved, `updated_at` = when the next version replaced it), after the judgments."""
     require_mapping(campaign)
     questions = list(campaign.questions)
     who = "labeller__username" if identities else "labeller_id"
@@ -106,6 +108,8 @@ def export_rows(
         yield row
     if judgment_ids is not None:
         return
+    if history:
+        yield from _earlier_versions(campaign, questions, who, name)
     skips = (
         Assignment.objects.filter(campaign=campaign, status=Assignment.Status.SKIPPED)
         .order_by("pk")
@@ -270,10 +274,57 @@ EXPORT_FORMATS = {
 }
 
 
-def export_stream(*, campaign: Campaign, fmt: str, identities: bool = False) -> Iterator[str | bytes]:
-    """The export of `campaign` as an iterator of chunks in `fmt` (csv, jsonl or parquet)."""
+def _earlier_versions(campaign: Campaign, questions: list[dict], who: str, name) -> Iterator[dict]:
+    versions = (
+        JudgmentRevision.objects.filter(judgment__campaign=campaign)
+        .order_by("judgment_id", "version")
+        .values_list(
+            "judgment__item__code",
+            "judgment__item__source__sae__name",
+            "judgment__item__source__sae__method",
+            "judgment__item__feature_index",
+            f"judgment__{who}",
+            "answers",
+            "time_spent_ms",
+            "version",
+            "judgment__panel_order",
+            "saved_at",
+            "replaced_at",
+        )
+    )
+    for code, sae, method, feature, labeller, answers, ms, version, order, saved, replaced in versions.iterator(
+        chunk_size=CHUNK_ROWS
+    ):
+        row = {
+            "campaign": campaign.name,
+            "item_code": code,
+            "status": "earlier version",
+            "sae": sae,
+            "method": method,
+            "feature_index": feature,
+            "labeller": name(labeller),
+        }
+        answers = answers or {}
+        for q in questions:
+            row[q["key"]] = _answer_value(q, answers.get(q["key"]))
+        row.update(
+            time_spent_ms=ms,
+            revisions=version,
+            panel_order=order,
+            skip_reason=None,
+            created_at=saved,
+            updated_at=replaced,
+        )
+        yield row
+
+
+def export_stream(
+    *, campaign: Campaign, fmt: str, identities: bool = False, history: bool = False
+) -> Iterator[str | bytes]:
+    """The export of `campaign` as an iterator of chunks in `fmt` (csv, jsonl or parquet); `history` adds the
+    earlier versions of revised judgments."""
     require_mapping(campaign)  # raise before the response starts, not in the middle of it
-    rows = export_rows(campaign=campaign, identities=identities)
+    rows = export_rows(campaign=campaign, identities=identities, history=history)
     if fmt == "csv":
         free_text = {q["key"] for q in campaign.questions if q["type"] == "text"} | {"skip_reason"}
         flags = {q["key"] for q in campaign.questions if q["type"] == "yesno"}

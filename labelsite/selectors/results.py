@@ -166,14 +166,24 @@ def _choice_section(table: JudgmentTable, question: dict, sources: dict[int, dic
 
 
 def _agreement(table: JudgmentTable, question: dict, names: dict[int, str], *, n_resamples: int, seed: int) -> dict:
+    """Agreement on one question: ordinal for a score, nominal for a choice, and for a per-component
+    question nominal over (feature, component) units."""
     mask, answered = table.values(question["key"])
     if question["type"] == "score":
         domain, metric, weights = _levels(question), "ordinal", ORDINAL_WEIGHTS
     else:
         domain, metric, weights = [o["value"] for o in question["options"]], "nominal", None
     if not mask.any():
-        return {"key": question["key"], "alpha": None, "pairs": []}
-    matrix, raters = st.rating_matrix(answered, table.item[mask], table.labeller[mask], domain)
+        return {"key": question["key"], "prompt": question["prompt"], "alpha": None, "pairs": []}
+    units, labellers = table.item[mask], table.labeller[mask]
+    if question["type"] == "per_component":
+        pairs_of = [
+            (f"{u}:{c}", r, v) for u, r, a in zip(units, labellers, answered, strict=True) for c, v in a.items()
+        ]
+        if not pairs_of:
+            return {"key": question["key"], "prompt": question["prompt"], "alpha": None, "pairs": []}
+        units, labellers, answered = (list(x) for x in zip(*pairs_of, strict=True))
+    matrix, raters = st.rating_matrix(answered, units, labellers, domain)
     alpha = st.krippendorff_alpha(
         matrix, n_values=len(domain), level_of_measurement=metric, n_resamples=n_resamples, seed=seed
     )
@@ -375,7 +385,7 @@ def _compute(campaign: Campaign, *, n_resamples: int, identities: bool) -> dict:
         "n_resamples": n_resamples,
     }
     if campaign.overlap >= 2:
-        for q in [*scores, *_questions(campaign, "choice")]:
+        for q in [*scores, *_questions(campaign, "choice"), *_questions(campaign, "per_component")]:
             results["agreement"].append(
                 _agreement(table, q, names, n_resamples=min(n_resamples, AGREEMENT_RESAMPLES), seed=seed)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +17,7 @@ from labelsite import questions as schema
 from labelsite.models import PANEL_EXTRAS, Assignment, Campaign, CampaignSAE, Item
 from labelsite.questions import DEFAULT_GROUPS, QuestionError, questions_validate, rubric_validate
 from labelsite.services import LabelConflict, LabelError, LabelNotFound
+from labelsite.services.sampling import log10_frequencies, matched_sample, sampling_report
 
 OPEN_JOB_KIND = "open_campaign"
 PANEL_BATCH = 200  # panels rendered and written per UPDATE
@@ -270,9 +272,11 @@ def _audit_before_opening(campaign: Campaign):
     if campaign.sources.count() < 2:
         return None
     try:
-        return campaign_audit(campaign_id=campaign.pk)
+        result = campaign_audit(campaign_id=campaign.pk)
     except LabelError:
         return None
+    campaign.refresh_from_db(fields=["audit"])
+    return result
 
 
 def campaign_audit_run(*, campaign_id: int):
@@ -294,46 +298,106 @@ def campaign_audit_run(*, campaign_id: int):
 
 
 def items_sample(*, campaign: Campaign) -> int:
-    """Create the campaign's items once: `n_features` seeded random features per SAE.
+    """Create the campaign's items once: `n_features` seeded features per SAE, random or matched.
 
-    Features firing less often than `min_frequency` on the domain corpus are never drawn. The
-    draw depends only on (seed, SAE), so the same settings give the same features. Items are
-    inserted in a shuffled order so that even row ids do not group by source.
+    Features firing less often than `min_frequency` on the domain corpus are never drawn. Random sampling
+    draws from each SAE independently; matched sampling (labelsite.services.sampling) stratifies on log
+    firing frequency on D (and on general text with `match_general`), so every SAE contributes the same
+    distribution; `campaign.sampling_report` records how well that worked. The draw depends only on (seed,
+    SAE), so the same settings give the same features. Items are inserted in a shuffled order so that even
+    row ids do not group by source.
     """
     from compute.services.dashboards import feature_frequencies
 
     if campaign.items.exists():
         return 0
-    rng = random.Random(f"items:{campaign.seed}")
-    items: list[Item] = []
-    for source in campaign.sources.select_related("sae"):
-        eligible: Sequence[int] = range(source.sae.d_sae)
-        if campaign.min_frequency is not None:
-            freqs = feature_frequencies(sae_id=source.sae_id, corpus_id=campaign.domain_corpus_id)
-            if freqs is None:
+    sources = list(campaign.sources.select_related("sae"))
+    freqs = {s.pk: feature_frequencies(sae_id=s.sae_id, corpus_id=campaign.domain_corpus_id) for s in sources}
+    matched = campaign.sampling == Campaign.Sampling.MATCHED
+    if matched or campaign.min_frequency is not None:
+        for source in sources:
+            if freqs[source.pk] is None:
                 raise LabelError(f'No firing frequencies for "{source.sae}" on the domain corpus yet.')
-            eligible = [i for i, f in enumerate(freqs) if f >= campaign.min_frequency]
-        if len(eligible) < source.n_features:
+    eligible: dict[int, list[int]] = {}
+    for source in sources:
+        floor = campaign.min_frequency if campaign.min_frequency is not None else 0.0
+        if freqs[source.pk] is None:
+            eligible[source.pk] = list(range(source.sae.d_sae))
+        else:  # matched sampling needs a log frequency: features that never fire on D are left out
+            eligible[source.pk] = [i for i, f in enumerate(freqs[source.pk]) if f >= floor and (f > 0 or not matched)]
+        if not matched and len(eligible[source.pk]) < source.n_features:
             raise LabelError(
-                f'"{source.sae}" has only {len(eligible)} features firing at least {campaign.min_frequency} '
+                f'"{source.sae}" has only {len(eligible[source.pk])} features firing at least {campaign.min_frequency} '
                 f"of the time; ask for at most that many or lower the minimum frequency."
             )
-        chosen = random.Random(f"{campaign.seed}:{source.sae_id}").sample(list(eligible), source.n_features)
-        items += [
-            Item(campaign=campaign, source=source, feature_index=i, overlap=campaign.overlap) for i in sorted(chosen)
-        ]
-    rng.shuffle(items)
+    chosen, strata = (
+        _draw(campaign, sources, freqs, eligible) if matched else (_random_draw(campaign, sources, eligible), None)
+    )
+    if all(freqs[s.pk] is not None for s in sources):
+        log_freq = {s.pk: log10_frequencies(freqs[s.pk], floor=-12.0) for s in sources}
+        campaign.sampling_report = sampling_report(
+            sampling=campaign.sampling,
+            requested={s.pk: s.n_features for s in sources},
+            chosen=chosen,
+            log_freq=log_freq,
+            strata=strata,
+        )
+        Campaign.objects.filter(pk=campaign.pk).update(sampling_report=campaign.sampling_report)
+    if not any(chosen.values()):
+        raise LabelError("Matched sampling found no frequency range that every SAE covers; use random sampling.")
+    items = [
+        Item(campaign=campaign, source_id=source_pk, feature_index=i, overlap=campaign.overlap)
+        for source_pk, indices in chosen.items()
+        for i in indices
+    ]
+    random.Random(f"items:{campaign.seed}").shuffle(items)
     Item.objects.bulk_create(items, batch_size=1000)
     return len(items)
 
 
-def items_render_panels(*, campaign: Campaign, progress: Progress | None = None) -> int:
-    """Cache each item's two blind dashboard panels on its row (the labelling page then reads one row).
+def _random_draw(campaign: Campaign, sources, eligible: dict[int, list[int]]) -> dict[int, list[int]]:
+    return {
+        s.pk: sorted(random.Random(f"{campaign.seed}:{s.sae_id}").sample(eligible[s.pk], s.n_features)) for s in sources
+    }
 
+
+def _draw(campaign: Campaign, sources, freqs: dict, eligible: dict[int, list[int]]):
+    """Matched draw: coordinates are log10 frequencies on D (and on general text with `match_general`)."""
+    from compute.services.dashboards import feature_frequencies
+
+    general = {}
+    if campaign.match_general:
+        for s in sources:
+            general[s.pk] = feature_frequencies(sae_id=s.sae_id, corpus_id=campaign.general_corpus_id)
+            if general[s.pk] is None:
+                raise LabelError(f'No firing frequencies for "{s.sae}" on the general corpus yet.')
+        positive = [f for g in general.values() for f in g if f > 0]
+        general_floor = math.log10(min(positive)) - 0.5 if positive else -12.0
+    empty = [str(s.sae) for s in sources if not eligible[s.pk]]
+    if empty:
+        raise LabelError(f"Matched sampling needs features that fire on D; none in {', '.join(empty)}.")
+    coordinates = {}
+    for s in sources:
+        d = log10_frequencies(freqs[s.pk], floor=-12.0)
+        if campaign.match_general:
+            g = log10_frequencies(general[s.pk], floor=general_floor)
+            coordinates[s.pk] = {i: (d[i], g[i]) for i in eligible[s.pk]}
+        else:
+            coordinates[s.pk] = {i: (d[i],) for i in eligible[s.pk]}
+    n = min(s.n_features for s in sources)
+    sample = matched_sample(coordinates=coordinates, n_per_source=n, seed=f"{campaign.seed}:matched")
+    return sample.chosen, sample.strata
+
+
+def items_render_panels(*, campaign: Campaign, progress: Progress | None = None) -> int:
+    """Cache each item's two blind panels on its row (the labelling page then reads one row).
+
+    What a panel shows is chosen per campaign (labelsite.services.panels): highlighted contexts drawn with
+    the campaign's seed, the same rows and sections for every item, extras only where an admin chose them.
     Dashboards are read in bulk: a constant number of queries per SAE and corpus, whatever the number of
     items; panels are written in batches, so memory holds one batch of HTML at a time.
     """
-    from compute.services.dashboards import dashboards_html
+    from labelsite.services.panels import blind_panels, filler_pool
 
     panels = (("domain_html", campaign.domain_corpus_id), ("general_html", campaign.general_corpus_id))
     todo: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)  # (field, sae) -> {feature: item id}
@@ -342,11 +406,14 @@ def items_render_panels(*, campaign: Campaign, progress: Progress | None = None)
         for pk, sae_id, feature_index in rows:
             todo[(field, sae_id)][feature_index] = pk
     total, done = sum(len(v) for v in todo.values()), 0
+    fields = {field for field, _ in todo}
+    fillers = {field: filler_pool(campaign=campaign, corpus_id=c) for field, c in panels if field in fields}
     for (field, sae_id), items in todo.items():
         corpus_id = dict(panels)[field]
         batch: list[Item] = []
-        for feature_index, html in dashboards_html(
-            sae_id=sae_id, corpus_id=corpus_id, feature_indices=items, blind=True
+        kind = field.removesuffix("_html")
+        for feature_index, html in blind_panels(
+            campaign=campaign, sae_id=sae_id, corpus_id=corpus_id, kind=kind, features=items, filler=fillers[field]
         ):
             # A byte-level token can be NUL, which PostgreSQL text cannot hold: show it as a replacement mark.
             batch.append(Item(pk=items[feature_index], **{field: html.replace("\x00", "\ufffd")}))

@@ -87,6 +87,7 @@ def demo_campaign_open(
         labeller_ids=labeller_ids,
         guidelines=DEMO_GUIDELINES,
         min_frequency=1e-4,  # skip features that (almost) never fire on the domain text
+        sampling=Campaign.Sampling.MATCHED,  # both SAEs contribute the same log-frequency distribution
         created_by=created_by,
     )
     return campaign_open(campaign_id=campaign.pk, user=created_by)

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from labelsite.models import Assignment, Campaign, Item, Judgment
+from labelsite.models import Assignment, Campaign, Item, Judgment, JudgmentRevision
 from labelsite.questions import QuestionError, answers_clean
 from labelsite.services import LabelConflict, LabelError, LabelForbidden, LabelNotFound
 
@@ -47,6 +47,13 @@ def judgment_submit(
         if existing is not None:
             if existing.answers == cleaned:
                 return existing, False
+            JudgmentRevision.objects.create(  # the earlier version is kept, with when it was saved
+                judgment=existing,
+                version=existing.revisions,
+                answers=existing.answers,
+                time_spent_ms=existing.time_spent_ms,
+                saved_at=existing.updated_at,
+            )
             existing.answers = cleaned
             existing.revisions += 1
             existing.time_spent_ms = min(existing.time_spent_ms + time_spent_ms, MAX_TIME_SPENT_MS)

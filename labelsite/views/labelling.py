@@ -35,6 +35,7 @@ from labelsite.services.assignment import assignment_next_code, assignment_skip
 from labelsite.services.judgments import judgment_submit
 
 SHOWN_IN_HISTORY = (schema.TEXT, schema.SCORE, schema.YESNO, schema.CHOICE)
+RECENT = 5  # the labeller's recent items, one key (h) away
 NO_STORE = "no-store"  # judgments are personal; never cache them in shared caches
 
 
@@ -100,7 +101,15 @@ def _render_item(
             campaign=item.campaign, components=item.components, initial={**item.answers, "time_spent_ms": ""}
         )
     groups = form.groups()
+    recent = [
+        j
+        for j in own_judgments(campaign_id=item.campaign.id, labeller=request.user, limit=RECENT + 1)
+        if j["item__code"] != item.code
+    ][:RECENT]
     context = {
+        "recent": recent,
+        "previous": recent[0]["item__code"] if recent else None,
+        "after_next": request.GET.get("after") == "next" or request.POST.get("after") == "next",
         "item": item,
         "campaign": item.campaign,
         "form": form,
@@ -135,6 +144,9 @@ def item_page(request: HttpRequest, code: str) -> HttpResponse:
         except LabelError as exc:
             form.add_error(None, str(exc))
         else:
+            if revising and request.POST.get("after") == "next":
+                messages.success(request, "Your judgment was revised.")
+                return _go_next(request, item.campaign.id)  # reopened with Backspace or from the recent list
             if revising:
                 messages.success(request, "Your judgment was revised.")
                 url = reverse("label:mine", args=[item.campaign.id])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from compute.benchmarks import probe
+from tests.factories import tiny_model_folder
 
 
-def test_bench_probe_runs_and_reports_its_figures():
-    figures = probe.run(model="tiny", texts=6, warmup=1, d_sae=64, decompositions=2, repeats=1)
+def test_bench_probe_runs_and_reports_its_figures(tmp_path):
+    folder = tiny_model_folder(tmp_path / "tiny-model")
+    figures = probe.run(model_path=str(folder), texts=6, warmup=1, d_sae=64, decompositions=2, repeats=1)
     assert figures["probe_errors"] == 0
     assert figures["probe_requests"] == 6
     assert 0 < figures["probe_p50_s"] <= figures["probe_p95_s"] <= figures["probe_max_s"]

@@ -42,5 +42,11 @@ class Command(BaseCommand):
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"Job {job.pk} {job.status}: {job.error or job.message}")
         evaluation = Evaluation.objects.get(pk=job.result["evaluation"])
-        summary = {k: v for k, v in evaluation.results.items() if k in ("reconstruction", "loss_recovered")}
-        self.stdout.write(json.dumps(summary, indent=2))
+        self.stdout.write(json.dumps(_without_histograms(evaluation.results), indent=2))
+
+
+def _without_histograms(value):
+    """Every number of the evaluation, less the per-bin histogram counts (those are for figures)."""
+    if isinstance(value, dict):
+        return {k: _without_histograms(v) for k, v in value.items() if not k.endswith("histogram")}
+    return value

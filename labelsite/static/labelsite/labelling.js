@@ -1,6 +1,7 @@
 // Keyboard-first labelling: number keys score or choose (radios carry data-digit), each yes/no question
 // toggles with its letter (checkboxes carry data-shortcut; n = nice), s = skip, g = guidelines,
-// Ctrl+Enter = submit. The page derives these keys from the campaign's questions.
+// h = recent items, Backspace = reopen the judgment just submitted, Ctrl+Enter = submit.
+// The page derives these keys from the campaign's questions.
 // Drafts live in localStorage (per item code) until the server has the judgment; visible time per item
 // is measured here and sent with the form. Everything degrades to a plain form post without this file.
 (function () {
@@ -178,6 +179,13 @@
     } else if (event.key === "g") {
       var g = document.getElementById("guidelines");
       if (g) { event.preventDefault(); g.open = !g.open; }
+    } else if (event.key === "Backspace") {
+      // Reopen the judgment just submitted (then carry on labelling after saving it).
+      var previous = document.getElementById("workspace").dataset.previous;
+      if (previous) { event.preventDefault(); location.assign(previous); }
+    } else if (event.key === "h") {
+      var r = document.getElementById("recent");
+      if (r) { event.preventDefault(); r.open = !r.open; if (r.open) { var a = r.querySelector("a"); if (a) a.focus(); } }
     } else if (event.key === "?") {
       var k = document.getElementById("keys");
       if (k) { event.preventDefault(); k.open = !k.open; }
@@ -186,7 +194,15 @@
 
   function focusFirst() {
     var first = state.form && state.form.querySelector("fieldset.question textarea");
-    if (first) first.focus();
+    if (first) first.focus({ preventScroll: true }); // the item opens at the top of the page
+  }
+
+  // Tab goes from answer to answer: the panels (scrollable boxes, which browsers make focusable), their links
+  // and folded sections are left to the mouse and the scroll wheel.
+  function keepTabOnAnswers(workspace) {
+    var inside = workspace.querySelectorAll(
+      ".dashboard-panel, .dashboard a[href], .dashboard summary, .dashboard button, .dashboard [tabindex]");
+    Array.prototype.forEach.call(inside, function (el) { el.setAttribute("tabindex", "-1"); });
   }
 
   function init() {
@@ -203,7 +219,8 @@
     state.code = form.dataset.item;
     state.activeQuestion = null;
     restoreDraft(workspace);
-    if (!sameItem) startClock(); // a re-render with errors keeps counting
+    keepTabOnAnswers(workspace);
+    if (!sameItem) { startClock(); window.scrollTo(0, 0); } // a re-render with errors keeps counting and its place
     form.addEventListener("input", saveDraft);
     form.addEventListener("change", saveDraft);
     form.addEventListener("focusin", function (e) { var q = questionOf(e.target); if (q) state.activeQuestion = q; });

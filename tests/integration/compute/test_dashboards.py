@@ -190,6 +190,11 @@ def test_admin_pages_and_exports(setup, admin_client, bob):
     assert [json.loads(line)["feature_index"] for line in lines] == list(range(D_SAE))
     assert admin_client.get(f"{base}{corpus.pk}/features/3.json?style=xml").status_code == 400
     assert labeller_client.get(f"{base}{corpus.pk}/features/3/").status_code == 403
+    live = next(i for i, f in enumerate(feature_frequencies(sae_id=sae.pk, corpus_id=corpus.pk)) if f > 0)
+    histogram = admin_client.get(f"{base}{corpus.pk}/features/{live}/").content.decode()
+    assert "activation-histogram" in histogram and "activation value" in histogram and "log scale" not in histogram
+    logged = admin_client.get(f"{base}{corpus.pk}/features/{live}/?log=1").content.decode()
+    assert "tokens (log scale)" in logged
     assert labeller_client.get(f"{base}{corpus.pk}/features/3.json").status_code == 403
 
 

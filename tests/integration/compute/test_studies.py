@@ -126,6 +126,27 @@ def test_study_numbers_equal_each_sae_evaluated_alone(setup, trained):  # noqa: 
     assert rows[ssae.pk]["l0"] == pytest.approx(alone["reconstruction"]["l0"], rel=1e-5)
 
 
+def test_training_pages_show_curves_results_and_readable_names(setup, trained, admin_client):  # noqa: F811
+    from compute.services.registry import sae_artifact_folder, sae_make_way
+
+    ssae = SAE.objects.get(job=trained, hyperparams__run_key="ssae-standard-l1=0.3")
+    assert ssae.artifact_path == f"saes/{ssae.pk}-{ssae.name}" and ssae.name.endswith("ssae-standard-l1=0.3")
+    assert sae_artifact_folder(SAE(pk=7, name="a b/l1=0.3")) == "saes/7-a-b-l1=0.3"
+    curve = ssae.stats["curve"]
+    assert curve and curve[-1]["step"] <= ssae.stats["train"]["steps"] and {"fvu", "l0", "loss"} <= set(curve[-1])
+    page = admin_client.get(reverse("compute:sae-detail", args=[ssae.pk])).content.decode()
+    assert 'id="training-curve"' in page and 'id="sweep-figure"' in page
+    assert 'id="undertrained"' in page  # a few dozen steps: the page says so
+    job_page = admin_client.get(reverse("compute:job-detail", args=[trained.pk])).content.decode()
+    assert "job-result" in job_page and "Create the study of this run" in job_page and 'id="training-curve"' in job_page
+    # A failed record gives its name up for a re-run.
+    SAE.objects.filter(pk=ssae.pk).update(status=SAE.Status.FAILED)
+    assert sae_make_way(name=ssae.name) and not SAE.objects.filter(name=ssae.name).exists()
+    assert SAE.objects.get(pk=ssae.pk).name == f"{ssae.name}-failed-{ssae.pk}"
+    direct = SAE.objects.filter(job=trained, method="direct").first()
+    assert not sae_make_way(name=direct.name)  # a ready SAE keeps its name
+
+
 def test_study_inputs_are_checked(setup, trained):  # noqa: F811
     saes = {s.method: s for s in SAE.objects.filter(job=trained)}
     with pytest.raises(StudyError, match="not a GSAE"):

@@ -74,11 +74,11 @@ def test_sae_page_shows_training_statistics(admin_client, tmp_path):
     sae = SAE.objects.create(
         name="run-science-direct", method="direct", status="ready", language_model=model, hook_name="blocks.0.hook_resid_post",
         d_in=16, d_sae=32, train_corpus=domain, artifact_path="saes/x",
-        stats={"train": {"tokens": 4000, "l0": 12.5, "fvu": 0.123}, "eval": {"fvu": 0.2345, "l0": 11.0}},
+        stats={"train": {"tokens": 4000, "l0": 12.5, "fvu": 0.123}, "eval": {"fvu": 0.2346, "l0": 11.0}},
         hyperparams={"l1_coefficient": 3.0, "sparsity": "l1=3"},
     )  # fmt: skip
     page = admin_client.get(reverse("compute:sae-detail", args=[sae.pk])).content.decode()
-    assert "0.2345" in page and "4000" in page and "l1=3" in page and "2×" in page
+    assert "0.235" in page and "4,000" in page and "l1=3" in page and "2×" in page
     listing = admin_client.get(reverse("compute:sae-list")).content.decode()
     assert "0.235" in listing and "run-science-direct" in listing
 

@@ -95,3 +95,11 @@ def test_jobs_are_read_only_in_django_admin(admin_client, alice):
     page = admin_client.get(f"/admin/compute/job/{job.pk}/change/")
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
     assert admin_client.post(f"/admin/compute/job/{job.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_the_api_takes_no_passwords_so_the_login_throttle_cannot_be_bypassed(client, bob):
+    import base64
+
+    credentials = base64.b64encode(f"bob:{PASSWORD}".encode()).decode()
+    response = client.get("/api/label/campaigns/", HTTP_AUTHORIZATION=f"Basic {credentials}")
+    assert response.status_code == 401

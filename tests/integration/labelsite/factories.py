@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compute.models import SAE, Corpus, LanguageModel
+from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, LanguageModel
 from labelsite.models import Campaign, Item
 from labelsite.services.campaigns import SourceSpec, campaign_create, items_sample
 
@@ -69,3 +69,77 @@ def campaign_open_offline(campaign: Campaign) -> Campaign:
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.OPEN)
     campaign.refresh_from_db()
     return campaign
+
+
+WORDS = [f"w{i}" for i in range(400)] + [" the", " of", "\n", " and", " 3", " 1.5", " %", " <|endoftext|>"]
+
+
+def synthetic_dashboards(
+    *,
+    sae: SAE,
+    corpus: Corpus,
+    log10_freqs: list[float],
+    scale: tuple[float, float],
+    seed: int,
+    n_tokens: int = 100_000,
+) -> DashboardSet:
+    """A ready dashboard set with one row per feature in compute's packed format, without a model: firing
+    frequency 10**log10_freqs[i]; contexts of 33 tokens drawn from WORDS; a feature firing n times has
+    min(n, 20) top contexts and, above 20 firings, 10 quantile bins of 3 samples; in a context, other
+    tokens fire with a probability that grows with the frequency; max activation uniform in `scale`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    dset = DashboardSet.objects.create(
+        sae=sae,
+        corpus=corpus,
+        status=DashboardSet.Status.READY,
+        config={"top_k": 20, "ctx_before": 24, "ctx_after": 8, "n_quantile_bins": 10, "per_bin": 5},
+        n_tokens=n_tokens,
+        n_features=len(log10_freqs),
+    )
+    rows = []
+    for index, log_freq in enumerate(log10_freqs):
+        n_firing = max(1, round(10**log_freq * n_tokens))
+        peak = float(rng.uniform(*scale))
+        density = min(0.4, 10**log_freq * 5)
+        local: dict[str, int] = {}
+
+        def example(value: float, density=density, local=local) -> dict:
+            ids = [local.setdefault(w, len(local)) for w in rng.choice(WORDS, size=33).tolist()]
+            values = np.where(rng.random(33) < density, rng.uniform(0, value, 33), 0.0)
+            values[24] = value
+            seq = int(rng.integers(0, n_tokens // 128))
+            return {"t": ids, "v": np.round(values, 3).tolist(), "c": 24, "x": round(value, 4), "s": seq,
+                    "p": int(rng.integers(24, 120))}  # fmt: skip
+
+        tops = sorted(rng.uniform(0.4, 1.0, min(n_firing, 20)) * peak, reverse=True)
+        tops[0] = peak
+        quantiles = []
+        if n_firing > 20:
+            for b in range(10):
+                lo, hi = peak * b / 10, peak * (b + 1) / 10
+                quantiles.append(
+                    {"lo": lo, "hi": hi, "count": n_firing // 10,
+                     "examples": [example(float(v)) for v in sorted(rng.uniform(lo, hi, 3), reverse=True)]}
+                )  # fmt: skip
+        data = {
+            "top": [example(float(v)) for v in tops],
+            "quantiles": quantiles,
+            "histogram": {"lo": 0.0, "hi": peak, "counts": rng.integers(0, n_firing + 1, 20).tolist()},
+            "mean": round(peak / 3, 4),
+            "logits": {"pos": [[str(w), round(float(rng.normal()), 3)] for w in rng.choice(WORDS, 5)], "neg": []},
+            "strings": sorted(local, key=local.get),
+        }
+        rows.append(
+            FeatureDashboard(
+                dashboard_set=dset,
+                feature_index=index,
+                n_firing=n_firing,
+                frequency=n_firing / n_tokens,
+                max_activation=peak,
+                payload=FeatureDashboard.pack(data),
+            )
+        )
+    FeatureDashboard.objects.bulk_create(rows, batch_size=500)
+    return dset

@@ -94,7 +94,7 @@ def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice,
         assert all(freqs[f] >= 1e-6 for f in chosen)
         assert not set(chosen) & set(DEAD)
     for item in items:
-        assert 'class="dash"' in item.domain_html and 'class="dash"' in item.general_html
+        assert 'class="dash blind-panel"' in item.domain_html and 'class="dash blind-panel"' in item.general_html
         assert "qxv-" not in item.domain_html + item.general_html
         assert "\x00" not in item.domain_html + item.general_html  # PostgreSQL text cannot hold NUL
 
@@ -103,7 +103,7 @@ def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice,
     for _ in range(2):
         url = client.post(reverse("label:next", args=[campaign.pk]))["Location"]
         page = client.get(url).content.decode()
-        assert page.count('class="dash"') == 2
+        assert page.count('class="dash blind-panel"') == 2
         client.post(url, {"domain_score": "2", "general_score": "1"})
     codes = list(Item.objects.filter(campaign=campaign, assignments__labeller=bob).values_list("code", flat=True))
     fetched = _crawl(client, ["/label/", "/api/label/campaigns/"] + [f"/label/i/{c}/" for c in codes])
@@ -163,4 +163,5 @@ def test_opening_is_a_job_and_panels_are_read_in_bulk(world, alice, bob, admin_c
         counts[n] = (len(queries), len(reads))
         assert all(i.domain_html and i.general_html for i in Item.objects.filter(campaign=campaign))
     assert counts[2] == counts[9]
-    assert counts[9][1] == 4  # one read of dashboard rows per SAE and corpus
+    # one read of dashboard rows per SAE and corpus, and one more for the contexts that complete short panels
+    assert counts[9][1] == 4 + 4

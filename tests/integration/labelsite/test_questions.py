@@ -141,6 +141,10 @@ def test_api_exports_and_summary_follow_the_questions(client, custom, alice, bob
     assert all({k: v["count"] for k, v in c.items()} == {"token": 2, "concept": 2} for c in kind["per_source"].values())
     assert next(r for r in results["per_labeller"] if r["labeller"] == "bob")["questions"]["sharpness"]["mean"] == 1
     agreement = {a["key"]: a for a in results["agreement"]}
-    assert set(agreement) == {"sharpness", "kind"}  # ordinal for the score, nominal for the choice
+    # ordinal for the score, nominal for the choice and for each (feature, component) of the split
+    assert set(agreement) == {"sharpness", "kind", "split"}
+    (split,) = agreement["split"]["pairs"]
+    assert split["shared"] == 8 and split["percent_agreement"] == 100.0  # 4 features x 2 components, all equal
+    assert agreement["kind"]["pairs"][0]["percent_agreement"] == 0
     assert agreement["sharpness"]["pairs"][0]["shared"] == 4
     assert agreement["sharpness"]["pairs"][0]["percent_agreement"] == 0

@@ -184,3 +184,25 @@ def test_synthetic_domain_directions_are_found_by_the_ssae_not_the_finetune():
     fvu_gsae = reconstruction_stats([gsae], held_out).fvu
     fvu_stack = reconstruction_stats([gsae, trained["ssae"]], held_out).fvu
     assert fvu_stack < 0.5 * fvu_gsae
+
+
+def test_training_curve_is_thinned_evenly_and_convergence_is_judged():
+    from compute.ml.measures import convergence
+    from compute.ml.training import TrainingCurve
+
+    curve = TrainingCurve(max_points=100)
+    for step in range(1, 1001):
+        curve.add(step, fvu=1.0 / step)
+    steps = [p["step"] for p in curve.points]
+    assert len(steps) <= 100 and steps == sorted(steps)
+    assert len({b - a for a, b in zip(steps, steps[1:], strict=False)}) == 1  # evenly spaced
+    assert steps[-1] >= 1000 - (steps[1] - steps[0])
+    # Flat over the end: converged. Falling 1/step: the last fifth is well below the fifth before.
+    flat = [{"step": s, "fvu": 0.2} for s in range(1, 2001)]
+    assert convergence(flat)["undertrained"] is False and convergence(flat)["drop_last_fifth"] == 0.0
+    falling = [{"step": s, "fvu": 1.0 - s / 2000} for s in range(1, 2001)]
+    # Means: last fifth (steps 1601-2000, mean step 1800.5) 0.09975, the fifth before 0.29975: a drop of 0.2/0.29975.
+    verdict = convergence(falling)
+    assert verdict["undertrained"] and verdict["drop_last_fifth"] == pytest.approx(0.2 / 0.29975, rel=1e-6)
+    short = [{"step": s, "fvu": 0.2} for s in range(1, 201)]
+    assert convergence(short)["undertrained"] and "200 optimiser steps" in convergence(short)["reason"]
