@@ -10,14 +10,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from compute.models import SAE, Corpus, DashboardSet
-from compute.services.dashboards import (
-    dashboard_build,
-    dashboard_export,
-    dashboard_get,
-    dashboard_html,
-    dashboard_set_export_lines,
-    neuronpedia_set_lines,
-)
+from compute.selectors.dashboard_exports import dashboard_export, dashboard_set_export_lines, neuronpedia_set_lines
+from compute.selectors.dashboard_html import dashboard_html
+from compute.selectors.dashboards import dashboard_get
+from compute.services.dashboards import dashboard_build
 from compute.services.neuronpedia import neuronpedia_feature
 from config.roles import admin_required
 
