@@ -63,7 +63,20 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
         except LabelError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f'Campaign "{campaign.name}" created. Open it when you are ready.')
+            if request.POST.get("then") != "open":
+                messages.success(request, f'Campaign "{campaign.name}" created. Open it when you are ready.')
+                return redirect("manage:campaign", campaign_id=campaign.pk)
+            try:  # "Create and open": the same as pressing Open on the new campaign's page
+                job = campaign_open_start(campaign_id=campaign.pk, user=request.user, confirm_leak=False)
+            except LabelError as exc:
+                messages.error(request, f'Campaign "{campaign.name}" created, but not opened: {exc}')
+            else:
+                messages.success(
+                    request,
+                    f'Campaign "{campaign.name}" created and open.'
+                    if job is None
+                    else f'Campaign "{campaign.name}" created; opening (job {job.pk} builds what is missing).',
+                )
             return redirect("manage:campaign", campaign_id=campaign.pk)
     return render(request, "labelsite/manage/campaign_new.html", {"form": form})
 
