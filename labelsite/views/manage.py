@@ -34,6 +34,17 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 
 
 @admin_required
+@require_POST
+def guidelines_preview(request: HttpRequest) -> HttpResponse:
+    """The guidelines as labellers will see them (markdown rendered and sanitised), for the campaign form."""
+    from labelsite.selectors.blind import guidelines_render
+
+    text = request.POST.get("guidelines", "")[:50_000]
+    html = guidelines_render(text) if text.strip() else '<p class="muted">No guidelines yet.</p>'
+    return HttpResponse(f'<div id="guidelines-preview" class="card guidelines-preview">{html}</div>')
+
+
+@admin_required
 def campaign_new(request: HttpRequest) -> HttpResponse:
     form = CampaignForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
