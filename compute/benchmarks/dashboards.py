@@ -84,7 +84,7 @@ def _timed(fn) -> tuple[float, Any]:
 
 def _pack_all(dashboards: list[dict], loaded) -> int:
     """What the build job does after computing: one compressed row payload per feature (not saved here)."""
-    from compute.services.dashboards import pack_feature
+    from compute.services.dashboard_build import pack_feature
 
     strings: dict[int, str] = {}
 

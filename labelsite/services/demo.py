@@ -1,93 +1,364 @@
-"""The demo's main job: a small domain-SAE study run end to end on the offline model and corpora.
+"""The demo's main job: the whole domain-SAE study run end to end, one stage after another, resumable.
 
-Train a GSAE on the general corpus and a Direct SAE and an SSAE on the domain corpus (one job),
-then build small dashboards and open a blind campaign over both domain SAEs, as in the study.
-Token budgets are small so a laptop CPU finishes in minutes; the real study needs far more tokens.
+Stages (each reuses what an earlier run finished, so re-running never duplicates and an interrupted
+demo resumes where it stopped):
+  train      GSAE on the general corpus + finetune, Direct and SSAE on the domain corpus, a small
+             sparsity sweep, from one shared model pass (one train_saes job)
+  study      the study of that run, evaluated (loss recovered, rarity, novelty: one evaluate_study job)
+  dashboards for the SAEs the campaign and the explanations use, on both corpora
+  explain    automated explanations (and detection/fuzzing scores) for a handful of features
+  decompose  decomposition probes (sub-components proposed by the LLM from those explanations, measured)
+  campaign   a blind campaign over Direct and SSAE, matched sampling, overlap 2, opened after its audit
+
+Only services of the features are called; this module only decides what to ask for next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from compute.models import SAE, Corpus, Job, JobStatus, LanguageModel
+from django.conf import settings
+
+from compute.models import SAE, Corpus, Job, JobKind, JobStatus, LanguageModel
 from labelsite.models import Campaign
 from labelsite.services import LabelError
-from labelsite.services.campaigns import SourceSpec, campaign_create, campaign_open
 
 DEMO_CAMPAIGN = "Demo: domain features, blind"
 DEMO_PREFIX = "demo"
+# CPU budgets: see the README's "Demo" section for what they take on 2 cores and the figures they give.
 DEMO_TRAINING: dict[str, Any] = {
-    "methods": ["gsae", "direct", "ssae"],
-    "gsae_tokens": 60_000,
-    "domain_tokens": 30_000,
-    "l1_coefficients": [1.0],
+    "methods": ["gsae", "finetune", "direct", "ssae"],
+    "gsae_tokens": 40_000,
+    "domain_tokens": 20_000,
+    "l1_coefficients": [1.0, 3.0],
     "name_prefix": DEMO_PREFIX,
 }
-DEMO_DASHBOARD_TOKENS = 16_384
+DEMO_STUDY_OPTIONS: dict[str, Any] = {"eval_tokens": 4_096, "frequency_tokens": 8_192}
+DEMO_DASHBOARD_TOKENS = 8_192
 DEMO_GUIDELINES = """\
 For each feature, read the top activations on the **domain** text (scientific prose) and on **general** text.
 Write what the feature responds to in each, and score how subject-specific each explanation is.
 Mark features you find particularly *nice*. You do not know which SAE a feature comes from: that is the point.
 """
+STAGES = ["train", "study", "dashboards", "explain", "decompose", "campaign"]
+FAILED = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-def demo_training_start(
-    *, model: LanguageModel, general: Corpus, domain: Corpus, created_by=None, overrides: dict | None = None
-) -> Job:
-    """The demo's training job: the queued, running or succeeded one if there is one, else a new one."""
-    from compute.services.training import training_start
+@dataclass
+class DemoConfig:
+    """What the demo runs on and how much; defaults are the CPU demo."""
 
-    existing = (
-        Job.objects.filter(params__name_prefix=DEMO_PREFIX, kind="train_saes")
-        .exclude(status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
-        .first()
-    )
-    if existing is not None:
-        return existing
-    params = {
-        **DEMO_TRAINING,
-        "language_model_id": model.pk,
-        "general_corpus_id": general.pk,
-        "domain_corpus_id": domain.pk,
-        **(overrides or {}),
-    }
-    return training_start(params=params, created_by=created_by)
+    model_id: int
+    general_id: int
+    domain_id: int
+    training: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TRAINING))
+    gsae_id: int | None = None  # a pretrained GSAE (sae-lens release): the run trains no GSAE then
+    study_options: dict[str, Any] = field(default_factory=lambda: dict(DEMO_STUDY_OPTIONS))
+    dashboard_params: dict[str, Any] = field(default_factory=lambda: {"max_tokens": DEMO_DASHBOARD_TOKENS})
+    n_features: int = 20  # per campaign source
+    overlap: int = 2
+    n_explain: int = 3  # features explained per campaign source
+    n_decompose: int = 1  # of those, decomposed (per source)
+    decomposition: dict[str, int] = field(default_factory=lambda: {"n_components": 3, "n_phrases": 3})
+    autointerp_config: dict[str, Any] | None = None
+    campaign_name: str = DEMO_CAMPAIGN
 
 
-def demo_campaign_open(
-    *, job: Job, general: Corpus, domain: Corpus, labeller_ids: Iterable[int], created_by=None,
-    n_features: int = 20, dashboard_tokens: int = DEMO_DASHBOARD_TOKENS,
-) -> Campaign:  # fmt: skip
-    """After the demo training job succeeded: a blind campaign over its Direct SAE and SSAE.
+@dataclass
+class StageState:
+    name: str
+    done: bool = False
+    jobs: list[Job] = field(default_factory=list)
+    note: str = ""
+    error: str = ""
 
-    Small dashboard builds are queued first; the campaign then reuses them and opens by itself when
-    the last one succeeds. Idempotent: an existing demo campaign is returned as it is.
-    """
-    from compute.services.dashboards import dashboard_build
+    @property
+    def progress(self) -> float:
+        if self.done:
+            return 1.0
+        if not self.jobs:
+            return 0.0
+        return sum(1.0 if j.status == JobStatus.SUCCEEDED else j.progress for j in self.jobs) / len(self.jobs)
 
-    existing = Campaign.objects.filter(name=DEMO_CAMPAIGN).first()
-    if existing is not None:
-        return existing
-    if job.status != JobStatus.SUCCEEDED:
-        raise LabelError(f"The demo training job {job.pk} is {job.status}, not succeeded.")
-    saes = list(SAE.objects.filter(job=job, method__in=[SAE.Method.DIRECT, SAE.Method.SSAE], status=SAE.Status.READY))
-    if len(saes) < 2:
-        raise LabelError(f"Job {job.pk} left no usable Direct SAE and SSAE to compare.")
-    for sae in saes:
-        for corpus in (domain, general):
-            dashboard_build(
-                sae_id=sae.pk, corpus_id=corpus.pk, created_by=created_by, params={"max_tokens": dashboard_tokens}
+    @property
+    def message(self) -> str:
+        running = [j for j in self.jobs if not j.is_finished]
+        return self.error or (running[0].message if running else self.note)
+
+
+class DemoError(LabelError):
+    """A stage cannot go on (a job failed, an input is unusable): the message says which and where."""
+
+
+def _failed(jobs: Iterable[Job]) -> None:
+    for job in jobs:
+        if job.status in FAILED:
+            raise DemoError(f"Job {job.pk} ({job.kind}) {job.status}: {job.error or job.message}".strip()[:400])
+
+
+def _settled(jobs: list[Job]) -> bool:
+    for job in jobs:
+        job.refresh_from_db()
+    _failed(jobs)
+    return all(j.status == JobStatus.SUCCEEDED for j in jobs)
+
+
+class Demo:
+    """One step at a time: `step()` asks for the next stage's work, returns every stage's state."""
+
+    def __init__(self, config: DemoConfig, *, admin=None, labeller_ids: Iterable[int] = ()) -> None:
+        self.config = config
+        self.admin = admin
+        self.labeller_ids = list(labeller_ids)
+        self.states = {name: StageState(name) for name in STAGES}
+
+    # ------------------------------------------------------------------ records of earlier runs
+    @property
+    def prefix(self) -> str:
+        return str(self.config.training.get("name_prefix") or DEMO_PREFIX)
+
+    def training_job(self) -> Job | None:
+        return (
+            Job.objects.filter(kind=JobKind.TRAIN_SAES, params__name_prefix=self.prefix)
+            .exclude(status__in=FAILED)
+            .order_by("pk")
+            .first()
+        )
+
+    def study(self):
+        from compute.models import Study
+
+        job = self.training_job()
+        return Study.objects.filter(training_job=job).first() if job else None
+
+    def compared_saes(self) -> list[SAE]:
+        """The campaign's sources: the Direct SAE and the SSAE of the sweep's first sparsity."""
+        job = self.training_job()
+        saes = SAE.objects.filter(job=job, status=SAE.Status.READY).order_by("pk")
+        picked = []
+        for method in (SAE.Method.DIRECT, SAE.Method.SSAE):
+            sae = saes.filter(method=method).first()
+            if sae is None:
+                raise DemoError(f"Training job {job.pk if job else '-'} left no ready {method} SAE.")
+            picked.append(sae)
+        return picked
+
+    # ------------------------------------------------------------------ stages
+    def _train(self, state: StageState) -> bool:
+        from compute.services.training import training_start
+
+        job = self.training_job()
+        if job is None:
+            params = {
+                **self.config.training,
+                "language_model_id": self.config.model_id,
+                "general_corpus_id": self.config.general_id,
+                "domain_corpus_id": self.config.domain_id,
+            }
+            if self.config.gsae_id:
+                params["gsae_id"] = self.config.gsae_id
+                params["methods"] = [m for m in params["methods"] if m != "gsae"]
+            job = training_start(params=params, created_by=self.admin)
+        state.jobs = [job]
+        state.note = f"job {job.pk}"
+        return _settled(state.jobs)
+
+    def _study(self, state: StageState) -> bool:
+        from compute.services.studies import study_create_from_job, study_evaluate_start
+
+        study = self.study() or study_create_from_job(
+            job=self.training_job(), created_by=self.admin, options=self.config.study_options
+        )
+        request = study_evaluate_start(study=study, created_by=self.admin)
+        state.note = f"study {study.pk}"
+        if request.job is None:
+            return True
+        state.jobs = [request.job]
+        return _settled(state.jobs)
+
+    def _dashboard_pairs(self) -> list[tuple[int, int]]:
+        return [
+            (sae.pk, corpus)
+            for sae in self.compared_saes()
+            for corpus in (self.config.domain_id, self.config.general_id)
+        ]
+
+    def _dashboards(self, state: StageState) -> bool:
+        from compute.services.dashboards import dashboard_build
+
+        state.jobs = [
+            dashboard_build(sae_id=s, corpus_id=c, created_by=self.admin, params=self.config.dashboard_params)
+            for s, c in self._dashboard_pairs()
+        ]
+        state.note = f"{len(state.jobs)} sets"
+        return _settled(state.jobs)
+
+    def _explain(self, state: StageState) -> bool:
+        from compute.services.autointerp import autointerp_start
+
+        jobs = []
+        for sae in self.compared_saes():
+            job = (
+                Job.objects.filter(kind=JobKind.AUTOINTERP, params__demo=self.prefix, params__sae_id=sae.pk)
+                .exclude(status__in=FAILED)
+                .first()
             )
-    campaign = campaign_create(
-        name=DEMO_CAMPAIGN,
-        domain_corpus_id=domain.pk,
-        general_corpus_id=general.pk,
-        sources=[SourceSpec(sae_id=sae.pk, n_features=min(n_features, sae.d_sae)) for sae in saes],
-        labeller_ids=labeller_ids,
-        guidelines=DEMO_GUIDELINES,
-        min_frequency=1e-4,  # skip features that (almost) never fire on the domain text
-        sampling=Campaign.Sampling.MATCHED,  # both SAEs contribute the same log-frequency distribution
-        created_by=created_by,
-    )
-    return campaign_open(campaign_id=campaign.pk, user=created_by)
+            if job is None:
+                job = autointerp_start(
+                    sae_id=sae.pk,
+                    corpus_id=self.config.domain_id,
+                    n_random=self.config.n_explain,
+                    config=self.config.autointerp_config,
+                    created_by=self.admin,
+                )
+                Job.objects.filter(pk=job.pk).update(params={**job.params, "demo": self.prefix})
+            jobs.append(job)
+        state.jobs = jobs
+        state.note = f"{self.config.n_explain} features x {len(jobs)} SAEs"
+        return _settled(jobs)
+
+    def _explanations(self) -> list[tuple[SAE, int, str]]:
+        """(SAE, feature, automated explanation) for the features to decompose, in a stable order."""
+        from compute.models import Explanation
+
+        out = []
+        for sae in self.compared_saes():
+            rows = (
+                Explanation.objects.filter(
+                    source=Explanation.Source.AUTO,
+                    feature__dashboard_set__sae=sae,
+                    feature__dashboard_set__corpus_id=self.config.domain_id,
+                )
+                .order_by("feature__feature_index", "pk")
+                .values_list("feature__feature_index", "text")
+            )
+            seen: dict[int, str] = {}
+            for index, text in rows:
+                seen.setdefault(index, text)
+            out += [(sae, index, text) for index, text in list(seen.items())[: self.config.n_decompose]]
+        return out
+
+    def _decompose(self, state: StageState) -> bool:
+        from compute.models import Decomposition
+        from compute.services.decomposition import decomposition_propose, decompositions_measure
+
+        corpus = Corpus.objects.get(pk=self.config.domain_id)
+        # The configured endpoint when there is one (as for the explanations), else the local instruct model.
+        source = Decomposition.Source.LLM if settings.LLM_BASE_URL else Decomposition.Source.LOCAL
+        decompositions = []
+        for sae, index, text in self._explanations():
+            found = (
+                Decomposition.objects.filter(sae=sae, corpus=corpus, feature_index=index, source=source)
+                .exclude(status=Decomposition.Status.FAILED)
+                .order_by("pk")
+                .first()
+            )
+            decompositions.append(
+                found
+                or decomposition_propose(
+                    sae=sae,
+                    corpus=corpus,
+                    feature_index=index,
+                    description=text[:300],
+                    source=source,
+                    created_by=self.admin,
+                    **self.config.decomposition,
+                )
+            )
+        jobs = [d.job for d in decompositions if d.job is not None]
+        state.jobs = jobs
+        state.note = f"{len(decompositions)} features"
+        if not _settled(jobs):
+            return False
+        for d in decompositions:
+            d.refresh_from_db()
+        failed = [d for d in decompositions if d.status == Decomposition.Status.FAILED]
+        if failed:
+            raise DemoError(f"Decomposition {failed[0].pk} failed: {failed[0].error}")
+        draft = [d for d in decompositions if d.status == Decomposition.Status.DRAFT]
+        if draft:
+            state.jobs = [*jobs, decompositions_measure(decompositions=draft, created_by=self.admin)]
+            return False
+        return all(d.status == Decomposition.Status.MEASURED for d in decompositions)
+
+    def _campaign(self, state: StageState) -> bool:
+        from labelsite.services.campaigns import OPEN_JOB_KIND, SourceSpec, campaign_create, campaign_open_start
+
+        campaign = Campaign.objects.filter(name=self.config.campaign_name).first()
+        if campaign is None:
+            campaign = campaign_create(
+                name=self.config.campaign_name,
+                domain_corpus_id=self.config.domain_id,
+                general_corpus_id=self.config.general_id,
+                sources=[
+                    SourceSpec(sae_id=sae.pk, n_features=min(self.config.n_features, sae.d_sae))
+                    for sae in self.compared_saes()
+                ],
+                labeller_ids=self.labeller_ids,
+                guidelines=DEMO_GUIDELINES,
+                overlap=self.config.overlap,
+                sampling=Campaign.Sampling.MATCHED,
+                min_frequency=1e-4,  # skip features that (almost) never fire on the domain text
+                created_by=self.admin,
+            )
+        state.note = f"campaign {campaign.pk}"
+        if campaign.status == Campaign.Status.OPEN:
+            return True
+        if campaign.status == Campaign.Status.DRAFT and campaign.prepare_error:
+            raise DemoError(f"Campaign {campaign.pk} did not open: {campaign.prepare_error}")
+        job = campaign.build_jobs.filter(kind=OPEN_JOB_KIND).order_by("-pk").first()
+        if job is not None and job.status in FAILED:
+            raise DemoError(f"Opening campaign {campaign.pk} failed: {job.error or job.message}")
+        if job is None or job.status == JobStatus.SUCCEEDED:  # not asked yet, or it waited for dashboards
+            job = campaign_open_start(campaign_id=campaign.pk, user=self.admin) or job
+        state.jobs = [job] if job is not None else []
+        return False
+
+    # ------------------------------------------------------------------ driving
+    def step(self) -> dict[str, StageState]:
+        """Advance as far as finished work allows; raise DemoError when a stage failed."""
+        handlers: dict[str, Callable[[StageState], bool]] = {
+            "train": self._train,
+            "study": self._study,
+            "dashboards": self._dashboards,
+            "explain": self._explain,
+            "decompose": self._decompose,
+            "campaign": self._campaign,
+        }
+        for name in STAGES:
+            state = self.states[name]
+            if state.done:
+                continue
+            try:
+                state.done = handlers[name](state)
+            except LabelError as exc:
+                state.error = str(exc)
+                raise DemoError(f"{name}: {exc}") from exc
+            except Exception as exc:
+                from config.errors import ServiceError
+
+                if not isinstance(exc, ServiceError):
+                    raise
+                state.error = str(exc)
+                raise DemoError(f"{name}: {exc}") from exc
+            if not state.done:
+                break
+        return self.states
+
+    @property
+    def finished(self) -> bool:
+        return all(s.done for s in self.states.values())
+
+    def campaign(self) -> Campaign | None:
+        return Campaign.objects.filter(name=self.config.campaign_name).first()
+
+
+def demo_config(
+    *, model: LanguageModel, general: Corpus, domain: Corpus, overrides: dict[str, Any] | None = None, **fields: Any
+) -> DemoConfig:
+    """The CPU demo's settings on these records; `overrides` replace training options (tokens, hook, sweep)."""
+    config = DemoConfig(model_id=model.pk, general_id=general.pk, domain_id=domain.pk, **fields)
+    config.training.update(overrides or {})
+    return config

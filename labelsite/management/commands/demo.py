@@ -7,7 +7,9 @@ With --smoke it starts everything, proves a job runs in a worker process, and st
 from __future__ import annotations
 
 import json
+import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,29 +22,54 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-DEMO_ACCOUNTS = [
-    ("admin", "admin-demo-pass", True),
-    ("labeller1", "labeller-demo-pass", False),
-    ("labeller2", "labeller-demo-pass", False),
-]
+from labelsite.services.demo import DEMO_CAMPAIGN
+
+DEMO_ACCOUNTS = [("admin", True), ("labeller1", False), ("labeller2", False)]
+BAR_WIDTH = 24
 
 
 class Command(BaseCommand):
-    help = "Run the demo: web server and Celery workers on the embedded default (Ctrl+C stops everything)."
+    help = (
+        "Run the demo study end to end (train, evaluate, dashboards, explanations, decompositions, a blind "
+        "campaign), with the web server and workers on the embedded default. Ctrl+C stops; re-run resumes."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--smoke", action="store_true", help="Start, run one job through a worker, stop.")
-        parser.add_argument(
-            "--no-pipeline", action="store_true", help="Only serve: do not queue the demo training run and campaign."
+        parser.add_argument("--no-pipeline", action="store_true", help="Only serve: do not run the demo study.")
+        parser.add_argument("--exit-when-done", action="store_true", help="Stop once the study's stages are done.")
+        real = parser.add_argument_group("real settings (defaults: the offline CPU demo)")
+        real.add_argument("--model", default="", help="Language model: Hugging Face name or local folder.")
+        real.add_argument("--hook", default="", help="Hook to read, e.g. blocks.6.hook_resid_post.")
+        real.add_argument("--general", default="", help="General corpus: HF dataset name or a local file/folder.")
+        real.add_argument("--domain", default="", help="Domain corpus: HF dataset name or a local file/folder.")
+        real.add_argument("--text-column", default="text", help="Text column of HF datasets.")
+        real.add_argument("--gsae-release", default="", help="Pretrained GSAE: sae-lens release (with --gsae-id).")
+        real.add_argument("--gsae-id", default="", help="Pretrained GSAE: the SAE id within the release.")
+        real.add_argument("--gsae-width", type=int, default=0, help="Pretrained GSAE: its number of features.")
+        real.add_argument("--gsae-d-in", type=int, default=0, help="Pretrained GSAE: its input width (d_model).")
+        real.add_argument("--gsae-tokens", type=int, default=0, help="GSAE training tokens.")
+        real.add_argument("--domain-tokens", type=int, default=0, help="Domain SAE training tokens.")
+        real.add_argument("--l1", type=float, nargs="+", default=None, help="Sparsity sweep (L1 coefficients).")
+        real.add_argument("--features", type=int, default=20, help="Campaign features per source SAE.")
+        real.add_argument(
+            "--prefix", default="demo", help="Name prefix of this study's runs (a new one = a new study)."
         )
+        parser.add_argument("--admin-password", default=os.environ.get("DEMO_ADMIN_PASSWORD", ""))
+        parser.add_argument("--labeller-password", default=os.environ.get("DEMO_LABELLER_PASSWORD", ""))
 
     def handle(self, *args, host: str, port: int, smoke: bool, no_pipeline: bool, **options) -> None:
+        self.started = time.monotonic()
+        self.log_dir = Path(settings.VAR_DIR) / "log"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        _quiet(self.log_dir / "demo.log")
+        self._line("setup", "migrating the database, accounts, model and corpora")
         call_command("migrate", interactive=False, verbosity=0)
-        self._accounts()
-        self._register_defaults()
-        pipeline = None if smoke or no_pipeline else DemoPipeline(self.stdout)
+        credentials = self._accounts(options["admin_password"], options["labeller_password"])
+        config = None if smoke or no_pipeline else self._register(options)
+        self._line("setup", "done", 1.0, end=True)
         procs = self._start(host, port)
         # `kill` or a closed terminal must stop the server and workers too, not orphan them.
         for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -52,67 +79,187 @@ class Command(BaseCommand):
             if smoke:
                 self._smoke()
                 return
-            self.stdout.write(self.style.SUCCESS(f"\nLabelsite is running at http://{host}:{port}/"))
-            for username, password, staff in DEMO_ACCOUNTS:
-                self.stdout.write(f"  {'admin   ' if staff else 'labeller'}  {username} / {password}")
-            self.stdout.write("Press Ctrl+C to stop the server and the workers.\n")
-            if pipeline is not None:
-                pipeline.start(f"http://{host}:{port}")
+            base = f"http://{host}:{port}"
+            self._line("services", f"web server {base}/ and workers (their output: {self.log_dir}/)", 1.0, end=True)
+            for username, password in credentials:
+                self.stdout.write(f"  new account {username} / {password}   (shown once: note it)")
+            if config is not None:
+                self._pipeline(config, base, procs, exit_when_done=options["exit_when_done"])
+                if options["exit_when_done"]:
+                    return
+            self.stdout.write(self.style.SUCCESS(f"Labelsite is running at {base}/ ; Ctrl+C stops it."))
             while all(p.poll() is None for p in procs):
-                if pipeline is not None:
-                    pipeline.advance()
                 time.sleep(2)
-            raise CommandError("A demo process exited unexpectedly; see its output above.")
+            raise CommandError(f"A demo process exited unexpectedly; see its log in {self.log_dir}/.")
         except KeyboardInterrupt:
-            self.stdout.write("\nStopping…")
+            self.stdout.write("\nStopping… (run `make demo` again to resume)")
         finally:
             self._stop(procs)
 
-    def _accounts(self) -> None:
+    # ------------------------------------------------------------------ terminal
+    def _line(self, stage: str, message: str, fraction: float | None = None, *, end: bool = False) -> None:
+        """One line per stage: a bar redrawn in place on a terminal, printed when it ends elsewhere."""
+        elapsed = time.monotonic() - self.started
+        bar = ""
+        if fraction is not None:
+            filled = int(round(max(0.0, min(1.0, fraction)) * BAR_WIDTH))
+            bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fraction:4.0%} "
+        text = f"{int(elapsed) // 60:3d}:{int(elapsed) % 60:02d}  {stage:<10} {bar}{message}"[:150]
+        if self.stdout.isatty():
+            self.stdout.write(f"\r\033[K{text}", ending="\n" if end else "")
+            self.stdout.flush()
+        else:  # a log file: a line when the stage, its message or its tenth of progress changes
+            key = (stage, message.split(":")[0][:30], int((fraction or 0.0) * 10))
+            if end or getattr(self, "_last", None) != key:
+                self.stdout.write(text)
+                self._last = key
+
+    def _pipeline(self, config, base: str, procs: list[subprocess.Popen], *, exit_when_done: bool) -> None:
+        from labelsite.services.demo import STAGES, Demo, DemoError
+
+        users = get_user_model().objects
+        demo = Demo(
+            config,
+            admin=users.get(username="admin"),
+            labeller_ids=users.filter(username__startswith="labeller").values_list("pk", flat=True),
+        )
+        current = 0
+        while current < len(STAGES):
+            if any(p.poll() is not None for p in procs):
+                raise CommandError(f"A demo process exited unexpectedly; see its log in {self.log_dir}/.")
+            try:
+                states = demo.step()
+            except DemoError as exc:
+                self._line(STAGES[current], "failed", end=True)
+                raise CommandError(
+                    f"{exc}\nFix it (or retry the job from its page) and run `make demo` again."
+                ) from None
+            while current < len(STAGES) and states[STAGES[current]].done:
+                state = states[STAGES[current]]
+                self._line(state.name, f"done ({state.note})", 1.0, end=True)
+                current += 1
+            if current < len(STAGES):
+                state = states[STAGES[current]]
+                jobs = ", ".join(f"{base}/compute/jobs/{j.pk}/" for j in state.jobs[:1])
+                self._line(state.name, f"{state.message or 'queued'}  {jobs}", state.progress)
+                time.sleep(1)
+        campaign = demo.campaign()
+        study = demo.study()
+        audit = (campaign.audit or {}) if campaign else {}
+        self.stdout.write(self.style.SUCCESS("\nThe demo study is ready. Open first:"))
+        if study is not None:
+            self.stdout.write(f"  1. the study and its three figures   {base}/compute/studies/{study.pk}/  (as admin)")
+        if campaign is not None:
+            verdict = " (blinding audit: " + _audit_line(audit) + ")" if audit else ""
+            self.stdout.write(f"  2. the blind campaign{verdict}  {base}/manage/campaigns/{campaign.pk}/")
+        self.stdout.write(f"  3. label as labeller1 or labeller2                 {base}/label/")
+
+    # ------------------------------------------------------------------ setup
+    def _accounts(self, admin_password: str, labeller_password: str) -> list[tuple[str, str]]:
+        """Create missing accounts; return (username, password) of those created now (printed once)."""
         users = get_user_model()
-        for username, password, staff in DEMO_ACCOUNTS:
-            if not users.objects.filter(username=username).exists():
-                users.objects.create_user(
-                    username, f"{username}@example.org", password, is_staff=staff, is_superuser=staff
+        created = []
+        for username, staff in DEMO_ACCOUNTS:
+            if users.objects.filter(username=username).exists():
+                continue
+            password = (admin_password if staff else labeller_password) or secrets.token_urlsafe(12)
+            users.objects.create_user(username, f"{username}@example.org", password, is_staff=staff, is_superuser=staff)
+            created.append((username, password))
+        return created
+
+    def _register(self, options: dict):
+        """The records the study runs on: the offline defaults, or what the options name."""
+        from compute.models import SAE, Corpus, LanguageModel
+        from compute.services import registry
+        from labelsite.services.demo import demo_config
+
+        model, (general, domain) = registry.register_defaults()
+        if options["model"]:
+            local = Path(options["model"]).expanduser().exists()
+            model = registry.language_model_register(
+                name=Path(options["model"]).name if local else options["model"].replace("/", "-"),
+                source=LanguageModel.Source.LOCAL if local else LanguageModel.Source.HUB,
+                location=str(Path(options["model"]).expanduser().resolve()) if local else options["model"],
+                default_hook=options["hook"],
+            )
+        corpora = {}
+        for key, kind, default in (("general", Corpus.Kind.GENERAL, general), ("domain", Corpus.Kind.DOMAIN, domain)):
+            location = options[key]
+            if not location:
+                corpora[key] = default
+                continue
+            local = Path(location).expanduser().exists()
+            name = (Path(location).stem if local else location.replace("/", "-"))[:90]
+            corpora[key] = Corpus.objects.filter(name=name).first() or registry.corpus_register(
+                name=name,
+                kind=kind,
+                source=Corpus.Source.FILES if local else Corpus.Source.HUB,
+                location=str(Path(location).expanduser().resolve()) if local else location,
+                text_column=options["text_column"],
+            )
+        overrides: dict = {"name_prefix": options["prefix"]}
+        if options["hook"]:
+            overrides["hook_name"] = options["hook"]
+        if options["gsae_tokens"]:
+            overrides["gsae_tokens"] = options["gsae_tokens"]
+        if options["domain_tokens"]:
+            overrides["domain_tokens"] = options["domain_tokens"]
+        if options["l1"]:
+            overrides["l1_coefficients"] = options["l1"]
+        gsae_id = None
+        if options["gsae_release"]:
+            d_in = options["gsae_d_in"] or int(model.info.get("d_model") or 0)
+            if not (options["gsae_id"] and options["gsae_width"] and options["hook"] and d_in):
+                raise CommandError(
+                    "A pretrained GSAE needs --gsae-release, --gsae-id, --gsae-width, --gsae-d-in and --hook."
                 )
-
-    def _register_defaults(self) -> None:
-        from compute.services.registry import register_defaults
-
-        model, corpora = register_defaults()
-        self.stdout.write(
-            f"Registered the offline model {model.name} and corpora {', '.join(c.name for c in corpora)}."
+            name = f"{options['prefix']}-gsae-{options['gsae_release']}"[:100].replace("/", "-")
+            gsae = SAE.objects.filter(name=name).first() or registry.sae_register_pretrained(
+                name=name,
+                release=options["gsae_release"],
+                sae_id=options["gsae_id"],
+                language_model=model,
+                hook_name=options["hook"],
+                d_in=d_in,
+                d_sae=options["gsae_width"],
+            )
+            gsae_id = gsae.pk
+        return demo_config(
+            model=model,
+            general=corpora["general"],
+            domain=corpora["domain"],
+            overrides=overrides,
+            gsae_id=gsae_id,
+            n_features=options["features"],
+            campaign_name=DEMO_CAMPAIGN if options["prefix"] == "demo" else f"{options['prefix']}: blind",
         )
 
     def _start(self, host: str, port: int) -> list[subprocess.Popen]:
+        """Workers, the probe worker and the web server, each writing to its own log file under var/log/."""
         python = sys.executable
         root = Path(settings.BASE_DIR)
-        worker = [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--prefetch-multiplier",
-            "1",
-        ]
-        commands = [
-            [*worker, "-Q", "default", "--concurrency", "1", "-n", "default@%h"],
-            [*worker, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"],
-            [python, "manage.py", "probe_worker"],  # live probes on feature pages (keeps the model loaded)
-            [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        return [subprocess.Popen(cmd, cwd=root, env=env, start_new_session=True) for cmd in commands]
+        worker = [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--prefetch-multiplier", "1"]
+        commands = {
+            "worker-default": [*worker, "-Q", "default", "--concurrency", "1", "-n", "default@%h"],
+            "worker-gpu": [*worker, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"],
+            "probe-worker": [python, "manage.py", "probe_worker"],  # live probes (keeps the model loaded)
+            "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
+        }
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
+        procs = []
+        for name, cmd in commands.items():
+            log = open(self.log_dir / f"demo-{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
+            procs.append(
+                subprocess.Popen(cmd, cwd=root, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+            )
+            log.close()
+        return procs
 
     def _wait_for_web(self, host: str, port: int, procs: list[subprocess.Popen]) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
-                raise CommandError("A demo process failed to start; see its output above.")
+                raise CommandError(f"A demo process failed to start; see its log in {self.log_dir}/.")
             try:
                 with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2) as response:
                     if json.load(response).get("ok"):
@@ -156,61 +303,22 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-class DemoPipeline:
-    """Queues the demo training run, then opens the blind campaign when it has succeeded; says what happens."""
+def _audit_line(audit: dict) -> str:
+    try:
+        return f"source predictable {audit['accuracy']:.2f} [{audit['ci_low']:.2f}, {audit['ci_high']:.2f}], chance {audit['chance']:.2f}"
+    except (KeyError, TypeError, ValueError):
+        return "see the campaign page"
 
-    def __init__(self, out) -> None:
-        self.out = out
-        self.job_id: int | None = None
-        self.done = False
 
-    def start(self, base_url: str) -> None:
-        from compute.models import Corpus, LanguageModel
-        from compute.services.registry import DEFAULT_MODEL_NAME
-        from labelsite.services.demo import demo_training_start
-
-        self.base_url = base_url
-        users = get_user_model().objects
-        job = demo_training_start(
-            model=LanguageModel.objects.get(name=DEFAULT_MODEL_NAME),
-            general=Corpus.objects.get(name="web"),
-            domain=Corpus.objects.get(name="science"),
-            created_by=users.get(username="admin"),
-        )
-        self.job_id = job.pk
-        self.out.write(
-            f"Demo run: training a GSAE on 'web' and a Direct SAE and an SSAE on 'science' (job {job.pk}).\n"
-            f"  Follow it at {base_url}/compute/jobs/{job.pk}/ ; the blind campaign opens when it is done."
-        )
-
-    def advance(self) -> None:
-        from compute.models import Corpus, Job, JobStatus
-        from labelsite.models import Campaign
-        from labelsite.services import LabelError
-        from labelsite.services.demo import demo_campaign_open
-
-        if self.done or self.job_id is None:
-            return
-        job = Job.objects.get(pk=self.job_id)
-        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            self.out.write(f"The demo training job {job.pk} {job.status}: {job.message}. Retry it from its page.")
-            self.done = True
-        elif job.status == JobStatus.SUCCEEDED:
-            users = get_user_model().objects
-            try:
-                campaign = demo_campaign_open(
-                    job=job,
-                    general=Corpus.objects.get(name="web"),
-                    domain=Corpus.objects.get(name="science"),
-                    labeller_ids=users.filter(username__startswith="labeller").values_list("pk", flat=True),
-                    created_by=users.get(username="admin"),
-                )
-            except LabelError as exc:
-                self.out.write(f"The demo campaign could not be created: {exc}")
-            else:
-                state = "is open" if campaign.status == Campaign.Status.OPEN else "opens once its dashboards are built"
-                self.out.write(
-                    f"Demo campaign '{campaign.name}' {state}: {self.base_url}/manage/campaigns/{campaign.pk}/ ;"
-                    f" labellers start at {self.base_url}/label/"
-                )
-            self.done = True
+def _quiet(path: Path) -> None:
+    """This process's library warnings and log records go to `path`, not the terminal (the progress lines do)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.captureWarnings(True)
+    for name in ("", "py.warnings", "kombu", "celery", "django", "compute", "labelsite", "config"):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
+                logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False

@@ -1,71 +1,146 @@
-"""The demo's main job on a tiny model: train GSAE + Direct + SSAE, then a blind campaign opens over both."""
+"""The demo study's orchestration at tiny scale: every stage (training with a sweep, the study evaluated,
+dashboards, automated explanations, decompositions, the blind campaign opened after its audit) runs through
+the features' own services and jobs; a second run reuses everything and creates nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth import get_user_model
 
 from compute.jobs import job_run
-from compute.models import SAE, Corpus, Job, JobStatus
+from compute.models import (
+    SAE,
+    DashboardSet,
+    Decomposition,
+    Explanation,
+    Job,
+    JobStatus,
+    Study,
+    StudyEvaluation,
+)
 from labelsite.models import Campaign, Item
-from labelsite.services import LabelError
-from labelsite.services.campaigns import OPEN_JOB_KIND
-from labelsite.services.demo import DEMO_CAMPAIGN, demo_campaign_open, demo_training_start
-from tests.factories import tiny_language_model
+from labelsite.services.demo import STAGES, Demo, DemoConfig
+from tests.integration.compute.test_decomposition import proposal
+from tests.integration.compute.test_training_service import setup, tiny_model_dir  # noqa: F401
+from tests.llm_server import Reply, good
+from tests.synthetic_features import RuleLLMServer
 
 pytestmark = pytest.mark.django_db
 
-SCIENCE = "The radio emission of the moon is a new source of information about its surface temperature. " * 4
-WEB = "The committee met on Monday to discuss the draft, and the film was long but worth it. " * 4
-SMALL = {"gsae_tokens": 3000, "domain_tokens": 2000, "gsae_expansion": 4, "context_size": 32, "eval_tokens": 256}
+
+class DemoLLMServer(RuleLLMServer):
+    """Explains and scores like a literal model; proposes sub-components when asked for them (JSON)."""
+
+    def _next(self, path: str, headers: dict, payload: Any) -> Reply:
+        if isinstance(payload, dict) and "component" in payload["messages"][0]["content"].lower():
+            return good(proposal(n_components=3, n_phrases=3))
+        return super()._next(path, headers, payload)
 
 
 @pytest.fixture
-def world(tmp_path, artifacts, alice, bob, carol):
-    lm = tiny_language_model(tmp_path / "lm", hook="blocks.1.hook_resid_post")
-    (tmp_path / "science.txt").write_text("\n\n".join([SCIENCE] * 40))
-    (tmp_path / "web.txt").write_text("\n\n".join([WEB] * 40))
-    domain = Corpus.objects.create(name="sci", kind="domain", source="files", location=str(tmp_path / "science.txt"))
-    general = Corpus.objects.create(name="web", kind="general", source="files", location=str(tmp_path / "web.txt"))
-    return {"lm": lm, "domain": domain, "general": general}
+def endpoint(settings):
+    server = DemoLLMServer().start()
+    settings.LLM_BASE_URL = server.base_url
+    settings.LLM_MODEL = "rule-model"
+    settings.LLM_RETRIES = 1
+    settings.LLM_BACKOFF_S = 0.01
+    yield server
+    server.stop()
 
 
-def test_demo_run_trains_then_opens_a_blind_campaign_over_direct_and_ssae(world, alice, bob, carol):
-    job = demo_training_start(
-        model=world["lm"], general=world["general"], domain=world["domain"], created_by=alice, overrides=SMALL
+def tiny_config(setup) -> DemoConfig:  # noqa: F811
+    return DemoConfig(
+        model_id=setup["model"].pk,
+        general_id=setup["web"].pk,
+        domain_id=setup["science"].pk,
+        training={
+            "methods": ["gsae", "finetune", "direct", "ssae"],
+            "name_prefix": "demo",
+            "hook_name": "blocks.0.hook_resid_post",
+            "gsae_expansion": 4,
+            "domain_expansion": 2,
+            "l1_coefficients": [0.3, 3.0],
+            "gsae_l1_coefficient": 0.3,
+            "lr": 1e-2,
+            "gsae_tokens": 6000,
+            "domain_tokens": 4000,
+            "eval_tokens": 1024,
+            "context_size": 32,
+            "batch_size": 16,
+            "minibatch_tokens": 256,
+        },
+        study_options={"eval_tokens": 512, "frequency_tokens": 1024, "context_size": 32, "batch_size": 8},
+        dashboard_params={"max_tokens": 2048, "context_size": 32, "batch_size": 8},
+        n_features=4,
+        overlap=2,
+        n_explain=2,
+        n_decompose=1,
+        decomposition={"n_components": 3, "n_phrases": 3},
     )
-    assert demo_training_start(model=world["lm"], general=world["general"], domain=world["domain"]) == job
-    assert job_run(job_id=job.pk, attempt=job.attempt) == JobStatus.SUCCEEDED, Job.objects.get(pk=job.pk).error
-    job.refresh_from_db()
-    methods = sorted(SAE.objects.filter(job=job, status=SAE.Status.READY).values_list("method", flat=True))
-    assert methods == ["direct", "gsae", "ssae"]
 
-    campaign = demo_campaign_open(
-        job=job, general=world["general"], domain=world["domain"], labeller_ids=[bob.pk, carol.pk],
-        created_by=alice, n_features=5, dashboard_tokens=1024,
-    )  # fmt: skip
-    assert campaign.status == Campaign.Status.PREPARING
-    builds = list(campaign.build_jobs.all())
-    assert len(builds) == 4 and all(b.params["max_tokens"] == 1024 for b in builds)
-    for build in builds:
-        assert job_run(job_id=build.pk, attempt=build.attempt) == JobStatus.SUCCEEDED
-    # the builds' successes queued the job that opens the campaign (a worker runs it in the demo)
-    (opener,) = campaign.build_jobs.filter(kind=OPEN_JOB_KIND)
-    assert job_run(job_id=opener.pk, attempt=opener.attempt) == JobStatus.SUCCEEDED
-    campaign.refresh_from_db()
+
+def drive(demo: Demo, limit: int = 60) -> list[int]:
+    """Step the demo, running each job it queued in this process (as a worker would), until it is done."""
+    ran = []
+    for _ in range(limit):
+        demo.step()
+        if demo.finished:
+            return ran
+        queued = list(Job.objects.filter(status=JobStatus.QUEUED).order_by("pk"))
+        assert queued, f"stalled at {[s.name for s in demo.states.values() if not s.done]}"
+        for job in queued:
+            job_run(job_id=job.pk, attempt=job.attempt)
+            ran.append(job.pk)
+    raise AssertionError("the demo did not finish")
+
+
+def counts() -> dict[str, int]:
+    return {
+        "jobs": Job.objects.count(),
+        "saes": SAE.objects.count(),
+        "studies": Study.objects.count(),
+        "evaluations": StudyEvaluation.objects.count(),
+        "dashboard_sets": DashboardSet.objects.count(),
+        "explanations": Explanation.objects.count(),
+        "decompositions": Decomposition.objects.count(),
+        "campaigns": Campaign.objects.count(),
+        "items": Item.objects.count(),
+    }
+
+
+def test_the_demo_runs_every_stage_once_and_a_second_run_reuses_everything(setup, endpoint):  # noqa: F811
+    users = get_user_model().objects
+    admin = users.create_user("admin", is_staff=True, is_superuser=True)
+    labellers = [users.create_user(f"labeller{i}").pk for i in (1, 2)]
+    config = tiny_config(setup)
+
+    ran = drive(Demo(config, admin=admin, labeller_ids=labellers))
+    assert all(Job.objects.get(pk=pk).status == JobStatus.SUCCEEDED for pk in ran)
+    first = counts()
+
+    # Every stage's artifact, exactly once.
+    train = Job.objects.get(kind="train_saes")
+    methods = sorted(SAE.objects.filter(job=train, status="ready").values_list("method", flat=True))
+    assert methods == ["direct", "direct", "finetune", "finetune", "gsae", "ssae", "ssae"]  # sweep of two
+    study = Study.objects.get(training_job=train)
+    assert first["studies"] == 1 and first["evaluations"] == 1
+    assert {r["method"] for r in study.evaluations.get().results["rows"]} >= {"gsae", "finetune", "direct", "ssae"}
+    assert first["dashboard_sets"] == 4 and DashboardSet.objects.filter(status="ready").count() == 4
+    explained = Explanation.objects.filter(source="auto")
+    assert explained.count() == 2 * 2  # two features for each of Direct and SSAE
+    measured = Decomposition.objects.filter(status="measured")
+    assert first["decompositions"] == 2 and measured.count() == 2
+    campaign = Campaign.objects.get()
     assert campaign.status == Campaign.Status.OPEN
-    assert set(campaign.labellers.values_list("username", flat=True)) == {"bob", "carol"}
-    sources = Item.objects.filter(campaign=campaign).values_list("source__sae__method", flat=True)
-    assert sorted(sources) == ["direct"] * 5 + ["ssae"] * 5
-    # Asking again changes nothing.
-    again = demo_campaign_open(job=job, general=world["general"], domain=world["domain"], labeller_ids=[])
-    assert again == campaign and Campaign.objects.filter(name=DEMO_CAMPAIGN).count() == 1
+    assert campaign.sampling == Campaign.Sampling.MATCHED and campaign.overlap == 2
+    assert campaign.sources.count() == 2 and campaign.items.exists()
+    assert {s.sae.method for s in campaign.sources.select_related("sae")} == {"direct", "ssae"}
 
-
-def test_demo_campaign_needs_a_successful_training_job(world, alice):
-    job = demo_training_start(model=world["lm"], general=world["general"], domain=world["domain"], overrides=SMALL)
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)
-    job.refresh_from_db()
-    with pytest.raises(LabelError, match="not succeeded"):
-        demo_campaign_open(job=job, general=world["general"], domain=world["domain"], labeller_ids=[])
-    # A failed run is not reused: the next start queues a fresh one.
-    assert demo_training_start(model=world["lm"], general=world["general"], domain=world["domain"]) != job
+    # A second run (a re-run of `make demo`): every stage done at once, nothing new.
+    again = Demo(config, admin=admin, labeller_ids=labellers)
+    states = again.step()
+    assert again.finished and [s for s in STAGES if states[s].done] == STAGES
+    assert counts() == first
+    assert not Job.objects.filter(status=JobStatus.QUEUED).exists()
