@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class ComputeConfig(AppConfig):
     name = "compute"
     verbose_name = "Compute"
+
+    def ready(self) -> None:
+        from compute import receivers  # noqa: F401  (deleting records deletes their artifact files)

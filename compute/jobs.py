@@ -52,9 +52,9 @@ JOB_KINDS: dict[str, KindSpec] = {
     ),
     JobKind.EVALUATE_SAE: KindSpec("compute.services.evaluation.run_evaluation_job", GPU_QUEUE),
     JobKind.BUILD_DASHBOARDS: KindSpec(
-        "compute.services.dashboards.run_dashboard_job",
+        "compute.services.dashboard_build.run_dashboard_job",
         GPU_QUEUE,
-        abandon="compute.services.dashboards.dashboards_abandon_job",
+        abandon="compute.services.dashboard_build.dashboards_abandon_job",
     ),
     JobKind.EVALUATE_STUDY: KindSpec("compute.services.studies.run_study_evaluation_job", GPU_QUEUE),
     JobKind.PROPOSE_DECOMPOSITION: KindSpec(

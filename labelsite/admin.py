@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from config.admin import ReadOnlyAdmin
-from labelsite.models import Assignment, Campaign, CampaignSAE, Item, Judgment
+from labelsite.models import Assignment, Campaign, CampaignSAE, Item, Judgment, JudgmentRevision
 
 
 class CampaignSAEInline(admin.TabularInline):
@@ -45,3 +45,9 @@ class JudgmentAdmin(ReadOnlyAdmin):
     list_display = ["item", "labeller", "time_spent_ms", "revisions", "updated_at"]
     list_filter = ["campaign"]
     raw_id_fields = ["item"]
+
+
+@admin.register(JudgmentRevision)
+class JudgmentRevisionAdmin(ReadOnlyAdmin):
+    list_display = ["judgment", "version", "saved_at", "replaced_at"]
+    raw_id_fields = ["judgment"]

@@ -267,7 +267,7 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
         raise JobInputError("sae_id and corpus_id must name an SAE and a corpus.") from exc
     config = _config(params.get("config"))
     batch_size = _batch_size(params)
-    features = params.get("feature_indices") or []
+    features = set(params.get("feature_indices") or [])
     human = _human_entries(params.get("human") or [], dset)
     do_explain, do_score = bool(params.get("explain", True)), bool(params.get("score", True))
     seed = params.get("seed", 0)
@@ -275,7 +275,7 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.01, "building held-out material")
     pool = _negative_pool(dset, seed if isinstance(seed, int) else 0)
     human_features = _record_human(dset=dset, entries=human, config=config, pool=pool, job=ctx.job)
-    todo = sorted(set(features) | human_features)
+    todo = sorted(features | human_features)
 
     client = None
     if (do_explain and features) or (do_score and todo):

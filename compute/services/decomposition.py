@@ -425,7 +425,7 @@ def decomposition_blind_panel(*, sae_id: int, feature_index: int) -> tuple[str, 
     """
     from django.template.loader import render_to_string
 
-    from compute.services.dashboards import tokens_html
+    from compute.selectors.dashboard_html import tokens_html
 
     row = (
         Decomposition.objects.filter(sae_id=sae_id, feature_index=feature_index, status=Decomposition.Status.MEASURED)

@@ -45,7 +45,7 @@ def _activation(example: dict[str, Any], *, bin_min: float, bin_max: float, bin_
 
 
 def neuronpedia_feature(export: dict[str, Any]) -> dict[str, Any]:
-    """One feature of our export (compute.services.dashboards.dashboard_export) in Neuronpedia's shape."""
+    """One feature of our export (compute.selectors.dashboard_exports.dashboard_export) in Neuronpedia's shape."""
     max_value = float(export["max_activation"])
     n_firing = max(int(export["n_firing"]), 0)
     activations = [_activation(ex, bin_min=-1, bin_max=max_value, bin_contains=-1) for ex in export["top_examples"]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -10,14 +12,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from compute.models import SAE, Corpus, DashboardSet
-from compute.services.dashboards import (
-    dashboard_build,
-    dashboard_export,
-    dashboard_get,
-    dashboard_html,
-    dashboard_set_export_lines,
-    neuronpedia_set_lines,
-)
+from compute.selectors.dashboard_exports import dashboard_export, dashboard_set_export_lines, neuronpedia_set_lines
+from compute.selectors.dashboard_html import dashboard_html
+from compute.selectors.dashboards import dashboard_get
+from compute.services.dashboards import dashboard_build
 from compute.services.neuronpedia import neuronpedia_feature
 from config.roles import admin_required
 
@@ -70,8 +68,33 @@ def feature_browser(request: HttpRequest, sae_id: int, corpus_id: int) -> HttpRe
     features = dset.features.order_by(order, "feature_index").only(
         "feature_index", "n_firing", "frequency", "max_activation"
     )
+    # Filters: dead features hidden unless asked for; a firing-frequency range (fractions of tokens).
+    show_dead = request.GET.get("dead") == "1"
+    if not show_dead:
+        features = features.filter(n_firing__gt=0)
+    bounds = {}
+    for key, lookup in (("min_freq", "frequency__gte"), ("max_freq", "frequency__lte")):
+        raw = request.GET.get(key, "").strip()
+        if not raw:
+            continue
+        try:
+            bounds[key] = float(raw)
+        except ValueError:
+            messages.error(request, f"{key.replace('_', ' ')}: give a number such as 0.001 (a fraction of tokens).")
+            continue
+        features = features.filter(**{lookup: bounds[key]})
+    filters = {k: v for k, v in (("dead", "1" if show_dead else ""), *((k, request.GET[k]) for k in bounds)) if v}
     page = Paginator(features, 100).get_page(request.GET.get("page"))
-    context = {"dset": dset, "page": page, "sort": sort, "sorts": list(SORTS)}
+    context = {
+        "dset": dset,
+        "page": page,
+        "sort": sort,
+        "sorts": list(SORTS),
+        "show_dead": show_dead,
+        "min_freq": request.GET.get("min_freq", ""),
+        "max_freq": request.GET.get("max_freq", ""),
+        "filter_query": urlencode(filters),
+    }
     return render(request, "compute/dashboard_browser.html", context)
 
 

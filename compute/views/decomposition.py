@@ -13,7 +13,7 @@ from compute.forms import DecompositionEditForm, DecompositionProposeForm, Probe
 from compute.jobs import JobInputError
 from compute.ml.decomposition import CLASS_LABELS, components_to_text
 from compute.models import SAE, Corpus, Decomposition, FeatureDashboard
-from compute.services.dashboards import tokens_html
+from compute.selectors.dashboard_html import tokens_html
 from compute.services.decomposition import (
     decomposition_create_manual,
     decomposition_edit,

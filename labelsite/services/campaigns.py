@@ -229,7 +229,8 @@ def campaign_open(
     Runs in a job (`run_campaign_open_job`), never in a request.
     """
     from compute.models import JobStatus
-    from compute.services.dashboards import dashboard_build, dashboards_ready
+    from compute.selectors.dashboards import dashboards_ready
+    from compute.services.dashboards import dashboard_build
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -282,7 +283,7 @@ def _audit_before_opening(campaign: Campaign):
 def campaign_audit_run(*, campaign_id: int):
     """Run the blinding audit now. A campaign not yet open whose dashboards are all built gets its items
     sampled and rendered first (without opening), so admins can see the audit before they open it."""
-    from compute.services.dashboards import dashboards_ready
+    from compute.selectors.dashboards import dashboards_ready
     from labelsite.services.audit import campaign_audit
 
     with transaction.atomic():
@@ -307,7 +308,7 @@ def items_sample(*, campaign: Campaign) -> int:
     SAE), so the same settings give the same features. Items are inserted in a shuffled order so that even
     row ids do not group by source.
     """
-    from compute.services.dashboards import feature_frequencies
+    from compute.selectors.dashboards import feature_frequencies
 
     if campaign.items.exists():
         return 0
@@ -363,7 +364,7 @@ def _random_draw(campaign: Campaign, sources, eligible: dict[int, list[int]]) ->
 
 def _draw(campaign: Campaign, sources, freqs: dict, eligible: dict[int, list[int]]):
     """Matched draw: coordinates are log10 frequencies on D (and on general text with `match_general`)."""
-    from compute.services.dashboards import feature_frequencies
+    from compute.selectors.dashboards import feature_frequencies
 
     general = {}
     if campaign.match_general:

@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from compute.jobs import JobInputError
 from compute.models import SAE, FeatureDashboard
-from compute.services.dashboards import tokens_html
+from compute.selectors.dashboard_html import tokens_html
 from compute.services.probe import probe_text
 from labelsite import questions as schema
 from labelsite.forms import JudgmentForm, SkipForm

@@ -34,6 +34,17 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 
 
 @admin_required
+@require_POST
+def guidelines_preview(request: HttpRequest) -> HttpResponse:
+    """The guidelines as labellers will see them (markdown rendered and sanitised), for the campaign form."""
+    from labelsite.selectors.blind import guidelines_render
+
+    text = request.POST.get("guidelines", "")[:50_000]
+    html = guidelines_render(text) if text.strip() else '<p class="muted">No guidelines yet.</p>'
+    return HttpResponse(f'<div id="guidelines-preview" class="card guidelines-preview">{html}</div>')
+
+
+@admin_required
 def campaign_new(request: HttpRequest) -> HttpResponse:
     form = CampaignForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -63,7 +74,20 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
         except LabelError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f'Campaign "{campaign.name}" created. Open it when you are ready.')
+            if request.POST.get("then") != "open":
+                messages.success(request, f'Campaign "{campaign.name}" created. Open it when you are ready.')
+                return redirect("manage:campaign", campaign_id=campaign.pk)
+            try:  # "Create and open": the same as pressing Open on the new campaign's page
+                job = campaign_open_start(campaign_id=campaign.pk, user=request.user, confirm_leak=False)
+            except LabelError as exc:
+                messages.error(request, f'Campaign "{campaign.name}" created, but not opened: {exc}')
+            else:
+                messages.success(
+                    request,
+                    f'Campaign "{campaign.name}" created and open.'
+                    if job is None
+                    else f'Campaign "{campaign.name}" created; opening (job {job.pk} builds what is missing).',
+                )
             return redirect("manage:campaign", campaign_id=campaign.pk)
     return render(request, "labelsite/manage/campaign_new.html", {"form": form})
 

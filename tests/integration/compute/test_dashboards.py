@@ -11,12 +11,9 @@ import torch
 
 from compute.jobs import job_run
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, JobStatus
-from compute.services.dashboards import (
-    dashboard_build,
-    dashboard_html,
-    dashboards_ready,
-    feature_frequencies,
-)
+from compute.selectors.dashboard_html import dashboard_html
+from compute.selectors.dashboards import dashboards_ready, feature_frequencies
+from compute.services.dashboards import dashboard_build
 from tests.factories import random_sae, tiny_language_model
 
 pytestmark = pytest.mark.django_db
@@ -205,7 +202,7 @@ def setup_tokens(sae, corpus) -> int:
 
 
 def test_frequency_is_said_plainly():
-    from compute.services.dashboards import _frequency_sentence
+    from compute.selectors.dashboard_html import _frequency_sentence
 
     assert _frequency_sentence(3, 1_200_000) == "Fires on 3 of 1.2M tokens (0.00025%)."
     assert _frequency_sentence(0, 52_000) == "Never fires on the 52k tokens of this corpus."
@@ -216,7 +213,7 @@ def test_full_size_dashboard_renders_under_100ms(setup):
     """20 top examples and 10 bins x 5 samples of 33 tokens each, as a real SmolLM2 dashboard has."""
     import numpy as np
 
-    from compute.services.dashboards import pack_feature
+    from compute.services.dashboard_build import pack_feature
 
     rng = np.random.default_rng(0)
 
@@ -261,7 +258,7 @@ def test_full_size_dashboard_renders_under_100ms(setup):
 
 
 def test_control_characters_and_whitespace_are_shown_not_emitted():
-    from compute.services.dashboards import _token_html
+    from compute.selectors.dashboard_html import _token_html
 
     html = _token_html("\x00a\n\t<b>", 1.0, 2.0, True)
     assert "\x00" not in html and "\n" not in html and "\t" not in html

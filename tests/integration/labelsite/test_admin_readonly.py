@@ -12,7 +12,7 @@ from tests.integration.labelsite.factories import campaign_draft, campaign_open_
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("model", ["item", "assignment", "judgment"])
+@pytest.mark.parametrize("model", ["item", "assignment", "judgment", "judgmentrevision"])
 def test_labelling_records_are_read_only_in_django_admin(admin_client, alice, bob, model):
     alice.is_superuser = True  # Django's admin shows models by permission; a superuser holds them all
     alice.save()

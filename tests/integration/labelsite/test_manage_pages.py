@@ -95,3 +95,25 @@ def test_api_creates_and_runs_a_campaign(admin_client, registry, bob, carol):
     )
     again = admin_client.post(reverse("manage-api:campaigns"), body, content_type="application/json")
     assert again.status_code == 400 and "already exists" in again.json()["detail"]
+
+
+def test_create_and_open_in_one_step(admin_client, registry, bob):
+    from compute.models import Job
+
+    response = admin_client.post(reverse("manage:campaign-new"), {**_form(registry, [bob], overlap=1), "then": "open"})
+    campaign = Campaign.objects.get()
+    assert response["Location"] == reverse("manage:campaign", args=[campaign.pk])
+    assert campaign.status == Campaign.Status.PREPARING  # the opening job is queued, as the Open button does
+    assert campaign.build_jobs.count() == 1 and Job.objects.count() == 1
+
+
+def test_guidelines_preview_renders_markdown_safely(admin_client, bob):
+    from django.test import Client
+
+    url = reverse("manage:guidelines-preview")
+    assert 'hx-post="' + url + '"' in admin_client.get(reverse("manage:campaign-new")).content.decode()
+    html = admin_client.post(url, {"guidelines": "# Rules\n\n**Score** it. <script>alert(1)</script>"}).content.decode()
+    assert "<h1>Rules</h1>" in html and "<strong>Score</strong>" in html and "<script>" not in html
+    labeller = Client()
+    labeller.force_login(bob)
+    assert labeller.post(url, {"guidelines": "x"}).status_code == 403

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from compute.jobs import job_run
 from compute.models import SAE, Corpus, Job, JobStatus
-from compute.services.dashboards import feature_frequencies
+from compute.selectors.dashboards import feature_frequencies
 from labelsite.models import Campaign, Item
 from labelsite.services.campaigns import (
     OPEN_JOB_KIND,

@@ -27,6 +27,13 @@ MATRIX = [
     ("post", "label:probe", "item", {"text": "x"}, {"anon": LOGIN, "outsider": 404, "member": 404, "admin": 404}),
     ("get", "manage:campaign-list", None, None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
     ("get", "manage:campaign-new", None, None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
+    (
+        "post",
+        "manage:guidelines-preview",
+        None,
+        {"guidelines": "x"},
+        {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200},
+    ),
     ("get", "manage:campaign", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
     ("post", "manage:campaign-close", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),
     ("post", "manage:campaign-open", "campaign", None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 302}),

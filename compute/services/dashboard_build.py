@@ -1,0 +1,262 @@
+"""Building dashboards, worker side: the build_dashboards job handler (gpu queue).
+
+One model pass over the corpus (`activation_stream`) fills an on-disk activation cache; features are then
+computed in chunks by `compute.ml.dashboards` and stored one compressed row per feature. torch, sae_lens
+and the rest of compute.ml are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.utils import timezone
+
+from compute.jobs import JobContext, JobInputError, JobInterrupted
+from compute.ml.config import ConfigError, DashboardJobConfig
+from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job
+from compute.services.registry import RegistryError, corpus_texts, job_scratch, language_model_load, sae_load
+
+
+def _build_config(params: dict[str, Any]) -> DashboardJobConfig:
+    try:
+        return DashboardJobConfig.from_params(params)
+    except ConfigError as exc:
+        raise JobInputError(str(exc)) from exc
+
+
+def _round4(value: float) -> float:
+    """Four significant digits: plenty for highlighting, and the JSON stays short."""
+    return float(f"{value:.4g}") if value else 0
+
+
+def pack_feature(feature: dict[str, Any], to_str: Callable[[int], str], logits: dict[str, list]) -> FeatureDashboard:
+    """One dashboard from compute.ml.dashboards -> an unsaved row; token ids become a per-row string table.
+
+    Per-token values keep four significant digits relative to the feature's max activation.
+    """
+    import numpy as np
+
+    scale = feature["max"]
+    decimals = max(0, 3 - math.floor(math.log10(scale))) if scale > 0 else 4
+    local: dict[int, int] = {}
+    strings: list[str] = []
+
+    def pack_example(ex: dict[str, Any]) -> dict[str, Any]:
+        ids = []
+        for t in ex["tokens"].tolist():
+            if t not in local:
+                local[t] = len(strings)
+                strings.append(to_str(t))
+            ids.append(local[t])
+        return {
+            "t": ids,
+            "v": np.round(ex["values"].astype(np.float64), decimals).tolist(),
+            "c": ex["center"],
+            "x": _round4(ex["value"]),
+            "s": ex["seq"],
+            "p": ex["pos"],
+        }
+
+    data = {
+        "top": [pack_example(ex) for ex in feature["top"]],
+        "quantiles": [
+            {
+                "lo": _round4(q["lo"]),
+                "hi": _round4(q["hi"]),
+                "count": q["count"],
+                "examples": [pack_example(e) for e in q["examples"]],
+            }
+            for q in feature["quantiles"]
+        ],
+        "histogram": feature["histogram"],
+        "mean": _round4(feature["mean"]),
+        "logits": logits,
+        "strings": strings,
+    }
+    return FeatureDashboard(
+        feature_index=feature["index"],
+        n_firing=feature["n_firing"],
+        frequency=feature["frequency"],
+        max_activation=feature["max"],
+        payload=FeatureDashboard.pack(data),
+    )
+
+
+def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
+    """Job handler (kind build_dashboards, gpu queue): all features of one SAE on one corpus.
+
+    Safe to run twice: a set that another job already built is reused; a rerun of this job
+    replaces its own partial rows.
+    """
+    from compute.ml import corpora as ml_corpora
+    from compute.ml import lm as ml_lm
+
+    config = _build_config(ctx.params)
+    try:
+        sae = SAE.objects.select_related("language_model").get(pk=ctx.params.get("sae_id"))
+        corpus = Corpus.objects.get(pk=ctx.params.get("corpus_id"))
+    except (SAE.DoesNotExist, Corpus.DoesNotExist, ValueError, TypeError) as exc:
+        raise JobInputError("sae_id and corpus_id must name an existing SAE and corpus.") from exc
+    if sae.status != SAE.Status.READY or not sae.artifact_path:
+        raise JobInputError(f"SAE {sae.name!r} is {sae.status}, not ready (no trained weights to read).")
+    dset, _ = DashboardSet.objects.get_or_create(sae=sae, corpus=corpus)
+    if dset.status == DashboardSet.Status.READY:
+        return {"reused_set": dset.pk, "n_features": dset.n_features}
+    DashboardSet.objects.filter(pk=dset.pk).update(job=ctx.job, status=DashboardSet.Status.BUILDING)
+
+    device = ml_lm.default_device()
+    ctx.set_device(device)
+    scratch = job_scratch(prefix=f"dash-{ctx.job.pk}-")
+    try:
+        return _build(ctx, sae=sae, corpus=corpus, dset=dset, job_config=config, device=device, scratch=scratch)
+    except (ml_corpora.CorpusError, ml_lm.ModelLoadError, RegistryError) as exc:
+        _set_failed(dset)
+        raise JobInputError(str(exc)) from exc
+    except JobInterrupted:
+        raise  # the next attempt builds the set again
+    except BaseException:
+        _set_failed(dset)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def dashboards_abandon_job(*, job: Job, reason: str) -> int:
+    """A dashboard job will never finish: the set it was building is failed (JobKind abandon hook)."""
+    return DashboardSet.objects.filter(job=job, status=DashboardSet.Status.BUILDING).update(
+        status=DashboardSet.Status.FAILED
+    )
+
+
+def _set_failed(dset: DashboardSet) -> None:
+    DashboardSet.objects.filter(pk=dset.pk).exclude(status=DashboardSet.Status.READY).update(
+        status=DashboardSet.Status.FAILED
+    )
+
+
+def _build(
+    ctx: JobContext,
+    *,
+    sae: SAE,
+    corpus: Corpus,
+    dset: DashboardSet,
+    job_config: DashboardJobConfig,
+    device: str,
+    scratch: Path,
+) -> dict[str, Any]:
+    import torch
+
+    from compute.ml.activations import activation_stream
+    from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
+
+    timings: dict[str, float] = {}
+    ctx.progress(0.01, "loading SAE and model")
+    t0 = time.perf_counter()
+    lens_sae = sae_load(sae=sae, device=device, scratch=scratch)
+    if lens_sae.cfg.d_sae != sae.d_sae:
+        raise JobInputError(f"SAE {sae.name!r}: weights have d_sae={lens_sae.cfg.d_sae}, record says {sae.d_sae}.")
+    loaded = language_model_load(language_model=sae.language_model, device=device, hook_name=sae.hook_name)
+    timings["load_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    # The whole corpus (train and eval alike), up to the token budget.
+    batches = activation_stream(
+        corpus_texts(corpus=corpus, scratch=scratch),
+        loaded,
+        sae.hook_name,
+        split="all",
+        budget=job_config.max_tokens,
+        context_size=job_config.context_size,
+        batch_size=job_config.batch_size,
+        device=device,
+    )
+    cache = ActivationCache(scratch / "acts")
+    n_tokens = cache.write(_with_progress(batches, ctx, job_config))
+    if n_tokens == 0:
+        raise JobInputError(f"Corpus {corpus.name!r} yielded no tokens.")
+    timings["activations_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    config = DashboardConfig(**job_config.render_options())
+    logits = _logit_tables(lens_sae, loaded, config.n_logit_tokens, output_logit_tokens)
+    to_str = _token_strings(loaded)
+    FeatureDashboard.objects.filter(dashboard_set=dset).delete()
+    n_dead = 0
+
+    def on_progress(fraction: float, message: str) -> None:
+        ctx.progress(0.5 + 0.49 * fraction, message)
+
+    with torch.no_grad():
+        for chunk in compute_dashboards(
+            batches=cache,
+            encode=lens_sae.encode,
+            d_sae=sae.d_sae,
+            config=config,
+            feature_chunk=job_config.feature_chunk,
+            device=device,
+            progress=on_progress,
+        ):
+            rows = []
+            for feature in chunk:
+                row = pack_feature(feature, to_str, logits[feature["index"]])
+                row.dashboard_set = dset
+                rows.append(row)
+                n_dead += row.n_firing == 0
+            FeatureDashboard.objects.bulk_create(rows, batch_size=500)
+    timings["dashboards_s"] = time.perf_counter() - t0
+    cache.remove()
+
+    DashboardSet.objects.filter(pk=dset.pk).update(
+        status=DashboardSet.Status.READY,
+        config={**config.as_dict(), "max_tokens": job_config.max_tokens, "context_size": job_config.context_size},
+        n_tokens=n_tokens,
+        n_features=sae.d_sae,
+        n_dead=n_dead,
+        stats={k: round(v, 3) for k, v in timings.items()},
+        finished_at=timezone.now(),
+    )
+    return {"dashboard_set": dset.pk, "n_tokens": n_tokens, "n_features": sae.d_sae, "n_dead": n_dead, **timings}
+
+
+def _with_progress(batches, ctx: JobContext, job_config: DashboardJobConfig):
+    per_batch = job_config.batch_size * job_config.context_size
+    total = max(1, job_config.max_tokens)
+    done = 0
+    for batch in batches:
+        yield batch
+        done += per_batch
+        ctx.progress(0.05 + 0.45 * min(1.0, done / total), f"activations: {min(done, total)} of {total} tokens")
+
+
+def _token_strings(loaded):
+    cache: dict[int, str] = {}
+
+    def to_str(token_id: int) -> str:
+        if token_id not in cache:
+            cache[token_id] = loaded.to_str_tokens([token_id])[0]
+        return cache[token_id]
+
+    return to_str
+
+
+def _logit_tables(lens_sae, loaded, k: int, output_logit_tokens) -> list[dict[str, list]]:
+    """Per feature: top positive and negative output-logit tokens of its decoder direction (empty without W_U)."""
+    d_sae = lens_sae.cfg.d_sae
+    if k == 0 or loaded.unembed is None:
+        return [{"pos": [], "neg": []} for _ in range(d_sae)]
+    pos_v, pos_i, neg_v, neg_i = output_logit_tokens(w_dec=lens_sae.W_dec.detach(), unembed=loaded.unembed, k=k)
+    ids = sorted(set(pos_i.flatten().tolist()) | set(neg_i.flatten().tolist()))
+    strings = dict(zip(ids, loaded.to_str_tokens(ids), strict=True))
+    pv, pi, nv, ni = pos_v.tolist(), pos_i.tolist(), neg_v.tolist(), neg_i.tolist()
+    return [
+        {
+            "pos": [[strings[t], round(v, 3)] for t, v in zip(pi[f], pv[f], strict=True)],
+            "neg": [[strings[t], round(v, 3)] for t, v in zip(ni[f], nv[f], strict=True)],
+        }
+        for f in range(d_sae)
+    ]
