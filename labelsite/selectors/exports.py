@@ -47,6 +47,34 @@ def _answer_value(question: dict, value):
     return value
 
 
+def _answer_row(
+    campaign: Campaign, questions: list[dict], name, status: str,
+    code, sae, method, feature, labeller, answers, ms, revisions, order, created, updated,
+) -> dict:  # fmt: skip
+    """One export row of answers (a judgment, or an earlier version of one), in export_columns order."""
+    row = {
+        "campaign": campaign.name,
+        "item_code": code,
+        "status": status,
+        "sae": sae,
+        "method": method,
+        "feature_index": feature,
+        "labeller": name(labeller),
+    }
+    answers = answers or {}
+    for q in questions:
+        row[q["key"]] = _answer_value(q, answers.get(q["key"]))
+    row.update(
+        time_spent_ms=ms,
+        revisions=revisions,
+        panel_order=order,
+        skip_reason=None,
+        created_at=created,
+        updated_at=updated,
+    )
+    return row
+
+
 def export_rows(
     *, campaign: Campaign, identities: bool = False, judgment_ids: list[int] | None = None, history: bool = False
 ) -> Iterator[dict]:
@@ -82,30 +110,8 @@ def export_rows(
         "created_at",
         "updated_at",
     )
-    for code, sae, method, feature, labeller, answers, ms, revisions, order, created, updated in judgments.iterator(
-        chunk_size=CHUNK_ROWS
-    ):
-        row = {
-            "campaign": campaign.name,
-            "item_code": code,
-            "status": "judged",
-            "sae": sae,
-            "method": method,
-            "feature_index": feature,
-            "labeller": name(labeller),
-        }
-        answers = answers or {}
-        for q in questions:
-            row[q["key"]] = _answer_value(q, answers.get(q["key"]))
-        row.update(
-            time_spent_ms=ms,
-            revisions=revisions,
-            panel_order=order,
-            skip_reason=None,
-            created_at=created,
-            updated_at=updated,
-        )
-        yield row
+    for values in judgments.iterator(chunk_size=CHUNK_ROWS):
+        yield _answer_row(campaign, questions, name, "judged", *values)
     if judgment_ids is not None:
         return
     if history:
@@ -292,30 +298,8 @@ def _earlier_versions(campaign: Campaign, questions: list[dict], who: str, name)
             "replaced_at",
         )
     )
-    for code, sae, method, feature, labeller, answers, ms, version, order, saved, replaced in versions.iterator(
-        chunk_size=CHUNK_ROWS
-    ):
-        row = {
-            "campaign": campaign.name,
-            "item_code": code,
-            "status": "earlier version",
-            "sae": sae,
-            "method": method,
-            "feature_index": feature,
-            "labeller": name(labeller),
-        }
-        answers = answers or {}
-        for q in questions:
-            row[q["key"]] = _answer_value(q, answers.get(q["key"]))
-        row.update(
-            time_spent_ms=ms,
-            revisions=version,
-            panel_order=order,
-            skip_reason=None,
-            created_at=saved,
-            updated_at=replaced,
-        )
-        yield row
+    for values in versions.iterator(chunk_size=CHUNK_ROWS):
+        yield _answer_row(campaign, questions, name, "earlier version", *values)
 
 
 def export_stream(

@@ -136,7 +136,8 @@ class Command(BaseCommand):
                 ) from None
             while current < len(STAGES) and states[STAGES[current]].done:
                 state = states[STAGES[current]]
-                self._line(state.name, f"done ({state.note})", 1.0, end=True)
+                outcome = f"done with a warning: {state.error}" if state.error else f"done ({state.note})"
+                self._line(state.name, outcome, 1.0, end=True)
                 current += 1
             if current < len(STAGES):
                 state = states[STAGES[current]]
