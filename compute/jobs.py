@@ -107,6 +107,11 @@ def worker_is_stopping() -> bool:
     return _WORKER_STOPPING.is_set()
 
 
+def worker_starts() -> None:
+    """A worker starting in this process runs jobs again, whatever an earlier worker here was asked."""
+    _WORKER_STOPPING.clear()
+
+
 class JobContext:
     """What a handler gets: its job's params, a way to report progress (which also checks for cancel),
     and whether its worker wants it to stop (`stop_requested`).

@@ -24,6 +24,7 @@ from compute.jobs import (
     jobs_request_stop,
     jobs_requeue_lost,
     worker_is_stopping,
+    worker_starts,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ def _pool_process_stops_jobs_on_sigterm(**_: object) -> None:
 
 
 _SWEEP = threading.Event()
+
+
+@worker_init.connect
+def _worker_starts(**_: object) -> None:
+    worker_starts()
 
 
 @worker_init.connect
