@@ -27,9 +27,10 @@ def command_of(service: dict) -> list[str]:
     return cmd
 
 
-def test_compose_has_the_five_services_and_volumes():
+def test_compose_has_the_six_services_and_volumes():
     spec = compose()
-    assert set(spec["services"]) == {"postgres", "redis", "web", "worker", "worker-gpu"}
+    assert set(spec["services"]) == {"postgres", "redis", "web", "worker", "worker-gpu", "probe"}
+    assert command_of(spec["services"]["probe"])[:3] == ["python", "manage.py", "probe_worker"]
     assert {"pgdata", "artifacts"} <= set(spec["volumes"])
     gpu = spec["services"]["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
