@@ -16,6 +16,23 @@ def _sources(results: dict) -> list[str]:
     return [s["label"] for s in results["sources"]]
 
 
+def _bars_with_intervals(ax, sources: list[str], groups: list[dict], estimate: Callable, scale: float = 1.0) -> None:
+    """Grouped bars, one group per item of `groups` (labelled by its "key") and one bar per source, with the
+    estimate's 95% interval as error bars; `estimate(group, source)` gives {"mean", "low", "high"} (None = unknown)."""
+    width = 0.8 / max(len(sources), 1)
+    x = np.arange(len(groups))
+    for i, label in enumerate(sources):
+        means, lows, highs = [], [], []
+        for group in groups:
+            est = estimate(group, label)
+            mean = scale * est["mean"] if est["mean"] is not None else np.nan
+            means.append(mean)
+            lows.append(mean - scale * est["low"] if est["low"] is not None else 0.0)
+            highs.append(scale * est["high"] - mean if est["high"] is not None else 0.0)
+        ax.bar(x + (i - (len(sources) - 1) / 2) * width, means, width, yerr=[lows, highs], capsize=3, label=label)
+    ax.set_xticks(x, [g["key"] for g in groups])
+
+
 def means_figure(results: dict):
     """Mean score per question and source, with the bootstrap 95% interval as error bars."""
     sections = results["scores"]
@@ -23,18 +40,7 @@ def means_figure(results: dict):
         return None
     sources = _sources(results)
     fig, ax = new_figure(width=6.4, height=3.8)
-    width = 0.8 / max(len(sources), 1)
-    x = np.arange(len(sections))
-    for i, label in enumerate(sources):
-        means, lows, highs = [], [], []
-        for section in sections:
-            est = section["per_source"][label]["estimate"]
-            mean = est["mean"] if est["mean"] is not None else np.nan
-            means.append(mean)
-            lows.append(mean - est["low"] if est["low"] is not None else 0.0)
-            highs.append(est["high"] - mean if est["high"] is not None else 0.0)
-        ax.bar(x + (i - (len(sources) - 1) / 2) * width, means, width, yerr=[lows, highs], capsize=3, label=label)
-    ax.set_xticks(x, [s["key"] for s in sections])
+    _bars_with_intervals(ax, sources, sections, lambda section, label: section["per_source"][label]["estimate"])
     top = max((lv["score"] for s in sections for lv in s["levels"]), default=1)
     ax.set_ylim(0, top)
     ax.set_xlabel("question")
@@ -77,18 +83,7 @@ def flags_figure(results: dict):
         return None
     sources = _sources(results)
     fig, ax = new_figure(width=6.4, height=3.4)
-    width = 0.8 / max(len(sources), 1)
-    x = np.arange(len(flags))
-    for i, label in enumerate(sources):
-        shares, lows, highs = [], [], []
-        for flag in flags:
-            est = flag["per_source"][label]["share"]
-            mean = 100 * est["mean"] if est["mean"] is not None else np.nan
-            shares.append(mean)
-            lows.append(mean - 100 * est["low"] if est["low"] is not None else 0.0)
-            highs.append(100 * est["high"] - mean if est["high"] is not None else 0.0)
-        ax.bar(x + (i - (len(sources) - 1) / 2) * width, shares, width, yerr=[lows, highs], capsize=3, label=label)
-    ax.set_xticks(x, [f["key"] for f in flags])
+    _bars_with_intervals(ax, sources, flags, lambda flag, label: flag["per_source"][label]["share"], scale=100)
     ax.set_xlabel("yes/no question")
     ax.set_ylabel("judgments answering yes (%)")
     ax.set_title("Yes answers per source, 95% bootstrap interval")
