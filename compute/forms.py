@@ -7,10 +7,17 @@ from typing import Any
 
 from django import forms
 
-from compute.ml.config import ConfigError, EvaluationConfig, JobConfig, Option, TrainingConfig, options_of
+from compute.ml.choices import CORPUS_SUFFIXES, corpus_file_suffix
+from compute.ml.config import (
+    ConfigError,
+    DashboardJobConfig,
+    EvaluationConfig,
+    JobConfig,
+    Option,
+    TrainingConfig,
+    options_of,
+)
 from compute.models import SAE, Corpus, LanguageModel
-
-UPLOAD_SUFFIXES = (".txt", ".jsonl", ".parquet", ".csv")
 
 
 def _numbers(text: str, kind: type, label: str) -> list:
@@ -23,13 +30,9 @@ def _numbers(text: str, kind: type, label: str) -> list:
     return values
 
 
-def _label(opt: Option) -> str:
-    return opt.label or opt.name.replace("_", " ").capitalize()
-
-
 def option_field(opt: Option) -> forms.Field:
     """The form field of one config option: its default as initial value, its bounds and help; blank = default."""
-    common = {"label": _label(opt), "help_text": opt.help, "required": False}
+    common = {"label": opt.title, "help_text": opt.help, "required": False}
     if opt.choices:
         labels = opt.choice_labels or {}
         choices = [(c, labels.get(c, c)) for c in opt.choices]
@@ -73,7 +76,7 @@ class ConfigForm(forms.Form):
                 continue
             if opt.many and not opt.choices:
                 try:
-                    value = _numbers(value, opt.type, _label(opt))
+                    value = _numbers(value, opt.type, opt.title)
                 except forms.ValidationError as exc:
                     self.add_error(name, exc)
                     continue
@@ -131,6 +134,23 @@ class EvaluationForm(ConfigForm):
         }
 
 
+class DashboardBuildForm(ConfigForm):
+    """The corpora to build an SAE's dashboards on, and the build's settings (DashboardJobConfig)."""
+
+    config_class = DashboardJobConfig
+    corpora = forms.ModelMultipleChoiceField(
+        queryset=Corpus.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="One build job per corpus; corpora with finished or queued dashboards are not listed.",
+    )
+
+    def __init__(self, *args: Any, corpora: list[Corpus], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["corpora"].queryset = Corpus.objects.filter(pk__in=[c.pk for c in corpora]).order_by("name")
+        # The corpora first: what is built, then how.
+        self.order_fields(["corpora"])
+
+
 class CorpusAdminForm(forms.ModelForm):
     """An uploaded corpus needs a .txt/.jsonl/.parquet/.csv file; other sources need a location."""
 
@@ -152,8 +172,8 @@ class CorpusAdminForm(forms.ModelForm):
                 self.instance.location = data["location"]
             if not upload:
                 self.add_error("upload", "Choose a file to upload (.txt, .jsonl, .parquet or .csv).")
-            elif Path(upload.name).suffix.lower() not in UPLOAD_SUFFIXES:
-                self.add_error("upload", f"Corpus files must be {', '.join(UPLOAD_SUFFIXES)}.")
+            elif corpus_file_suffix(upload.name) not in CORPUS_SUFFIXES:
+                self.add_error("upload", f"Corpus files must be {', '.join(CORPUS_SUFFIXES)}.")
             elif "upload" in self.changed_data:
                 from compute.services.registry import RegistryError, corpus_upload_check
 

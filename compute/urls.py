@@ -47,7 +47,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/study/", studies.study_from_job, name="study-from-job"),
     path("saes/<int:sae_id>/dashboards/", dashboards.sae_dashboards, name="sae-dashboards"),
     path(
-        "saes/<int:sae_id>/dashboards/<int:corpus_id>/build/",
+        "saes/<int:sae_id>/dashboards/build/",
         dashboards.dashboard_build_view,
         name="dashboard-build",
     ),

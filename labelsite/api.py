@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from config.pagination import paginated_response
 from config.roles import IsAdmin
 from labelsite import questions as schema
-from labelsite.models import PANEL_EXTRAS, Campaign
+from labelsite.models import MAX_REPEAT_SHARE, PANEL_EXTRAS, Campaign
 from labelsite.selectors.admin import campaign_items, campaign_progress
 from labelsite.selectors.blind import (
     BlindItem,
@@ -26,6 +26,7 @@ from labelsite.selectors.blind import (
 )
 from labelsite.services.assignment import assignment_next_code, assignment_skip
 from labelsite.services.campaigns import (
+    GoldSpec,
     SourceSpec,
     campaign_audit_run,
     campaign_close,
@@ -214,6 +215,12 @@ class SourceIn(serializers.Serializer):
     n_features = serializers.IntegerField(min_value=1, default=100)
 
 
+class GoldIn(serializers.Serializer):
+    sae_id = serializers.IntegerField()
+    feature_index = serializers.IntegerField(min_value=0)
+    expected = serializers.DictField(help_text="Expected answers {question key: answer}, checked by campaign_create.")
+
+
 class CampaignIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     guidelines = serializers.CharField(required=False, allow_blank=True, default="")
@@ -234,6 +241,8 @@ class CampaignIn(serializers.Serializer):
     sampling = serializers.ChoiceField(choices=Campaign.Sampling.choices, default=Campaign.Sampling.RANDOM)
     match_general = serializers.BooleanField(default=False)
     panel_extras = serializers.ListField(child=serializers.ChoiceField(choices=sorted(PANEL_EXTRAS)), default=list)
+    repeat_share = serializers.FloatField(min_value=0.0, max_value=MAX_REPEAT_SHARE, default=0.0)
+    gold = GoldIn(many=True, required=False, default=list)
 
 
 class SourceOut(serializers.Serializer):
@@ -244,7 +253,7 @@ class SourceOut(serializers.Serializer):
 
 
 class CampaignOut(serializers.ModelSerializer):
-    """A campaign for admins; `sources` (which SAEs) only while the mapping may be shown."""
+    """A campaign for admins; `sources` (which SAEs) and `gold` only while the mapping may be shown."""
 
     domain_corpus_id = serializers.IntegerField()
     general_corpus_id = serializers.IntegerField()
@@ -258,7 +267,8 @@ class CampaignOut(serializers.ModelSerializer):
         fields = [
             "id", "name", "status", "guidelines", "questions", "domain_corpus_id", "general_corpus_id",
             "min_frequency", "seed", "panel_order", "overlap", "hide_mapping_until_closed", "mapping_visible",
-            "lease_seconds", "max_skips", "sampling", "match_general", "panel_extras", "sampling_report", "audit",
+            "lease_seconds", "max_skips", "sampling", "match_general", "panel_extras", "repeat_share", "gold",
+            "sampling_report", "audit",
             "labeller_ids", "build_job_ids", "prepare_error", "created_at", "sources",
         ]  # fmt: skip
         read_only_fields = fields
@@ -272,7 +282,7 @@ class CampaignOut(serializers.ModelSerializer):
     def to_representation(self, campaign: Campaign) -> dict:
         body = super().to_representation(campaign)
         if not campaign.mapping_visible:
-            del body["sources"]
+            del body["sources"], body["gold"]  # gold items name their SAE
         return body
 
 
@@ -306,6 +316,7 @@ def manage_campaigns(request: Request) -> Response:
     data.is_valid(raise_exception=True)
     values = dict(data.validated_data)
     values["sources"] = [SourceSpec(**s) for s in values["sources"]]
+    values["gold"] = [GoldSpec(**g) for g in values["gold"]]
     campaign = campaign_create(created_by=request.user, **values)
     return Response(CampaignDetailOut(_campaign_or_404(campaign.pk)).data, status=status.HTTP_201_CREATED)
 

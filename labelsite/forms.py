@@ -11,10 +11,10 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from labelsite import questions as schema
-from labelsite.models import PANEL_EXTRAS, Campaign
+from labelsite.models import MAX_REPEAT_SHARE, PANEL_EXTRAS, Campaign
 from labelsite.selectors.blind import BlindCampaign
 from labelsite.services import LabelError
-from labelsite.services.campaigns import rubric_format, rubric_parse
+from labelsite.services.campaigns import GOLD_EXAMPLE, gold_clean, gold_parse, rubric_format, rubric_parse
 
 
 @dataclass(frozen=True)
@@ -130,55 +130,121 @@ def _user_label(user) -> str:
 
 
 class CampaignForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}), help_text="Markdown.")
+    """A new campaign, in plain words (the precise term in brackets where it helps)."""
+
+    name = forms.CharField(max_length=200, help_text="Labellers see it in their list of campaigns.")
+    guidelines = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        label="Instructions for labellers",
+        help_text="Markdown (headings, lists, links). Labellers can open them on every item.",
+    )
     rubric = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5}),
         initial=rubric_format(schema.DEFAULT_RUBRIC),
-        help_text='One level per line, "score: description"; scores 0-9 (one number key each).',
+        label="Score levels (rubric)",
+        help_text='One level per line, "score: what it means"; scores 0 to 9, each typed with its number key.',
     )
-    saes = forms.ModelMultipleChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple, label="SAEs")
-    features_per_sae = forms.IntegerField(min_value=1, initial=100, label="Random features per SAE")
-    domain_corpus = forms.ModelChoiceField(queryset=None)
-    general_corpus = forms.ModelChoiceField(queryset=None)
+    saes = forms.ModelMultipleChoiceField(
+        queryset=None, widget=forms.CheckboxSelectMultiple, label="Sparse autoencoders to compare (SAEs)"
+    )
+    features_per_sae = forms.IntegerField(min_value=1, initial=100, label="Features to draw from each SAE")
+    domain_corpus = forms.ModelChoiceField(
+        queryset=None, label="Subject text (domain corpus)", help_text="Text about the subject being studied."
+    )
+    general_corpus = forms.ModelChoiceField(
+        queryset=None, label="Everyday text (general corpus)", help_text="Ordinary web text, for comparison."
+    )
     min_frequency = forms.FloatField(
-        required=False, min_value=0.0, max_value=1.0, help_text="Optional: skip features firing less often on D."
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        label="Leave out rare features (minimum firing frequency)",
+        help_text="Optional: features active on a smaller share of the subject text's tokens are never drawn "
+        "(0.0001 = once in 10,000 tokens).",
     )
-    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1)
+    seed = forms.IntegerField(
+        min_value=0,
+        max_value=2**31 - 1,
+        label="Random seed",
+        help_text="The same seed draws the same features and examples again.",
+    )
     questions = forms.MultipleChoiceField(
         choices=list(schema.DEFAULT_GROUPS.items()),
         initial=list(schema.DEFAULT_GROUPS),
         widget=forms.CheckboxSelectMultiple,
         required=False,
+        label="What labellers do for each feature",
     )
     questions_json = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 6}),
-        label="Questions (JSON, optional)",
+        label="Your own questions (JSON, optional)",
         help_text="A list of question objects (key, type, prompt, required, rubric or options, panel); "
         "replaces the questions ticked above.",
     )
-    panel_order = forms.ChoiceField(choices=Campaign.PanelOrder.choices, initial=Campaign.PanelOrder.DOMAIN_FIRST)
-    labellers = forms.ModelMultipleChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple)
-    overlap = forms.IntegerField(min_value=1, initial=1, label="Overlap k (judgments per item)")
+    panel_order = forms.ChoiceField(
+        choices=Campaign.PanelOrder.choices,
+        initial=Campaign.PanelOrder.DOMAIN_FIRST,
+        label="Which examples come first",
+    )
+    labellers = forms.ModelMultipleChoiceField(
+        queryset=None, widget=forms.CheckboxSelectMultiple, help_text="They see only random item codes, never an SAE."
+    )
+    overlap = forms.IntegerField(
+        min_value=1,
+        initial=1,
+        label="Labellers per feature (overlap k)",
+        help_text="How many different labellers judge each feature; 2 or more lets the results measure how well "
+        "labellers agree.",
+    )
     hide_mapping_until_closed = forms.BooleanField(
-        required=False, label="Hide the SAE mapping from admins too until closed"
+        required=False, label="Keep which SAE each feature came from hidden from admins too, until the campaign closes"
     )
-    lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=30, label="Lease (minutes)")
+    lease_minutes = forms.IntegerField(
+        min_value=1,
+        max_value=24 * 60,
+        initial=30,
+        label="Minutes a labeller may keep an open item (lease)",
+        help_text="After that the item can go to someone else.",
+    )
     max_skips = forms.IntegerField(
-        required=False, min_value=0, label="Skips per labeller", help_text="Empty: no limit."
+        required=False, min_value=0, label="Skips allowed per labeller", help_text="Empty: no limit."
     )
-    sampling = forms.ChoiceField(choices=Campaign.Sampling.choices, initial=Campaign.Sampling.MATCHED, required=False)
+    sampling = forms.ChoiceField(
+        choices=Campaign.Sampling.choices,
+        initial=Campaign.Sampling.MATCHED,
+        required=False,
+        label="How features are drawn (sampling)",
+    )
     match_general = forms.BooleanField(
-        required=False, label="Matched sampling: stratify on log frequency on general text too"
+        required=False, label="When drawing alike features, match how often they fire on everyday text too"
     )
     panel_extras = forms.MultipleChoiceField(
         choices=list(PANEL_EXTRAS.items()),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        label="Panel extras",
-        help_text="Warning: each extra may reveal which SAE a feature comes from (the blinding audit measures it). "
-        "By default labellers see highlighted contexts only.",
+        label="Extra information on each item (panel extras)",
+        help_text="By default labellers see only the examples, with the feature's strongest tokens highlighted. "
+        "Each extra can give away which SAE a feature comes from; the blinding audit measures it.",
+    )
+    repeat_percent = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=round(100 * MAX_REPEAT_SHARE),
+        initial=0,
+        label="Repeated items (% of each labeller's items)",
+        help_text="Features a labeller already judged come back later, unannounced, to measure how consistently "
+        "they answer (self-agreement). 10 = about one item in ten is a repeat. Left out of the study's figures.",
+    )
+    gold = forms.CharField(
+        required=False,
+        strip=False,  # line numbers in error messages count from the first line typed
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": GOLD_EXAMPLE}),
+        label="Check items with known answers (gold items, optional)",
+        help_text=f'One per line: SAE name, feature number, then the answers you expect, e.g. "{GOLD_EXAMPLE}". '
+        "Every labeller gets every check item, mixed in with the others; the results show how often each gave "
+        "the expected answer. Left out of the study's figures.",
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -217,7 +283,30 @@ class CampaignForm(forms.Form):
         data = super().clean()
         if not data.get("questions_json") and "questions" in data and not data["questions"]:
             self.add_error("questions", "Tick at least one question (or give them as JSON).")
+        if data.get("gold", "").strip():
+            self._clean_gold(data)
+        else:
+            data["gold"] = []
         return data
+
+    def _clean_gold(self, data: dict) -> None:
+        """Gold lines checked at their field: against the SAEs ticked and the questions asked."""
+        if "saes" not in data or "rubric" not in data or self.has_error("questions_json"):
+            data.pop("gold")  # the field those name is wrong already
+            return
+        saes = {sae.pk: sae for sae in data["saes"]}
+        try:
+            questions = schema.questions_validate(list(self.campaign_questions()), rubric=data["rubric"])
+        except schema.QuestionError:
+            data.pop("gold")  # campaign_create says what is wrong with the questions
+            return
+        try:
+            gold = gold_parse(data["gold"], sae_ids={sae.name: pk for pk, sae in saes.items()})
+            gold_clean(gold=gold, questions=questions, saes=saes)
+        except LabelError as exc:
+            self.add_error("gold", str(exc))
+        else:
+            data["gold"] = gold
 
     def campaign_questions(self) -> list:
         """The questions to create the campaign with (the JSON list, else the ticked default groups)."""

@@ -50,12 +50,12 @@ def new_shuffle_key() -> int:
 # What a blind panel may show beyond highlighted contexts; each one can reveal the source (see
 # labelsite.services.panels), so they are off by default and switched on per campaign by an admin.
 PANEL_EXTRAS: dict[str, str] = {
-    "frequency": "Firing frequency (sentence and rare-feature marker)",
-    "histogram": "Activation histogram",
-    "logits": "Output tokens with their logit values",
-    "magnitudes": "Raw activation values next to each context and in hover titles",
-    "probe": "Live probe: labellers type a text and see the feature's activation on each token, relative to its "
-    "max on the domain text (answered by item code, never by SAE or feature)",
+    "frequency": "How often the feature fires (a sentence, and a mark on rare features)",
+    "histogram": "Chart of how strongly the feature fires (activation histogram)",
+    "logits": "Words the feature makes more likely, with their scores (output logits)",
+    "magnitudes": "The strength of each example as a number (raw activation values)",
+    "probe": "Live probe: labellers type a text of their own and see how strongly the feature responds to each "
+    "token, compared with its strongest response on the domain text",
 }
 
 
@@ -63,10 +63,23 @@ def default_panel_extras() -> list[str]:
     return []
 
 
+def default_gold() -> list[dict]:
+    return []
+
+
+MAX_REPEAT_SHARE = 0.5  # at most every other item a labeller sees is one they judged before
+
+
 class Campaign(models.Model):
     class Sampling(models.TextChoices):
-        RANDOM = "random", "Random features from each SAE"
-        MATCHED = "matched", "Matched on log firing frequency (same distribution from every SAE)"
+        RANDOM = "random", "At random from each SAE"
+        MATCHED = (
+            "matched",
+            (
+                "Alike in how often they fire: every SAE gives the same mix of rare and common features "
+                "(matched sampling on log firing frequency)"
+            ),
+        )
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -75,9 +88,9 @@ class Campaign(models.Model):
         CLOSED = "closed", "Closed"
 
     class PanelOrder(models.TextChoices):
-        DOMAIN_FIRST = "domain_first", "Domain examples first"
-        GENERAL_FIRST = "general_first", "General examples first"
-        RANDOM = "random", "Randomised per item and labeller"
+        DOMAIN_FIRST = "domain_first", "Subject-text examples first (domain)"
+        GENERAL_FIRST = "general_first", "Everyday-text examples first (general)"
+        RANDOM = "random", "Either, at random for each item and labeller"
 
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown, shown to labellers.")
@@ -106,6 +119,15 @@ class Campaign(models.Model):
     max_skips = models.PositiveIntegerField(
         null=True, blank=True, help_text="Skips allowed per labeller (empty: no limit)."
     )
+    # Quality control (as in Potato): repeated items and gold items, both left out of the study's breakdowns.
+    repeat_share = models.FloatField(
+        default=0.0, help_text="Share of a labeller's items that are repeats of items they judged (0 to 0.5)."
+    )
+    gold = models.JSONField(
+        default=default_gold,
+        blank=True,
+        help_text='Gold items: [{"sae_id", "feature_index", "expected": {question key: answer}}].',
+    )
     labellers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="label_campaigns")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
     build_jobs = models.ManyToManyField("compute.Job", blank=True, related_name="+")
@@ -119,7 +141,12 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_at_least_1")]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_at_least_1"),
+            models.CheckConstraint(
+                condition=Q(repeat_share__gte=0.0, repeat_share__lte=MAX_REPEAT_SHARE), name="campaign_repeat_share"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -145,8 +172,22 @@ class CampaignSAE(models.Model):
         return f"{self.campaign} · {self.sae}"
 
 
+# The blind panels each item stores: tens of KB of HTML, read only to show the item.
+PANEL_HTML_FIELDS = ("domain_html", "general_html", "decomposition_html")
+
+
 class Item(models.Model):
-    """One feature to judge, known to labellers only by its random code."""
+    """One feature to judge, known to labellers only by its random code.
+
+    A regular item is part of the study. Quality-control items are not (results leave them out of every
+    breakdown): a repeat shows its original's panels again, byte for byte, under a new code, to labellers who
+    judged the original; a gold item has answers an admin expects. Labellers are never told an item's kind.
+    """
+
+    class Kind(models.TextChoices):
+        REGULAR = "regular", "Regular"
+        REPEAT = "repeat", "Repeat"
+        GOLD = "gold", "Gold"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     source = models.ForeignKey(CampaignSAE, on_delete=models.PROTECT, related_name="items")
@@ -162,16 +203,43 @@ class Item(models.Model):
     # The feature's measured decomposition as a blind panel, for per_component questions (empty without one).
     decomposition_html = models.TextField(blank=True)
     components = models.JSONField(default=list, blank=True, help_text="Sub-component names shown in that panel.")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.REGULAR)
+    repeat_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="repeats",
+        help_text="A repeat's original.",
+    )
+    expected_answers = models.JSONField(
+        default=dict, blank=True, help_text="A gold item's expected answers {question key: answer}."
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "source", "feature_index"], name="item_feature_once"),
+            # A feature once per campaign, as a regular or a gold item; its repeats are the same feature again.
+            models.UniqueConstraint(
+                fields=["campaign", "source", "feature_index"], condition=~Q(kind="repeat"), name="item_feature_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="repeat", repeat_of__isnull=False) | (~Q(kind="repeat") & Q(repeat_of__isnull=True)),
+                name="item_repeat_has_original",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=["regular", "repeat", "gold"]), name="item_kind_known"),
             models.CheckConstraint(condition=Q(slots_taken__lte=models.F("overlap")), name="item_slots_at_most_k"),
             models.CheckConstraint(
                 condition=Q(judgment_count__lte=models.F("overlap")), name="item_judgments_at_most_k"
             ),
         ]
-        indexes = [models.Index(fields=["campaign", "slots_taken"], name="item_open_slots")]
+        # Covering: counting open items and drawing the next one read only this index, never the rows and
+        # their panel HTML (tens of KB each), so both stay fast in a campaign of 10,000 items.
+        indexes = [
+            models.Index(
+                fields=["campaign", "kind", "slots_taken", "overlap", "judgment_count", "shuffle_key", "repeat_of"],
+                name="item_open_slots_cover",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.code

@@ -34,7 +34,7 @@ MAX_OPTIONS = 9  # options are picked with the number keys 1-9
 RESERVED_KEYS = frozenset(
     {"item_code", "sae", "method", "feature_index", "labeller", "time_spent_ms", "revisions", "created_at",
      "updated_at", "shown_at_ms", "reason", "panel_order", "csrfmiddlewaretoken", "campaign", "status",
-     "skip_reason"}
+     "skip_reason", "item_kind"}
 )  # fmt: skip
 # Letters the labelling page uses for itself (s = skip, g = guidelines); yes/no questions get another one.
 RESERVED_SHORTCUTS = frozenset("sgh")  # skip, guidelines, history
@@ -49,10 +49,10 @@ DEFAULT_RUBRIC: list[dict] = [
 
 # The study's questions, in groups an admin switches on or off together.
 DEFAULT_GROUPS: dict[str, str] = {
-    "domain": "Explanation from the domain examples + score",
-    "general": "Explanation from the general examples + score",
-    "nice": '"Nice" flag',
-    "comment": "Free comment",
+    "domain": "Explain the feature from the subject-text examples, and score that explanation",
+    "general": "Explain the feature from the everyday-text examples, and score that explanation",
+    "nice": 'Tick "nice feature" (yes/no)',
+    "comment": "A free comment",
 }
 
 
@@ -242,6 +242,47 @@ def answer_clean(question: dict, value: object) -> object:
             raise QuestionError(f"{choice!r} is not an option of “{question['prompt']}” ({component}).")
         out[str(component)] = str(choice)
     return out
+
+
+# Question types whose answer a gold item can expect and a repeat can be compared on (free text cannot).
+CHECKABLE_TYPES: tuple[str, ...] = (SCORE, YESNO, CHOICE)
+_YES, _NO = ("yes", "y", "true", "1"), ("no", "n", "false", "0")
+
+
+def checkable_questions(questions: Sequence[dict]) -> list[dict]:
+    """The questions whose answers can be checked against an expected one or a repeat (score, yes/no, choice)."""
+    return [q for q in questions if q["type"] in CHECKABLE_TYPES]
+
+
+def expected_clean(questions: Sequence[dict], expected: object) -> dict:
+    """A gold item's expected answers {question key: answer}, checked against the questions and stored like the
+    answers they are compared with; QuestionError says what to fix. Yes/no takes yes/no (or true/false)."""
+    if not isinstance(expected, dict) or not expected:
+        raise QuestionError("Give at least one expected answer, as question=answer.")
+    by_key = {q["key"]: q for q in questions}
+    checkable = [q["key"] for q in checkable_questions(questions)]
+    out = {}
+    for key, value in expected.items():
+        question = by_key.get(key)
+        if question is None:
+            raise QuestionError(f'No question "{key}" in this campaign; expected answers can be given for {checkable}.')
+        if question["type"] not in CHECKABLE_TYPES:
+            raise QuestionError(
+                f'"{key}" is a {question["type"]} question, which has no single right answer; '
+                f"expected answers can be given for {checkable}."
+            )
+        if question["type"] == YESNO and not isinstance(value, bool):
+            word = str(value).strip().lower()
+            if word not in (*_YES, *_NO):
+                raise QuestionError(f'"{key}" is a yes/no question: expect yes or no, not {value!r}.')
+            value = word in _YES
+        if value is None or value == "":
+            raise QuestionError(f'Give the expected answer to "{key}".')
+        try:
+            out[key] = answer_clean(question, value)
+        except QuestionError as exc:
+            raise QuestionError(f'Expected answer to "{key}": {exc}') from None
+    return {q["key"]: out[q["key"]] for q in questions if q["key"] in out}
 
 
 def answers_clean(questions: Sequence[dict], answers: dict) -> dict:

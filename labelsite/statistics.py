@@ -354,3 +354,30 @@ def pairwise_agreement(matrix: np.ndarray, raters: Sequence, *, n_values: int, w
             }
         )
     return out
+
+
+MIN_ALPHA_PAIRS = 5  # fewer (first, repeat) pairs than this give no meaningful alpha
+
+
+def self_agreement(
+    first: Sequence, repeat: Sequence, *, levels: Sequence[int] | None = None, n_resamples: int = 200, seed: int = 0
+) -> dict:
+    """How consistently one labeller (or a group) answered the same features twice: `first[i]` and `repeat[i]`
+    are the two answers to feature i. The share of identical answers; for rubric scores (`levels`, ordered)
+    also the mean absolute difference and, from MIN_ALPHA_PAIRS pairs, Krippendorff's ordinal alpha with the
+    pairs as units and (first, repeat) as the two ratings (`krippendorff_alpha`)."""
+    n = len(first)
+    same = [a == b for a, b in zip(first, repeat, strict=True)]
+    out: dict = {"pairs": n, "identical": _round(float(np.mean(same))) if n else None}
+    if levels is None:
+        return out
+    a, b = np.asarray(first, dtype=float), np.asarray(repeat, dtype=float)
+    out["mean_abs_diff"] = _round(float(np.mean(np.abs(a - b)))) if n else None
+    out["alpha"] = None
+    if n >= MIN_ALPHA_PAIRS:
+        index = {level: i for i, level in enumerate(levels)}
+        matrix = np.array([[index[int(v)] for v in first], [index[int(v)] for v in repeat]], dtype=float)
+        out["alpha"] = krippendorff_alpha(
+            matrix, n_values=len(levels), level_of_measurement="ordinal", n_resamples=n_resamples, seed=seed
+        )
+    return out

@@ -10,4 +10,5 @@ BENCHMARKS: dict[str, str] = {
     "eval": "compute.benchmarks.eval",
     "autointerp": "compute.benchmarks.autointerp",
     "probe": "compute.benchmarks.probe",
+    "render": "compute.benchmarks.render",
 }

@@ -11,10 +11,21 @@ job does), per_batch_s (the same statistics computed with one model pass per bat
 features), and their ratios. `dashboards_over_hook_forward` is build_s over hook_forward_s: the build
 against the only forward pass it needs (target <= 1.5). The runs are interleaved and repeated `repeats`
 times; each figure is the best of its runs.
+
+Against SAEDashboard (`saedashboard=True`): SAEDashboard's own `SaeVisRunner` (PyPI `sae-dashboard` 0.8, in
+its environment under var/peers/, see `compute.benchmarks.peers`) builds dashboards for the same SAE (saved
+in sae-lens's format), all its features and the same token ids, on the same model rebuilt there as a
+TransformerLens 2.x model (`peers.llama`; `saedashboard_model_max_rel_diff` says how closely its hook
+activations match ours). `saedashboard_s` times `SaeVisRunner.run` alone, with its activation cache on
+(`cache_dir`, as its Neuronpedia runner does: one model pass, then each batch of features reads the cache);
+`over_saedashboard` is saedashboard_s / build_s: how many times faster our whole build is (statistics and
+packing) than their runner, interleaved with ours. `saedashboard_firing_agreement` compares, feature by
+feature, the tokens each fired on (theirs from their activation histograms).
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "repeats": 2,
     "per_batch": True,  # also time the per-feature-batch method (slow: one model pass per batch of features)
+    "saedashboard": True,  # also time SAEDashboard's runner (features_per_batch features per batch, as theirs)
+    "saedashboard_sequences_per_batch": 64,  # SaeVisConfig's default minibatch_size_tokens
 }
 
 
@@ -76,6 +89,34 @@ def _random_sae(d_in: int, d_sae: int, acts_sample, fire_fraction: float, seed: 
     return sae
 
 
+def _start_saedashboard(loaded, sae, windows: list[list[int]], folder: Path):
+    """SAEDashboard's environment with our model, SAE and token ids handed over as files; a PeerSession."""
+    import torch
+    from safetensors.torch import save_file
+
+    from compute.benchmarks.peers import PeerSession
+    from compute.benchmarks.peers.llama import save_llama
+
+    save_llama(loaded.hf_model, folder)
+    save_file({"tokens": torch.tensor(windows, dtype=torch.long)}, str(folder / "tokens.safetensors"))
+    sae.save_model(folder / "sae")
+    return PeerSession("sae-dashboard", "saedashboard_run.py", str(folder), str(torch.get_num_threads()))
+
+
+def _peer_acts_diff(peer, loaded, tokens, hook: str, folder: Path) -> tuple[float, float]:
+    """Max |ours - theirs| of the hook's activations on the first batch, absolute and over max |ours|."""
+    from safetensors.torch import load_file
+
+    from compute.ml.activations import hook_activations
+
+    out = folder / "peer-acts.safetensors"
+    peer.request(op="acts", hook=hook, rows=int(tokens.shape[0]), out=str(out))
+    theirs = load_file(str(out))["acts"]
+    ours = hook_activations(loaded, tokens, hook_name=hook).float().cpu()
+    diff = float((ours - theirs).abs().max())
+    return diff, diff / float(ours.abs().max())
+
+
 def _timed(fn) -> tuple[float, Any]:
     started = time.perf_counter()
     out = fn()
@@ -99,6 +140,7 @@ def _pack_all(dashboards: list[dict], loaded) -> int:
 def run(**overrides: Any) -> dict[str, Any]:
     import torch
 
+    from compute.benchmarks.peers import PeerUnavailable
     from compute.ml.activations import hook_activations, iter_activation_batches
     from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
     from compute.ml.lm import load_language_model
@@ -173,9 +215,32 @@ def run(**overrides: Any) -> dict[str, Any]:
                 output_logit_tokens(w_dec=sae.W_dec[lo:hi], unembed=loaded.unembed, k=config.n_logit_tokens)
             return out
 
+        peer, peer_error, peer_folder, peer_check = None, None, Path(tempfile.mkdtemp(prefix="bench-peer-")), None
+        if opts["saedashboard"]:
+            try:
+                peer = _start_saedashboard(loaded, sae, windows, peer_folder)
+                peer_check = _peer_acts_diff(peer, loaded, batches_tokens[0], hook, peer_folder)
+            except PeerUnavailable as exc:
+                peer_error = str(exc)
+
+        def saedashboard() -> dict:
+            cache_dir = Path(tempfile.mkdtemp(prefix="bench-saedashboard-cache-"))
+            try:
+                return peer.request(
+                    op="dashboards",
+                    hook=hook,
+                    sae=str(peer_folder / "sae"),
+                    ignore_tokens=sorted(loaded.special_token_ids),
+                    minibatch_size_features=opts["features_per_batch"],
+                    minibatch_size_tokens=opts["saedashboard_sequences_per_batch"],
+                    cache_dir=str(cache_dir),
+                )
+            finally:
+                shutil.rmtree(cache_dir, ignore_errors=True)
+
         # Interleaved and repeated: a burst of other load on the machine hits one repeat, not one method.
         runs: dict[str, list[float]] = {"forward": [], "hook_forward": [], "dashboards": [], "pack": [], "build": []}
-        runs["per_batch"] = []
+        runs["per_batch"], runs["saedashboard"], theirs = [], [], None
         for _ in range(max(1, int(opts["repeats"]))):
             runs["hook_forward"].append(_timed(hook_forward)[0])
             seconds, dashboards = _timed(all_features)
@@ -187,6 +252,15 @@ def run(**overrides: Any) -> dict[str, Any]:
             if opts["per_batch"]:
                 seconds, baseline = _timed(per_feature_batch)
                 runs["per_batch"].append(seconds)
+            if peer is not None and peer_error is None:
+                try:
+                    theirs = saedashboard()
+                    runs["saedashboard"].append(theirs["seconds"])
+                except PeerUnavailable as exc:
+                    peer_error = str(exc)
+        if peer is not None:
+            peer.close()
+        shutil.rmtree(peer_folder, ignore_errors=True)
         best = {name: min(times) if times else None for name, times in runs.items()}
         forward_s, hook_forward_s, dashboards_s = best["forward"], best["hook_forward"], best["dashboards"]
         pack_s, build_s, per_batch_s = best["pack"], best["build"], best["per_batch"]
@@ -201,6 +275,24 @@ def run(**overrides: Any) -> dict[str, Any]:
         else None
     )
     n_tokens = sum(d["n_tokens"] for d in dashboards[:1])
+    saedashboard_s = best["saedashboard"]
+    peer_figures: dict[str, Any] = {"saedashboard_error": peer_error} if opts["saedashboard"] else {}
+    if saedashboard_s:
+        ours_firing = [d["n_firing"] for d in dashboards]
+        differ = sum(abs(a - b) for a, b in zip(ours_firing, theirs["n_firing"], strict=True))
+        peer_figures.update(
+            {
+                "saedashboard_versions": peer.ready["versions"],
+                "saedashboard_features": theirs["features"],
+                "saedashboard_model_max_abs_diff": peer_check[0],
+                "saedashboard_model_max_rel_diff": peer_check[1],
+                "saedashboard_s": round(saedashboard_s, 3),
+                "over_saedashboard": round(saedashboard_s / build_s, 2),
+                "saedashboard_feature_tokens_per_s": round(d_sae * n_tokens / saedashboard_s),
+                "build_feature_tokens_per_s": round(d_sae * n_tokens / build_s),
+                "saedashboard_firing_agreement": round(1 - differ / max(1, sum(ours_firing)), 6),
+            }
+        )
     return {
         "benchmark": "dashboards",
         "model": opts["model_package"],
@@ -227,4 +319,5 @@ def run(**overrides: Any) -> dict[str, Any]:
         "repeats": max(1, int(opts["repeats"])),
         "methods_agree": agree,
         "torch_threads": torch.get_num_threads(),
+        **peer_figures,
     }

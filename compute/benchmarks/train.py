@@ -172,7 +172,8 @@ def _saelens_train(loaded, dataset, spec, tokens: int, options: dict[str, Any]) 
         training_tokens=tokens,
         train_batch_size_tokens=int(options["minibatch_tokens"]),
         store_batch_size_prompts=batch,
-        n_batches_in_buffer=max(2, -(-int(options["minibatch_tokens"]) // (batch * size)) * 2),
+        # sae-lens's mixing buffer holds n_batches_in_buffer x context_size tokens: room for two steps.
+        n_batches_in_buffer=max(2, -(-int(options["minibatch_tokens"]) // size) * 2),
         device=options["device"],
         dtype="float32",
         autocast=options["precision"] == "bf16" and options["device"] != "cpu",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 
 METHODS = ("gsae", "finetune", "direct", "ssae")
 DOMAIN_METHODS = ("finetune", "direct", "ssae")
@@ -23,6 +24,15 @@ K_ARCHITECTURES = ("topk", "batchtopk")  # sparsity set by k; the others by a lo
 # The training-config field holding each architecture's sparsity sweep.
 SWEEP_FIELDS = {"standard": "l1_coefficients", "topk": "ks", "batchtopk": "ks", "jumprelu": "l0_coefficients"}
 PRECISIONS = ("auto", "float32", "bfloat16")  # of SAE training matmuls; see compute.ml.training.autocast_dtype
+
+# Corpus file kinds, by file name suffix in any case (`notes.TXT` is a .txt file).
+CORPUS_SUFFIXES = (".txt", ".jsonl", ".parquet", ".csv")
+
+
+def corpus_file_suffix(name: str | PurePath) -> str:
+    """A corpus file's kind: its name's suffix in lower case (`notes.JSONL` -> `.jsonl`; `""` when none)."""
+    return PurePath(name).suffix.lower()
+
 
 HOOK_RE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*$")
 BLOCK_HOOK_RE = re.compile(r"^blocks\.(\d+)\.")

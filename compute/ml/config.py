@@ -61,6 +61,11 @@ class Option:
     pattern_help: str = ""
 
     @property
+    def title(self) -> str:
+        """How forms and pages name the option: its label, else its name in words."""
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    @property
     def cli_flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
@@ -409,3 +414,112 @@ class DashboardJobConfig(JobConfig):
 
     def render_options(self) -> dict[str, int]:
         return {key: getattr(self, key) for key in self.RENDER_KEYS}
+
+    @property
+    def width(self) -> int:
+        """Tokens in one example window: before the peak, the peak, after it."""
+        return self.ctx_before + 1 + self.ctx_after
+
+    @property
+    def examples_per_feature(self) -> int:
+        """Example windows stored per feature at most: the top-k and the quantile samples."""
+        return self.top_k + self.n_quantile_bins * self.per_bin
+
+    @property
+    def raw_row_bytes(self) -> int:
+        """A feature's numbers before JSON and zlib: token id (int32) and value (float32) of every example token,
+        and the id and value of each output-logit token listed (both ways)."""
+        return self.examples_per_feature * self.width * 8 + 2 * self.n_logit_tokens * 8
+
+    def cost(
+        self,
+        *,
+        d_in: int,
+        d_sae: int,
+        windows_available: int | None,
+        speed: DashboardSpeed | None = None,
+        compression: float | None = None,
+    ) -> DashboardCost:
+        """What a build of one SAE (d_in -> d_sae) on one corpus will cost with these settings.
+
+        `windows_available`: windows of `context_size` tokens the corpus holds for this model (None: not counted
+        yet, the budget is the bound). `speed`: throughput measured on past builds (None: no time given).
+        `compression`: stored bytes per raw byte measured on past builds (None: the raw size is given).
+        """
+        windows = max(1, self.max_tokens // self.context_size)  # as compute.ml.activations.window_stream reads
+        if windows_available is not None:
+            windows = min(windows, max(1, windows_available))
+        model_tokens = windows * self.context_size
+        scored_tokens = windows * (self.context_size - 1)  # BOS starts every window and is never scored
+        batch_tokens = self.batch_size * self.context_size
+        chunk = min(self.feature_chunk, d_sae)
+        row_bytes = round(self.raw_row_bytes * (compression or 1.0))
+        seconds = None
+        if speed is not None:
+            seconds = (
+                speed.load_s
+                + model_tokens / speed.model_tokens_per_s
+                + scored_tokens * d_sae / speed.feature_tokens_per_s
+            )
+        return DashboardCost(
+            windows=windows,
+            model_tokens=model_tokens,
+            scored_tokens=scored_tokens,
+            forward_passes=-(-windows // self.batch_size),
+            feature_chunks=-(-d_sae // chunk),
+            rows=d_sae,
+            row_bytes=row_bytes,
+            row_bytes_measured=compression is not None,
+            storage_bytes=d_sae * row_bytes,
+            memory_bytes=dashboard_memory_bytes(
+                d_in=d_in, d_sae=d_sae, batch_tokens=batch_tokens, chunk=chunk, config=self
+            ),
+            cache_bytes=model_tokens * (FLOAT32_BYTES * d_in + 8 + 1),
+            seconds=seconds,
+        )
+
+
+DASHBOARD_LOG_BINS = 512  # compute.ml.dashboards.N_LOG_BINS: the fixed log histogram kept per feature (int64)
+
+
+def dashboard_memory_bytes(*, d_in: int, d_sae: int, batch_tokens: int, chunk: int, config: DashboardJobConfig) -> int:
+    """Memory of the feature pass beside the language model, float32: the frozen SAE with one batch's pre-activations
+    and activations [batch_tokens, d_sae], the batch's model activations [batch_tokens, d_in] and the chunk's masked
+    activations [batch_tokens, chunk]; per feature of the chunk, the running top-k (value, position, hash, window of
+    token ids and values), the quantile samples (priority, value, position, window) and the log histogram."""
+    window = config.width * (8 + FLOAT32_BYTES)
+    per_example = 8 + FLOAT32_BYTES + 8 + window
+    per_feature = (
+        config.top_k * per_example + config.n_quantile_bins * config.per_bin * per_example + DASHBOARD_LOG_BINS * 8
+    )
+    sae = sae_inference_bytes(d_in=d_in, d_sae=d_sae, minibatch_tokens=batch_tokens)
+    return sae + FLOAT32_BYTES * batch_tokens * (d_in + chunk) + chunk * per_feature
+
+
+@dataclass(frozen=True)
+class DashboardSpeed:
+    """Throughput measured on past builds of the same model on one kind of worker (device)."""
+
+    device: str
+    builds: int
+    load_s: float  # loading the SAE and the model
+    model_tokens_per_s: float  # the model pass: window tokens run per second
+    feature_tokens_per_s: float  # the feature pass: (scored token, feature) pairs per second
+
+
+@dataclass(frozen=True)
+class DashboardCost:
+    """The estimate of one build (see `DashboardJobConfig.cost`)."""
+
+    windows: int
+    model_tokens: int
+    scored_tokens: int
+    forward_passes: int
+    feature_chunks: int
+    rows: int
+    row_bytes: int
+    row_bytes_measured: bool
+    storage_bytes: int
+    memory_bytes: int
+    cache_bytes: int  # the activation cache on the worker's scratch disk
+    seconds: float | None

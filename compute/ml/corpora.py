@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compute.ml.choices import CORPUS_SUFFIXES, corpus_file_suffix
+
 DEFAULT_CONTEXT_SIZE = 128
 DEFAULT_EVAL_FRACTION = 0.1
-TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet", ".csv")
 
 
 class CorpusError(ValueError):
@@ -109,18 +110,20 @@ def corpus_files(location: str) -> list[Path]:
     """The files a `files` corpus names (a path, a folder, or a glob); raises CorpusError when none."""
     path = Path(location).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file())
+        files = sorted(p for p in path.rglob("*") if corpus_file_suffix(p) in CORPUS_SUFFIXES and p.is_file())
     elif any(ch in location for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).suffix in TEXT_SUFFIXES)
+        files = sorted(
+            Path(p) for p in glob.glob(str(path), recursive=True) if corpus_file_suffix(p) in CORPUS_SUFFIXES
+        )
     elif path.is_file():
         files = [path]
     else:
         raise CorpusError(f"Corpus file {location!r} does not exist: check the path on the worker.")
-    unsupported = [p for p in files if p.suffix not in TEXT_SUFFIXES]
+    unsupported = [p for p in files if corpus_file_suffix(p) not in CORPUS_SUFFIXES]
     if unsupported:
-        raise CorpusError(f"{unsupported[0].name}: corpus files must be {', '.join(TEXT_SUFFIXES)}.")
+        raise CorpusError(f"{unsupported[0].name}: corpus files must be {', '.join(CORPUS_SUFFIXES)}.")
     if not files:
-        raise CorpusError(f"No {'/'.join(TEXT_SUFFIXES)} files found at {location!r}.")
+        raise CorpusError(f"No {'/'.join(CORPUS_SUFFIXES)} files found at {location!r}.")
     return files
 
 
@@ -131,9 +134,9 @@ def corpus_file_check(path: str | Path, *, text_column: str = "text", name: str 
     column, an unreadable Parquet file. Streams: memory does not grow with the file."""
     path = Path(path)
     name = name or path.name
-    suffix = path.suffix.lower()
-    if suffix not in TEXT_SUFFIXES:
-        raise CorpusError(f"{name}: corpus files must be {', '.join(TEXT_SUFFIXES)}.")
+    suffix = corpus_file_suffix(path)
+    if suffix not in CORPUS_SUFFIXES:
+        raise CorpusError(f"{name}: corpus files must be {', '.join(CORPUS_SUFFIXES)}.")
     if suffix != ".parquet":
         offset = 0
         with path.open("rb") as handle:
@@ -179,7 +182,8 @@ def _iter_files(location: str, *, text_column: str) -> Iterator[str]:
 
 
 def _iter_file(path: Path, *, text_column: str) -> Iterator[str]:
-    if path.suffix == ".txt":
+    suffix = corpus_file_suffix(path)
+    if suffix == ".txt":
         # Paragraphs (blank-line separated) are documents, so one huge file still streams.
         with path.open(encoding="utf-8") as handle:
             paragraph: list[str] = []
@@ -191,7 +195,7 @@ def _iter_file(path: Path, *, text_column: str) -> Iterator[str]:
                     paragraph = []
             if paragraph:
                 yield "\n".join(paragraph)
-    elif path.suffix == ".jsonl":
+    elif suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -201,14 +205,14 @@ def _iter_file(path: Path, *, text_column: str) -> Iterator[str]:
                 except json.JSONDecodeError as exc:
                     raise CorpusError(f"{path.name} line {number} is not JSON: {exc.msg}.") from exc
                 yield _column(record, text_column, where=f"{path.name} line {number}")
-    elif path.suffix == ".csv":
+    elif suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or text_column not in reader.fieldnames:
                 raise CorpusError(f"{path.name} has no column {text_column!r} (columns: {reader.fieldnames}).")
             for row in reader:
                 yield row[text_column] or ""
-    elif path.suffix == ".parquet":
+    elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
@@ -220,6 +224,8 @@ def _iter_file(path: Path, *, text_column: str) -> Iterator[str]:
         for batch in parquet.iter_batches(columns=[text_column], batch_size=256):
             for value in batch.column(0).to_pylist():
                 yield value or ""
+    else:  # never read a file of another kind as empty
+        raise CorpusError(f"{path.name}: corpus files must be {', '.join(CORPUS_SUFFIXES)}.")
 
 
 def _column(record: Any, text_column: str, *, where: str) -> str:
@@ -322,17 +328,37 @@ def token_windows(
     position the mask of `iter_activation_batches` then excludes). `split` is "train", "eval" or
     "all" (see `is_eval_window`).
     """
+    documents = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts)
+    yield from pack_windows(
+        documents,
+        context_size,
+        bos=tokenizer.bos_token_id if prepend_bos else None,
+        eos=tokenizer.eos_token_id,
+        split=split,
+        eval_fraction=eval_fraction,
+        max_windows=max_windows,
+    )
+
+
+def pack_windows(
+    documents: Iterable[list[int]],
+    context_size: int,
+    *,
+    bos: int | None,
+    eos: int | None,
+    split: str = "all",
+    eval_fraction: float = DEFAULT_EVAL_FRACTION,
+    max_windows: int | None = None,
+) -> Iterator[list[int]]:
+    """`token_windows` over documents already tokenized (lists of token ids)."""
     if split not in ("train", "eval", "all"):
         raise ValueError(f"split must be train, eval or all, not {split!r}")
-    bos = tokenizer.bos_token_id if prepend_bos else None
     body = context_size - (1 if bos is not None else 0)
     if body < 1:
         raise ValueError("context_size too small")
-    eos = tokenizer.eos_token_id
     buffer: list[int] = []
     emitted = 0
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    for ids in documents:
         buffer.extend(ids)
         if eos is not None:
             buffer.append(eos)
@@ -374,20 +400,21 @@ def count_tokens(
     *,
     eval_fraction: float = DEFAULT_EVAL_FRACTION,
 ) -> TokenCounts:
-    """Documents, tokens and train/eval windows, in one streaming pass."""
+    """Documents, tokens and train/eval windows, in one streaming pass (each document tokenized once)."""
     documents = 0
     tokens = 0
+    eos = tokenizer.eos_token_id
 
-    def counted(source: Iterable[str]) -> Iterator[str]:
+    def tokenized(source: Iterable[str]) -> Iterator[list[int]]:
         nonlocal documents, tokens
-        eos_extra = 1 if tokenizer.eos_token_id is not None else 0
         for text in source:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             documents += 1
-            tokens += len(tokenizer(text, add_special_tokens=False)["input_ids"]) + eos_extra
-            yield text
+            tokens += len(ids) + (1 if eos is not None else 0)
+            yield ids
 
     train = evaluation = 0
-    for window in token_windows(counted(texts), tokenizer, context_size, split="all"):
+    for window in pack_windows(tokenized(texts), context_size, bos=tokenizer.bos_token_id, eos=eos):
         if is_eval_window(window, eval_fraction):
             evaluation += 1
         else:

@@ -98,7 +98,7 @@ def resolve_model_files(*, source: str, location: str, gguf_file: str = "") -> t
         if not path.exists():
             raise ModelLoadError(f"Local model path {location!r} does not exist: check the path on the worker.")
         if path.is_file():
-            if path.suffix != ".gguf":
+            if path.suffix.lower() != ".gguf":
                 raise ModelLoadError(f"{location!r} is a file but not a .gguf file: give a model folder or a .gguf.")
             return str(path.parent), path.name
         return _resolve_local(path, gguf_file, what=f"folder {location!r}")
@@ -121,7 +121,7 @@ def _resolve_local(folder: Path, gguf_file: str, *, what: str) -> tuple[str, str
         return str(folder), gguf_file
     if (folder / "config.json").is_file():
         return str(folder), ""
-    ggufs = sorted(p.name for p in folder.glob("*.gguf"))
+    ggufs = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".gguf" and p.is_file())
     if len(ggufs) == 1:
         return str(folder), ggufs[0]
     if ggufs:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from compute.models import DashboardSet, FeatureDashboard
+from django.db.models import Q
+
+from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, JobStatus
 
 
 def ready_set(*, sae_id: int, corpus_id: int) -> DashboardSet | None:
@@ -33,3 +35,11 @@ def dashboard_get(*, sae_id: int, corpus_id: int, feature_index: int) -> tuple[D
         return None
     row = dset.features.filter(feature_index=feature_index).first()
     return (dset, row) if row is not None else None
+
+
+def buildable_corpora(*, sae: SAE) -> list[Corpus]:
+    """Corpora on which `sae` has neither finished dashboards nor a build queued or running (name order)."""
+    taken = DashboardSet.objects.filter(sae=sae).filter(
+        Q(status=DashboardSet.Status.READY) | Q(job__status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
+    )
+    return list(Corpus.objects.exclude(pk__in=taken.values("corpus_id")).order_by("name"))

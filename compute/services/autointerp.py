@@ -287,9 +287,14 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
     stats = {"explained": 0, "refused": 0, "scored": 0, "skipped": 0, "silent": 0, "prompts": 0, "model_s": 0.0}
     t_start = time.perf_counter()
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    def step(number: int, what: str) -> None:  # the local model takes minutes per feature: say where it is
+        ctx.progress(0.05 + 0.95 * number / len(todo), f"feature {number + 1} of {len(todo)}: {what}")
+
     for bi, batch in enumerate(batches):
         pending = []
-        for index in batch:
+        for position, index in enumerate(batch):
+            number = bi * batch_size + position  # features finished before this one
             feature = feature_material(dset=dset, feature_index=index, config=config, pool=pool)
             item = _Pending(feature=feature)
             fconfig = AutoInterpConfig.from_dict(feature.config)
@@ -301,6 +306,7 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
                     stats["skipped"] += 1
                 else:
                     try:
+                        step(number, "explaining")
                         item.explanation = explain(client, _explainer_prompt(feature, fconfig), fconfig)
                         stats["model_s"] += item.explanation.model_seconds
                     except ExplanationRefused as exc:
@@ -323,6 +329,7 @@ def run_autointerp_job(ctx: JobContext) -> dict[str, Any]:
                     for method in METHODS:
                         if method in done:
                             continue
+                        step(number, f"scoring ({method})")
                         result = score_explanation(
                             client,
                             explanation=text,

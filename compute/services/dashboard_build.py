@@ -37,42 +37,45 @@ def _round4(value: float) -> float:
 def pack_feature(feature: dict[str, Any], to_str: Callable[[int], str], logits: dict[str, list]) -> FeatureDashboard:
     """One dashboard from compute.ml.dashboards -> an unsaved row; token ids become a per-row string table.
 
-    Per-token values keep four significant digits relative to the feature's max activation.
+    Per-token values keep four significant digits relative to the feature's max activation. The string
+    table lists tokens in order of first appearance (top examples, then each quantile's samples); all of a
+    feature's windows are mapped and rounded at once, then cut back into examples.
     """
     import numpy as np
 
     scale = feature["max"]
     decimals = max(0, 3 - math.floor(math.log10(scale))) if scale > 0 else 4
-    local: dict[int, int] = {}
+    examples = feature["top"] + [ex for q in feature["quantiles"] for ex in q["examples"]]
     strings: list[str] = []
-
-    def pack_example(ex: dict[str, Any]) -> dict[str, Any]:
-        ids = []
-        for t in ex["tokens"].tolist():
-            if t not in local:
-                local[t] = len(strings)
-                strings.append(to_str(t))
-            ids.append(local[t])
-        return {
-            "t": ids,
-            "v": np.round(ex["values"].astype(np.float64), decimals).tolist(),
-            "c": ex["center"],
-            "x": _round4(ex["value"]),
-            "s": ex["seq"],
-            "p": ex["pos"],
-        }
-
+    ids: list[int] = []
+    values: list[float] = []
+    bounds = [0]
+    if examples:
+        tokens = np.concatenate([ex["tokens"] for ex in examples])  # [sum of window lengths]
+        uniq, first, inverse = np.unique(tokens, return_index=True, return_inverse=True)
+        order = np.argsort(first)  # unique tokens by first appearance
+        local = np.empty_like(order)
+        local[order] = np.arange(order.size)
+        ids = local[inverse].tolist()
+        strings = [to_str(t) for t in uniq[order].tolist()]
+        per_token = np.concatenate([ex["values"] for ex in examples]).astype(np.float64)
+        values = np.round(per_token, decimals).tolist()
+        bounds = np.cumsum([0] + [len(ex["tokens"]) for ex in examples]).tolist()
+    packed = [
+        {"t": ids[a:b], "v": values[a:b], "c": ex["center"], "x": _round4(ex["value"]), "s": ex["seq"], "p": ex["pos"]}
+        for ex, a, b in zip(examples, bounds, bounds[1:], strict=False)
+    ]
+    n_top = len(feature["top"])
+    quantiles, start = [], n_top
+    for q in feature["quantiles"]:
+        end = start + len(q["examples"])
+        quantiles.append(
+            {"lo": _round4(q["lo"]), "hi": _round4(q["hi"]), "count": q["count"], "examples": packed[start:end]}
+        )
+        start = end
     data = {
-        "top": [pack_example(ex) for ex in feature["top"]],
-        "quantiles": [
-            {
-                "lo": _round4(q["lo"]),
-                "hi": _round4(q["hi"]),
-                "count": q["count"],
-                "examples": [pack_example(e) for e in q["examples"]],
-            }
-            for q in feature["quantiles"]
-        ],
+        "top": packed[:n_top],
+        "quantiles": quantiles,
         "histogram": feature["histogram"],
         "mean": _round4(feature["mean"]),
         "logits": logits,

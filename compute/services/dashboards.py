@@ -12,7 +12,9 @@ from typing import Any
 from django.db import transaction
 
 from compute.jobs import job_create
+from compute.ml.config import DashboardJobConfig
 from compute.models import SAE, Corpus, DashboardSet, Job, JobKind, JobStatus
+from config.errors import Conflict
 
 _ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -36,6 +38,16 @@ def dashboard_build(*, sae_id: int, corpus_id: int, created_by=None, params: dic
         status = dset.status if _ready(dset) else DashboardSet.Status.BUILDING
         DashboardSet.objects.filter(pk=dset.pk).update(job=job, status=status)
     return job
+
+
+def dashboards_build(*, sae: SAE, corpora: list[Corpus], config: DashboardJobConfig, created_by=None) -> list[Job]:
+    """The build jobs of `sae` on each corpus with `config` (see `dashboard_build`); Conflict unless the SAE is ready."""
+    if sae.status != SAE.Status.READY:
+        raise Conflict(f"SAE {sae.name} is {sae.get_status_display().lower()}; dashboards need a ready SAE.")
+    params = config.to_params()
+    return [
+        dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk, created_by=created_by, params=params) for corpus in corpora
+    ]
 
 
 def _ready(dset: DashboardSet) -> bool:

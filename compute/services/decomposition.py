@@ -40,6 +40,13 @@ class DecompositionError(JobInputError):
     """A decomposition request that cannot work; the message says what to fix."""
 
 
+LOCAL_PROPOSAL_RETRIES = 1
+# A component (a short description and a few phrases) takes some 60-100 tokens of JSON; the object around them
+# a few dozen more.
+PROPOSAL_TOKENS_PER_COMPONENT = 150
+PROPOSAL_TOKENS_OUTSIDE = 60
+
+
 def decomposition_thresholds() -> Thresholds:
     try:
         return Thresholds(
@@ -207,13 +214,15 @@ def run_propose_job(ctx: JobContext) -> dict[str, Any]:
     except ConfigError as exc:
         raise JobInputError(str(exc)) from exc
     n_components, n_phrases = config.n_components, config.n_phrases
-    client = LocalInstructClient(retries=settings.LLM_RETRIES) if decomposition.source == "local" else None
+    # The local 135M model generates ~10 tokens/s on a CPU and seldom mends its JSON when told: it tries twice.
+    local_retries = min(settings.LLM_RETRIES, LOCAL_PROPOSAL_RETRIES)
+    client = LocalInstructClient(retries=local_retries) if decomposition.source == "local" else None
     ctx.progress(0.1, "asking the local model" if client else "asking the LLM endpoint")
     try:
         completion, call = llm_complete(
             purpose="decomposition",
             messages=proposal_messages(decomposition.description, n_components=n_components, n_phrases=n_phrases),
-            max_tokens=250 * n_components,
+            max_tokens=PROPOSAL_TOKENS_PER_COMPONENT * n_components + PROPOSAL_TOKENS_OUTSIDE,
             temperature=0.3,
             json_schema=proposal_schema(n_components=n_components, n_phrases=n_phrases),
             job=ctx.job,

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections
 from django.utils import timezone
 
 from compute.jobs import JobInputError
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_PROBE_CHARS = 4000
 KEEP_FINISHED = timedelta(hours=1)
+IDLE_AFTER_S = 10.0  # seconds without a probe before the worker polls slowly
+IDLE_POLL_S = 0.1
 
 
 class ProbeError(JobInputError):
@@ -49,10 +51,15 @@ def probe_submit(*, sae: SAE, feature_index: int, text: str, created_by=None) ->
     return ProbeRequest.objects.create(sae=sae, feature_index=feature_index, text=text, created_by=created_by)
 
 
+# A claimed request gets this many waiting periods in all (the first probe of a worker loads the model).
+PROBE_MAX_WAIT_PERIODS = 12
+
+
 def probe_wait(*, probe: ProbeRequest, timeout_s: float | None = None, poll_s: float = 0.01) -> ProbeRequest:
     """Poll until the worker answers; ProbeError when it fails or no worker picks the request up in time."""
     timeout_s = settings.PROBE_WAIT_S if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout_s
+    periods = 1
     while True:
         row = ProbeRequest.objects.filter(pk=probe.pk).only("status", "result", "error").first()
         if row is None:
@@ -70,7 +77,13 @@ def probe_wait(*, probe: ProbeRequest, timeout_s: float | None = None, poll_s: f
                     f"No probe worker answered within {timeout_s:g} s. Start one with `python manage.py probe_worker` "
                     "(it keeps the model loaded between probes)."
                 )
-            deadline += timeout_s  # a worker is on it: give it one more period
+            if periods >= PROBE_MAX_WAIT_PERIODS:
+                raise ProbeError(
+                    f"A probe worker took this request but gave no answer in {periods * timeout_s:g} s; it may have "
+                    "stopped (see its log). Try again once `python manage.py probe_worker` runs."
+                )
+            periods += 1
+            deadline += timeout_s  # a worker is on it (a first probe may load the model): one more period
         time.sleep(poll_s)
 
 
@@ -78,6 +91,19 @@ def probe_text(*, sae: SAE, feature_index: int, text: str, created_by=None) -> d
     """Submit and wait: the per-token activations of `text` (BOS excluded) with max, tokens active and total."""
     probe = probe_submit(sae=sae, feature_index=feature_index, text=text, created_by=created_by)
     return probe_wait(probe=probe).result
+
+
+def _record(pk: int, *, attempts: int = 8, **fields: Any) -> None:
+    """Write a probe's outcome, retrying while the database is busy (the page is waiting for exactly this row)."""
+    for attempt in range(attempts):
+        try:
+            ProbeRequest.objects.filter(pk=pk).update(finished_at=timezone.now(), **fields)
+            return
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            close_old_connections()
+            time.sleep(0.05 * 2**attempt)
 
 
 class ProbeWorker:
@@ -142,14 +168,10 @@ class ProbeWorker:
             )
         except Exception as exc:  # any failure is the answer to this request; the worker goes on
             log.exception("probe %s failed", probe.pk)
-            ProbeRequest.objects.filter(pk=probe.pk).update(
-                status=ProbeRequest.Status.FAILED, error=f"The probe failed: {exc}"[:2000], finished_at=timezone.now()
-            )
+            _record(probe.pk, status=ProbeRequest.Status.FAILED, error=f"The probe failed: {exc}"[:2000])
             return
         result["worker_s"] = round(time.perf_counter() - started, 4)
-        ProbeRequest.objects.filter(pk=probe.pk).update(
-            status=ProbeRequest.Status.DONE, result=result, finished_at=timezone.now()
-        )
+        _record(probe.pk, status=ProbeRequest.Status.DONE, result=result)
 
     def run_once(self) -> bool:
         """Answer one pending request; False when there was none."""
@@ -159,13 +181,27 @@ class ProbeWorker:
         self.answer(probe)
         return True
 
-    def run(self, *, poll_s: float = 0.01, stop_after_s: float | None = None) -> None:
-        """Poll for requests until interrupted (or for `stop_after_s` seconds)."""
+    def run(self, *, poll_s: float = 0.01, idle_poll_s: float = IDLE_POLL_S, stop_after_s: float | None = None) -> None:
+        """Poll for requests until interrupted (or for `stop_after_s` seconds).
+
+        Every `poll_s` while someone is probing; after IDLE_AFTER_S without a request, every `idle_poll_s`, so an
+        idle worker does not take a share of a core from the jobs beside it (the first probe after a pause
+        waits at most that long)."""
         end = time.monotonic() + stop_after_s if stop_after_s else None
         last_cleanup = 0.0
+        last_answer = time.monotonic()
         while end is None or time.monotonic() < end:
-            if not self.run_once():
-                time.sleep(poll_s)
+            try:
+                answered = self.run_once()
+            except OperationalError as exc:  # a busy or briefly unreachable database: poll again, never die
+                log.warning("probe worker: database unavailable (%s); retrying", exc)
+                close_old_connections()
+                answered = False
+            if answered:
+                last_answer = time.monotonic()
+            else:
+                idle = time.monotonic() - last_answer > IDLE_AFTER_S
+                time.sleep(max(poll_s, idle_poll_s) if idle else poll_s)
             if time.monotonic() - last_cleanup > 60:
                 close_old_connections()
                 ProbeRequest.objects.filter(finished_at__lt=timezone.now() - KEEP_FINISHED).delete()

@@ -6,10 +6,13 @@ that need them (worker, shell), never at module level.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from compute.jobs import JobInputError
+from compute.ml.choices import corpus_file_suffix
 from compute.models import SAE, Corpus, LanguageModel
 from config.storage import artifact_storage
 
@@ -81,22 +85,69 @@ def language_model_register(
     return model
 
 
-def language_model_load(*, language_model: LanguageModel, device: str, hook_name: str = ""):
-    """The hooked model (compute.ml.lm.LoadedModel) on `device`; RegistryError if it cannot load or lacks `hook_name`."""
+MODELS_KEPT = 1  # language models a worker process keeps loaded between jobs (a 2B model in float32 is ~10 GB)
+_LOADED: OrderedDict[tuple, Any] = OrderedDict()  # key -> compute.ml.lm.LoadedModel, most recently used last
+_LOADED_LOCK = threading.Lock()
+
+
+def language_model_load(*, language_model: LanguageModel, device: str, hook_name: str = "", dtype: str = "float32"):
+    """The hooked model (compute.ml.lm.LoadedModel) on `device`; RegistryError if it cannot load or lacks `hook_name`.
+
+    Each process keeps the last MODELS_KEPT models it loaded: a later job on the same record, device and dtype
+    reuses it (loading SmolLM2 takes minutes on a loaded CPU), unless the record or its files changed since.
+    """
     from compute.ml.lm import ModelLoadError, load_language_model
 
-    try:
-        loaded = load_language_model(
-            source=language_model.source,
-            location=language_model.location,
-            gguf_file=language_model.gguf_file,
-            device=device,
-        )
-    except ModelLoadError as exc:
-        raise RegistryError(str(exc)) from exc
+    key = (language_model.pk, device, dtype, *_model_identity(language_model))
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(key)
+        if loaded is not None:
+            _LOADED.move_to_end(key)
+            loaded.model.reset_hooks()  # a job that failed mid-pass may have left its hooks on
+        else:
+            while _LOADED and len(_LOADED) >= MODELS_KEPT:  # free memory before loading, not after
+                _LOADED.popitem(last=False)
+            try:
+                loaded = load_language_model(
+                    source=language_model.source,
+                    location=language_model.location,
+                    gguf_file=language_model.gguf_file,
+                    device=device,
+                    dtype=dtype,
+                )
+            except ModelLoadError as exc:
+                raise RegistryError(str(exc)) from exc
+            _LOADED[key] = loaded
     if hook_name and not loaded.has_hook(hook_name):
         raise RegistryError(f"Model {language_model.name!r} has no hook {hook_name!r}.")
     return loaded
+
+
+def _model_identity(language_model: LanguageModel) -> tuple:
+    """What a kept model was loaded from: the record's fields and, for files on this machine, their sizes and times."""
+    from compute.ml.lm import ModelLoadError, resolve_model_files
+
+    fields = (language_model.source, language_model.location, language_model.gguf_file)
+    if language_model.source == LanguageModel.Source.HUB:
+        return fields  # the hub cache is content-addressed: a name loads the same weights
+    try:
+        folder, gguf = resolve_model_files(
+            source=language_model.source, location=language_model.location, gguf_file=language_model.gguf_file
+        )
+    except ModelLoadError:
+        return fields  # loading raises the clear message
+    paths = [Path(folder) / gguf] if gguf else sorted(p for p in Path(folder).iterdir() if p.is_file())
+    return (*fields, _files_stamp(paths))
+
+
+def _files_stamp(paths: list[Path], fields: Sequence[str] = ()) -> str:
+    """A short digest of files' names, sizes and modification times (and `fields`): it changes when a file is
+    replaced."""
+    digest = hashlib.sha256("\0".join(fields).encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def job_scratch(*, prefix: str) -> Path:
@@ -139,7 +190,7 @@ def corpus_upload_check(*, upload: File, text_column: str = "text") -> int:
 
     name = Path(upload.name or "upload").name
     with tempfile.TemporaryDirectory() as folder:
-        copy = Path(folder) / f"upload{Path(name).suffix.lower()}"
+        copy = Path(folder) / f"upload{corpus_file_suffix(name)}"
         upload.seek(0)
         with copy.open("wb") as out:
             for chunk in upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 20), b""):
@@ -251,7 +302,8 @@ def corpus_check(*, corpus: Corpus) -> None:
 def corpus_count_tokens(
     *, corpus: Corpus, language_model: LanguageModel, context_size: int = 128, tokenizer: Any = None
 ) -> dict[str, int]:
-    """Count documents, tokens and train/eval windows with the model's tokenizer; stored on the corpus."""
+    """Count documents, tokens and train/eval windows with the model's tokenizer; stored on the corpus with the
+    stamp of what was read (`corpus_token_counts` returns them until the corpus's files change)."""
     from compute.ml.corpora import count_tokens
     from compute.ml.lm import load_tokenizer
 
@@ -259,11 +311,42 @@ def corpus_count_tokens(
         tokenizer = load_tokenizer(
             source=language_model.source, location=language_model.location, gguf_file=language_model.gguf_file
         )
+    stamp = corpus_stamp(corpus=corpus)  # before reading: a file replaced meanwhile is counted again next time
     counts = count_tokens(corpus_texts(corpus=corpus), tokenizer, context_size).as_dict()
     corpus.refresh_from_db(fields=["token_counts"])
-    corpus.token_counts = {**corpus.token_counts, language_model.name: counts}
+    corpus.token_counts = {**corpus.token_counts, language_model.name: {**counts, "stamp": stamp}}
     corpus.save(update_fields=["token_counts"])
     return counts
+
+
+def corpus_token_counts(*, corpus: Corpus, language_model: LanguageModel) -> dict[str, Any] | None:
+    """The stored counts of this model's tokens in the corpus, or None when never counted or its files changed."""
+    stored = corpus.token_counts.get(language_model.name)
+    if not stored or stored.get("stamp") != corpus_stamp(corpus=corpus):
+        return None
+    return stored
+
+
+def corpus_stamp(*, corpus: Corpus) -> str:
+    """A digest of what the corpus's text is read from: its files' names, sizes and times (a hub dataset: its
+    name), and the split and column read; "" when its files cannot be found (reading them raises the message)."""
+    from compute.ml.corpora import CorpusError, corpus_files, demo_tarball_path
+
+    fields = [corpus.source, corpus.location, corpus.split, corpus.text_column]
+    try:
+        if corpus.source == Corpus.Source.DEMO:
+            paths = [demo_tarball_path(corpus.location, settings.DEMO_DATA_DIR)]
+        elif corpus.source == Corpus.Source.FILES:
+            paths = corpus_files(corpus.location)
+        elif corpus.source == Corpus.Source.UPLOAD and corpus.upload:
+            paths = [Path(artifact_storage().path(corpus.upload.name))]
+        else:
+            paths = []
+    except NotImplementedError:
+        paths = []  # remote storage: a new upload gets a new name, which is in the fields
+    except (CorpusError, OSError):
+        return ""
+    return _files_stamp(paths, fields)
 
 
 def sae_artifact_folder(sae: SAE) -> str:

@@ -204,8 +204,8 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     if not lm.info.get("d_model"):
         LanguageModel.objects.filter(pk=lm.pk).update(info={**lm.info, **loaded.info})
     for corpus in (plan.general_corpus, plan.domain_corpus):
-        # The corpus page shows token counts; a first run on a corpus fills them in (tokenizing only).
-        if corpus is not None and lm.name not in corpus.token_counts:
+        # The corpus page shows token counts; a first run on a corpus (or on its changed files) fills them in.
+        if corpus is not None and registry.corpus_token_counts(corpus=corpus, language_model=lm) is None:
             ctx.progress(0.0, f"Counting the tokens of {corpus.name}")
             try:
                 registry.corpus_count_tokens(

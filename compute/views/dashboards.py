@@ -9,14 +9,17 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
 
+from compute.forms import DashboardBuildForm
+from compute.ml.config import DashboardJobConfig
 from compute.models import SAE, Corpus, DashboardSet
+from compute.selectors.dashboard_cost import dashboard_build_estimate
 from compute.selectors.dashboard_exports import dashboard_export, dashboard_set_export_lines, neuronpedia_set_lines
 from compute.selectors.dashboard_html import dashboard_html
-from compute.selectors.dashboards import dashboard_get
-from compute.services.dashboards import dashboard_build
+from compute.selectors.dashboards import buildable_corpora, dashboard_get
+from compute.services.dashboards import dashboards_build
 from compute.services.neuronpedia import neuronpedia_feature
+from config.errors import ServiceError
 from config.roles import admin_required
 
 SORTS = {"index": "feature_index", "frequency": "-frequency", "max": "-max_activation", "rare": "frequency"}
@@ -32,16 +35,35 @@ def sae_dashboards(request: HttpRequest, sae_id: int) -> HttpResponse:
 
 
 @admin_required
-@require_POST
-def dashboard_build_view(request: HttpRequest, sae_id: int, corpus_id: int) -> HttpResponse:
-    sae = get_object_or_404(SAE, pk=sae_id)
-    corpus = get_object_or_404(Corpus, pk=corpus_id)
-    if sae.status != SAE.Status.READY:
-        messages.error(request, f"SAE {sae.name} is {sae.get_status_display().lower()}; dashboards need a ready SAE.")
-        return redirect("compute:sae-dashboards", sae_id=sae.pk)
-    job = dashboard_build(sae_id=sae.pk, corpus_id=corpus.pk, created_by=request.user)
-    messages.success(request, f"Dashboards of {sae.name} on {corpus.name}: job {job.pk} ({job.status}).")
-    return redirect("compute:job-detail", job_id=job.pk)
+def dashboard_build_view(request: HttpRequest, sae_id: int) -> HttpResponse:
+    """The build form: corpora and settings, with the estimate of what the build will cost (live with htmx:
+    the estimate partial alone); POST queues one job per corpus. Without JavaScript, "Update estimate" GETs it."""
+    sae = get_object_or_404(SAE.objects.select_related("language_model"), pk=sae_id)
+    corpora = buildable_corpora(sae=sae)
+    # `?corpus=<id>` (the link from the sets page) only preselects; any other query is the form's own GET.
+    data = request.POST if request.method == "POST" else (request.GET if set(request.GET) - {"corpus"} else None)
+    preselected = [c for c in corpora if str(c.pk) == request.GET.get("corpus")] or corpora
+    form = DashboardBuildForm(data, corpora=corpora, initial={"corpora": preselected})
+    if request.method == "POST" and form.is_valid():
+        chosen = list(form.cleaned_data["corpora"])
+        try:
+            jobs = dashboards_build(sae=sae, corpora=chosen, config=form.config, created_by=request.user)
+        except ServiceError as exc:
+            messages.error(request, str(exc))
+        else:
+            for corpus, job in zip(chosen, jobs, strict=True):
+                messages.success(request, f"Dashboards of {sae.name} on {corpus.name}: job {job.pk} ({job.status}).")
+            if len(jobs) == 1:
+                return redirect("compute:job-detail", job_id=jobs[0].pk)
+            return redirect("compute:sae-dashboards", sae_id=sae.pk)
+    estimate = None
+    if corpora and (data is None or form.is_valid()):
+        config = form.config if data is not None else DashboardJobConfig()
+        chosen = list(form.cleaned_data["corpora"]) if data is not None else preselected
+        estimate = dashboard_build_estimate(sae=sae, corpora=chosen, config=config)
+    context = {"sae": sae, "form": form, "estimate": estimate, "corpora": corpora}
+    template = "compute/dashboard_build.html#estimate" if request.htmx else "compute/dashboard_build.html"
+    return render(request, template, context)
 
 
 def _ready_set_or_404(sae_id: int, corpus_id: int) -> DashboardSet:

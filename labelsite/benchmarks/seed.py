@@ -31,15 +31,16 @@ EXAMPLE_TOKENS = [
 
 
 def panel_html(n_examples: int) -> str:
-    """Dashboard-like markup (examples of highlighted tokens) of a realistic size."""
-    rows = []
-    for i in range(n_examples):
-        spans = "".join(
-            f'<span class="tok" style="background:rgba(255,80,0,{(j * 7 % 10) / 10:.1f})">{w}</span> '
-            for j, w in enumerate(EXAMPLE_TOKENS)
-        )
-        rows.append(f'<li class="example"><span class="act">{(n_examples - i) / n_examples:.2f}</span> {spans}</li>')
-    return f'<div class="feature-dashboard"><ol class="examples">{"".join(rows)}</ol></div>'
+    """A blind panel of `n_examples` context rows, rendered as labellers get them (labelsite.services.panels)."""
+    from labelsite.services.panels import Context, context_html
+
+    tokens = [" " + w for w in (EXAMPLE_TOKENS * 3)[:33]]  # a dashboard context: 24 before the peak, 8 after
+    relative = [(j * 7 % 10) / 10 for j in range(len(tokens))]
+    rows = "".join(
+        context_html(Context(tokens=tokens, relative=relative, value=1.0, seq=i, start=0), magnitudes=False)
+        for i in range(n_examples)
+    )
+    return f'<div class="dash blind-panel"><h3>Strongest activations</h3><ul class="examples">{rows}</ul></div>'
 
 
 def seed_labelling_load(
@@ -48,7 +49,7 @@ def seed_labelling_load(
     judgments: int = 50_000,
     seed_labellers: int = 10,
     load_labellers: int = 20,
-    panel_examples: int = 10,
+    panel_examples: int = 15,
     name: str = "Load test",
 ) -> dict:
     """An open campaign of `items` items over two SAEs with `judgments` judgments already made.

@@ -39,12 +39,12 @@ DEFAULTS: dict[str, object] = {
     "items_per_labeller": 15,
     "workers": 2,
     "threads": 4,
-    "panel_examples": 10,
+    "panel_examples": 15,  # 10 strongest + 5 weaker: a full-size blind panel
     "serial_pages": 100,
     "pace_s": 5.0,
-    "capacity_start": 10,
+    "capacity_start": 1,
     "capacity_max": 640,
-    "capacity_step_s": 30.0,
+    "capacity_step_s": 45.0,
     "capacity_p95_ms": 50.0,
 }
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,12 +223,15 @@ def _paced_load(*, port: int, campaign_id: int, session_keys: list[str], pace: f
         t.start()
     for t in labellers:
         t.join(timeout=duration + 120)
-    latencies = [ms for t in labellers for kind in t.latencies.values() for ms in kind]
+    by_kind = {kind: [ms for t in labellers for ms in t.latencies[kind]] for kind in ("next", "page", "submit")}
+    latencies = [ms for kind in by_kind.values() for ms in kind]
     errors = [e for t in labellers for e in t.errors]
     return {
         "labellers": len(session_keys),
         "requests": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p95_ms": round(_percentile(latencies, 95), 1) if latencies else None,
+        "by_kind_p95_ms": {kind: round(_percentile(v, 95), 1) for kind, v in by_kind.items() if v},
         "errors": len(errors),
     }
 
@@ -350,6 +353,7 @@ def run(**overrides) -> dict:
 def _seed(params: dict) -> dict:
     from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
+    from django.db import connection
 
     from labelsite.benchmarks.seed import seed_labelling_load
 
@@ -360,6 +364,9 @@ def _seed(params: dict) -> dict:
         load_labellers=int(params["labellers"]) + 1 + int(params["capacity_max"]),
         panel_examples=int(params["panel_examples"]),
     )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # a live database has planner statistics; a fresh seed has none yet
+            cursor.execute("ANALYZE")
     keys = []
     for user in get_user_model().objects.filter(pk__in=info["load_labeller_ids"]).order_by("pk"):
         store = SessionStore()

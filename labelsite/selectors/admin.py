@@ -6,7 +6,7 @@ import statistics
 from collections import defaultdict
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Sum
 
 from labelsite.models import Assignment, Campaign, Item, Judgment
 from labelsite.services import LabelConflict
@@ -19,7 +19,11 @@ def _median_s(values: list[int]) -> float | None:
 def campaign_progress(*, campaign: Campaign) -> dict:
     """Items done, judgments, and per labeller: judged, skipped, held and median seconds per item."""
     items = Item.objects.filter(campaign=campaign).aggregate(
-        total=Count("pk"), complete=Count("pk", filter=Q(judgment_count__gte=F("overlap")))
+        total=Count("pk"),
+        complete=Count("pk", filter=Q(judgment_count__gte=F("overlap"))),
+        needed=Sum("overlap"),  # an item's own k: every labeller judges each gold item
+        repeats=Count("pk", filter=Q(kind=Item.Kind.REPEAT)),
+        gold=Count("pk", filter=Q(kind=Item.Kind.GOLD)),
     )
     times: dict[int, list[int]] = defaultdict(list)
     for labeller_id, ms in Judgment.objects.filter(campaign=campaign).values_list("labeller_id", "time_spent_ms"):
@@ -39,11 +43,13 @@ def campaign_progress(*, campaign: Campaign) -> dict:
         }
         for uid in sorted(users, key=lambda u: users[u].get_username())
     ]
-    needed = items["total"] * campaign.overlap
+    needed = items["needed"] or 0
     judgments = sum(len(v) for v in times.values())
     return {
         "items": items["total"],
         "items_complete": items["complete"],
+        "repeat_items": items["repeats"],
+        "gold_items": items["gold"],
         "judgments": judgments,
         "judgments_needed": needed,
         "percent": round(100 * judgments / needed) if needed else 0,
@@ -59,7 +65,7 @@ def require_mapping(campaign: Campaign) -> None:
 
 def campaign_items(*, campaign: Campaign, limit: int = 1000) -> list[dict]:
     """Items with their source (SAE, method, feature) when the mapping may be shown, else codes only."""
-    fields = ["code", "judgment_count", "slots_taken"]
+    fields = ["code", "kind", "judgment_count", "slots_taken", "overlap"]
     if campaign.mapping_visible:
         fields += ["source__sae_id", "source__sae__name", "source__sae__method", "feature_index"]
     return list(Item.objects.filter(campaign=campaign).order_by("code").values(*fields)[:limit])

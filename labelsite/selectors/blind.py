@@ -11,10 +11,10 @@ from functools import lru_cache
 import markdown
 import nh3
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 
 from labelsite import questions as schema
-from labelsite.models import Assignment, Campaign, Item, Judgment
+from labelsite.models import PANEL_HTML_FIELDS, Assignment, Campaign, Item, Judgment
 
 PANEL_TITLES = {"domain": "Top activations on domain text", "general": "Top activations on general web text"}
 DECOMPOSITION_TITLE = "Proposed sub-components and their activations"
@@ -153,9 +153,7 @@ def blind_item(*, item_code: str, labeller) -> BlindItem | None:
         .values(
             "status",
             "item__code",
-            "item__domain_html",
-            "item__general_html",
-            "item__decomposition_html",
+            *(f"item__{f}" for f in PANEL_HTML_FIELDS),
             "item__components",
             *(f"campaign__{f}" for f in _CAMPAIGN_FIELDS),
             "campaign__panel_order",
@@ -184,16 +182,21 @@ def blind_item(*, item_code: str, labeller) -> BlindItem | None:
 def labeller_progress(*, campaign: BlindCampaign, labeller_id: int) -> Progress:
     """Done, held and skipped by this labeller, and how many more items are open to them (2 queries).
 
-    "Open to them" = items with a free slot, minus those they already hold, judged or skipped. Comparing
-    slots with the campaign's k (a constant) lets the (campaign, slots_taken) index answer the count.
+    "Open to them" = items with a free slot, minus those they already hold, judged or skipped; a repeat is
+    open only to the labellers who judged its original (an item's own overlap: gold items have more slots).
     """
     mine = Assignment.objects.filter(campaign_id=campaign.id, labeller_id=labeller_id).aggregate(
         done=Count("pk", filter=Q(status=Assignment.Status.DONE)),
         held=Count("pk", filter=Q(status=Assignment.Status.HELD)),
         skipped=Count("pk", filter=Q(status=Assignment.Status.SKIPPED)),
-        mine_with_free_slot=Count("pk", filter=Q(item__slots_taken__lt=campaign.overlap)),
+        mine_with_free_slot=Count("pk", filter=Q(item__slots_taken__lt=F("item__overlap"))),
     )
-    free = Item.objects.filter(campaign_id=campaign.id, slots_taken__lt=campaign.overlap).count()
+    judged_original = Judgment.objects.filter(item_id=OuterRef("repeat_of_id"), labeller_id=labeller_id)
+    free = (
+        Item.objects.filter(campaign_id=campaign.id, slots_taken__lt=F("overlap"))
+        .filter(~Q(kind=Item.Kind.REPEAT) | Exists(judged_original))
+        .count()
+    )
     return Progress(
         available=free - mine.pop("mine_with_free_slot"),
         **mine,

@@ -1,7 +1,7 @@
 """Per-judgment exports of a campaign (admins, mapping visible): CSV, JSON Lines and Parquet, streamed.
 
 One row per judgment, and one per skipped item (status "skipped", with its reason and no answers): the
-campaign, the item code, the unblinded source (SAE, method, feature index), a stable labeller pseudonym
+campaign, the item code, its kind (regular, or a quality-control repeat or gold item: filter on it), the unblinded source (SAE, method, feature index), a stable labeller pseudonym
 (the username only when the admin asks), one column per question, time spent, revisions, the panel order
 shown, ISO 8601 timestamps. Rows are read with a database iterator in chunks and written as they come, so
 memory does not grow with the campaign.
@@ -24,7 +24,7 @@ from labelsite.selectors.admin import require_mapping
 CHUNK_ROWS = 2000  # database rows fetched per round trip
 PARQUET_ROW_GROUP = 10_000  # rows per Parquet row group (what is held in memory at once)
 
-HEAD = ("campaign", "item_code", "status", "sae", "method", "feature_index", "labeller")
+HEAD = ("campaign", "item_code", "item_kind", "status", "sae", "method", "feature_index", "labeller")
 TAIL = ("time_spent_ms", "revisions", "panel_order", "skip_reason", "created_at", "updated_at")
 _INT_TAIL = ("time_spent_ms", "revisions")
 
@@ -49,12 +49,13 @@ def _answer_value(question: dict, value):
 
 def _answer_row(
     campaign: Campaign, questions: list[dict], name, status: str,
-    code, sae, method, feature, labeller, answers, ms, revisions, order, created, updated,
+    code, kind, sae, method, feature, labeller, answers, ms, revisions, order, created, updated,
 ) -> dict:  # fmt: skip
     """One export row of answers (a judgment, or an earlier version of one), in export_columns order."""
     row = {
         "campaign": campaign.name,
         "item_code": code,
+        "item_kind": kind,
         "status": status,
         "sae": sae,
         "method": method,
@@ -99,6 +100,7 @@ def export_rows(
         judgments = judgments.filter(pk__in=judgment_ids)
     judgments = judgments.order_by("pk").values_list(
         "item__code",
+        "item__kind",
         "item__source__sae__name",
         "item__source__sae__method",
         "item__feature_index",
@@ -121,6 +123,7 @@ def export_rows(
         .order_by("pk")
         .values_list(
             "item__code",
+            "item__kind",
             "item__source__sae__name",
             "item__source__sae__method",
             "item__feature_index",
@@ -129,10 +132,11 @@ def export_rows(
             "leased_at",
         )
     )
-    for code, sae, method, feature, labeller, reason, leased in skips.iterator(chunk_size=CHUNK_ROWS):
+    for code, kind, sae, method, feature, labeller, reason, leased in skips.iterator(chunk_size=CHUNK_ROWS):
         row = {
             "campaign": campaign.name,
             "item_code": code,
+            "item_kind": kind,
             "status": "skipped",
             "sae": sae,
             "method": method,
@@ -286,6 +290,7 @@ def _earlier_versions(campaign: Campaign, questions: list[dict], who: str, name)
         .order_by("judgment_id", "version")
         .values_list(
             "judgment__item__code",
+            "judgment__item__kind",
             "judgment__item__source__sae__name",
             "judgment__item__source__sae__method",
             "judgment__item__feature_index",

@@ -28,10 +28,12 @@ def _dashboard_frequencies(sae_id: int, corpus_id: int, indices: list[int]) -> d
 
 def campaign_feature_measurements(*, campaign: Campaign, sources: dict[int, dict]) -> dict[int, list]:
     """{source id: [(feature index, item id, {freq_domain, freq_general, log_odds, max_cos_decoder,
-    max_cos_encoder})]} for every item of the campaign; None where nothing measured it."""
+    max_cos_encoder})]} for every regular item of the campaign; None where nothing measured it."""
     items = defaultdict(list)
     for source_id, index, item_id in (
-        Item.objects.filter(campaign=campaign).order_by("feature_index").values_list("source_id", "feature_index", "pk")
+        Item.objects.filter(campaign=campaign, kind=Item.Kind.REGULAR)
+        .order_by("feature_index")
+        .values_list("source_id", "feature_index", "pk")
     ):
         items[source_id].append((index, item_id))
     out = {}

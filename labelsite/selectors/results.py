@@ -1,5 +1,7 @@
 """A campaign's results, unblinded (admins, mapping visible): every figure the results page, the breakdown
-exports and the API show, derived from the campaign's questions.
+exports and the API show, derived from the campaign's questions. Every breakdown, mean, comparison,
+agreement and measured-vs-rated figure counts regular items only; repeats and gold items make the quality
+control section (`labelsite.selectors.quality`).
 
 Score questions get means with bootstrap intervals (features, and labellers when k >= 2, resampled),
 distributions, labeller-adjusted means, pairwise source comparisons and agreement; yes/no questions
@@ -35,9 +37,21 @@ class JudgmentTable:
     labeller: np.ndarray  # user id
     time_ms: np.ndarray
     answers: list[dict]
+    kind: np.ndarray  # the item's kind (Item.Kind)
 
     def __len__(self) -> int:
         return len(self.item)
+
+    def only(self, mask: np.ndarray) -> JudgmentTable:
+        """The judgments where `mask` is true."""
+        return JudgmentTable(
+            item=self.item[mask],
+            source=self.source[mask],
+            labeller=self.labeller[mask],
+            time_ms=self.time_ms[mask],
+            answers=[a for a, m in zip(self.answers, mask, strict=True) if m],
+            kind=self.kind[mask],
+        )
 
     def values(self, key: str) -> tuple[np.ndarray, list]:
         """(mask of judgments that answered `key`, the answers in that order)."""
@@ -48,21 +62,23 @@ class JudgmentTable:
 
 def judgment_table(*, campaign: Campaign) -> JudgmentTable:
     rows = Judgment.objects.filter(campaign=campaign).order_by("pk")
-    item, source, labeller, time_ms, answers = [], [], [], [], []
-    for item_id, source_id, labeller_id, ms, ans in rows.values_list(
-        "item_id", "item__source_id", "labeller_id", "time_spent_ms", "answers"
+    item, source, labeller, time_ms, answers, kind = [], [], [], [], [], []
+    for item_id, source_id, labeller_id, ms, ans, item_kind in rows.values_list(
+        "item_id", "item__source_id", "labeller_id", "time_spent_ms", "answers", "item__kind"
     ).iterator(chunk_size=5000):
         item.append(item_id)
         source.append(source_id)
         labeller.append(labeller_id)
         time_ms.append(ms)
         answers.append(ans or {})
+        kind.append(item_kind)
     return JudgmentTable(
         item=np.array(item, dtype=np.int64),
         source=np.array(source, dtype=np.int64),
         labeller=np.array(labeller, dtype=np.int64),
         time_ms=np.array(time_ms, dtype=np.int64),
         answers=answers,
+        kind=np.array(kind, dtype=str),
     )
 
 
@@ -213,9 +229,9 @@ def agreement_matrix(section: dict) -> list[list[dict | None]]:
 
 def _skips(campaign: Campaign, sources: dict[int, dict]) -> dict:
     counts = defaultdict(Counter)
+    assignments = Assignment.objects.filter(campaign=campaign, item__kind=Item.Kind.REGULAR)
     for source_id, status, n in (
-        Assignment.objects.filter(campaign=campaign)
-        .values_list("item__source_id", "status")
+        assignments.values_list("item__source_id", "status")
         .annotate(n=Count("pk"))
         .values_list("item__source_id", "status", "n")
     ):
@@ -230,9 +246,7 @@ def _skips(campaign: Campaign, sources: dict[int, dict]) -> dict:
         }
     reasons = Counter(
         (reason.strip() or "(no reason given)")
-        for reason in Assignment.objects.filter(campaign=campaign, status=Assignment.Status.SKIPPED).values_list(
-            "skip_reason", flat=True
-        )
+        for reason in assignments.filter(status=Assignment.Status.SKIPPED).values_list("skip_reason", flat=True)
     )
     return {"per_source": per_source, "reasons": [{"reason": r, "count": n} for r, n in reasons.most_common()]}
 
@@ -343,11 +357,13 @@ def campaign_results(*, campaign: Campaign, n_resamples: int = st.DEFAULT_RESAMP
 
 def _compute(campaign: Campaign, *, n_resamples: int, identities: bool) -> dict:
     from labelsite.selectors.exports import labeller_pseudonym
+    from labelsite.selectors.quality import campaign_quality
 
     seed = campaign.seed
     sources = source_labels(campaign)
-    table = judgment_table(campaign=campaign)
-    user_ids = set(table.labeller.tolist()) | set(
+    everything = judgment_table(campaign=campaign)
+    table = everything.only(everything.kind == Item.Kind.REGULAR)  # the study: no repeats, no gold items
+    user_ids = set(everything.labeller.tolist()) | set(
         Assignment.objects.filter(campaign=campaign, status=Assignment.Status.SKIPPED).values_list(
             "labeller_id", flat=True
         )
@@ -360,11 +376,13 @@ def _compute(campaign: Campaign, *, n_resamples: int, identities: bool) -> dict:
     scores = _questions(campaign, "score")
     score_sections = [_score_section(table, q, sources, n_resamples=n_resamples, seed=seed) for q in scores]
     skipped = Counter(
-        Assignment.objects.filter(campaign=campaign, status=Assignment.Status.SKIPPED).values_list(
-            "labeller_id", flat=True
-        )
+        Assignment.objects.filter(
+            campaign=campaign, status=Assignment.Status.SKIPPED, item__kind=Item.Kind.REGULAR
+        ).values_list("labeller_id", flat=True)
     )
-    items_per_source = Counter(Item.objects.filter(campaign=campaign).values_list("source_id", flat=True))
+    items_per_source = Counter(
+        Item.objects.filter(campaign=campaign, kind=Item.Kind.REGULAR).values_list("source_id", flat=True)
+    )
     time_by_source = {info["label"]: _median_s(table.time_ms[table.source == sid]) for sid, info in sources.items()}
     results = {
         "campaign": {"id": campaign.pk, "name": campaign.name, "status": campaign.status, "overlap": campaign.overlap},
@@ -382,6 +400,9 @@ def _compute(campaign: Campaign, *, n_resamples: int, identities: bool) -> dict:
         "per_labeller": _labellers(table, scores, names, skipped),
         "measured": _measured(campaign, sources, score_sections),
         "agreement": [],
+        "quality": campaign_quality(
+            campaign=campaign, names=names, n_resamples=min(n_resamples, AGREEMENT_RESAMPLES), seed=seed
+        ),
         "n_resamples": n_resamples,
     }
     if campaign.overlap >= 2:

@@ -2,8 +2,15 @@
 
 1. `own_held_lease`: the labeller already holds an item (opened, not submitted): give it back, lease renewed.
 2. (housekeeping) expired leases are released (marked expired) so their slots return to the pool.
-3. `closest_to_completion`: items others have started (most judgments first) that still have a free slot.
-4. `fresh`: untouched items, in the labeller's own stable shuffled order.
+3. `repeat_due`: a repeat of an item this labeller judged, once enough of their other judgments came after it
+   (REPEAT_MIN_GAP plus a spread that differs per repeat and labeller); nobody else is ever given it.
+4. `gold_due`: a gold item whose place in the labeller's run has come (spread by the labeller's shuffle).
+5. `closest_to_completion`: regular items others have started (most judgments first) with a free slot.
+6. `fresh`: untouched regular items, in the labeller's own stable shuffled order.
+7. `checks_left`: once no regular item is left for them, the labeller's remaining gold items and repeats
+   (a repeat still never straight after its original).
+
+Stages 3, 4 and 7 (quality control) cost no query in a campaign without repeats or gold items.
 
 Limits live in the database: the item row is locked with `select_for_update(skip_locked=True)` (a
 concurrent labeller skips it and takes the next one), the slot counter is bumped with a conditional
@@ -25,11 +32,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Exists, ExpressionWrapper, F, OuterRef, QuerySet, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from labelsite.models import SHUFFLE_PRIME, Assignment, Campaign, Item
+from labelsite.models import SHUFFLE_PRIME, Assignment, Campaign, Item, Judgment
 from labelsite.services import LabelConflict, LabelError, LabelForbidden
 
 
@@ -59,21 +77,68 @@ def labeller_order(*, campaign_id: int, labeller_id: int) -> ExpressionWrapper:
     return ExpressionWrapper((F("shuffle_key") * Value(a) + Value(b)) % Value(SHUFFLE_PRIME), BigIntegerField())
 
 
-def _available(ctx: StageContext) -> QuerySet[Item]:
-    """Items with a free slot that this labeller never held, judged, skipped or let expire."""
-    mine = Assignment.objects.filter(item=OuterRef("pk"), labeller_id=ctx.labeller_id)
-    return (
-        Item.objects.filter(campaign=ctx.campaign, slots_taken__lt=ctx.campaign.overlap)
-        .exclude(Exists(mine))
-        .annotate(rank=labeller_order(campaign_id=ctx.campaign.pk, labeller_id=ctx.labeller_id))
+REPEAT_MIN_GAP = 3  # at least this many of the labeller's other judgments between an item and its repeat
+REPEAT_GAP_SPREAD = 8  # ... and up to REPEAT_MIN_GAP + REPEAT_GAP_SPREAD - 1, so repeats come at no fixed distance
+
+
+def _never_mine(ctx: StageContext, items: QuerySet[Item]) -> QuerySet[Item]:
+    """Those of `items` this labeller never held, judged, skipped or let expire, with their shuffled `rank`."""
+    # NOT IN over the labeller's own (few) items: read once, not probed per candidate as NOT EXISTS is on SQLite.
+    mine = Assignment.objects.filter(campaign=ctx.campaign, labeller_id=ctx.labeller_id).values("item_id")
+    return items.exclude(pk__in=mine).annotate(
+        rank=labeller_order(campaign_id=ctx.campaign.pk, labeller_id=ctx.labeller_id)
     )
+
+
+def _available(ctx: StageContext) -> QuerySet[Item]:
+    """Regular items with a free slot that this labeller never held, judged, skipped or let expire."""
+    return _never_mine(
+        ctx, Item.objects.filter(campaign=ctx.campaign, kind=Item.Kind.REGULAR, slots_taken__lt=ctx.campaign.overlap)
+    )
+
+
+def _checks(ctx: StageContext) -> QuerySet[Item]:
+    """Gold items and repeats with a free slot that this labeller never had; a repeat annotated with the
+    labeller's judgment of its original (`original_judgment`, None if they have none) and how many of their
+    judgments came after that one (`since`)."""
+    mine = Judgment.objects.filter(campaign=ctx.campaign, labeller_id=ctx.labeller_id)
+    later = (
+        mine.filter(pk__gt=OuterRef("original_judgment"))
+        .order_by()
+        .values("labeller_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    items = Item.objects.filter(campaign=ctx.campaign, slots_taken__lt=F("overlap")).exclude(kind=Item.Kind.REGULAR)
+    return _never_mine(ctx, items).annotate(
+        original_judgment=Subquery(mine.filter(item_id=OuterRef("repeat_of_id")).values("pk")[:1]),
+        since=Coalesce(Subquery(later), 0),
+    )
+
+
+def _repeat_after(gap) -> Q:
+    """A repeat of an item the labeller judged, at least `gap` of their judgments after that one."""
+    return Q(kind=Item.Kind.REPEAT, original_judgment__isnull=False, since__gte=gap)
+
+
+CLAIM_SHORTLIST = 8  # candidates read before locking one; concurrent labellers rarely take them all
 
 
 def _claim(ctx: StageContext, candidates: QuerySet[Item], reason: str) -> Assignment | None:
     """Lock the first candidate nobody else is locking, take one of its slots, record the lease."""
+    # With row locks, the best few in order are read first, unlocked: a top-N sort. Locking the ordered set
+    # directly sorts every candidate in full (the lock sits above the sort), which costs O(items) per request.
+    # Without row locks (SQLite) the ordered query alone is the claim.
+    row_locks = connection.features.has_select_for_update_skip_locked
+    locking = candidates.select_for_update(skip_locked=True, of=("self",)).only("pk")
     for _attempt in range(5):
+        shortlist = list(candidates.values_list("pk", flat=True)[:CLAIM_SHORTLIST]) if row_locks else None
+        if shortlist == []:
+            return None
         with transaction.atomic():
-            item = candidates.select_for_update(skip_locked=True, of=("self",)).only("pk").first()
+            item = locking.filter(pk__in=shortlist).first() if shortlist else locking.first()
+            if item is None and shortlist and len(shortlist) == CLAIM_SHORTLIST:  # all taken concurrently: look on
+                item = locking.first()
             if item is None:
                 return None
             taken = Item.objects.filter(pk=item.pk, slots_taken__lt=F("overlap")).update(
@@ -121,10 +186,42 @@ def stage_fresh(ctx: StageContext) -> Assignment | None:
     return _claim(ctx, _available(ctx).filter(judgment_count=0).order_by("-slots_taken", "rank"), "fresh")
 
 
+def stage_repeat_due(ctx: StageContext) -> Assignment | None:
+    if not ctx.campaign.repeat_share:
+        return None
+    gap = Value(REPEAT_MIN_GAP) + F("rank") % Value(REPEAT_GAP_SPREAD)  # per repeat and labeller
+    candidates = _checks(ctx).alias(gap=gap).filter(_repeat_after(F("gap"))).order_by("rank")
+    return _claim(ctx, candidates, "repeat_due")
+
+
+def stage_gold_due(ctx: StageContext) -> Assignment | None:
+    """A gold item is due once the labeller has judged rank / P of the items they can expect to judge (their
+    share of the regular items, plus the gold items), so gold items are spread over their whole run."""
+    if not ctx.campaign.gold:
+        return None
+    campaign = ctx.campaign
+    regular = Item.objects.filter(campaign=campaign, kind=Item.Kind.REGULAR).count()
+    labellers = max(1, campaign.labellers.count())
+    expected = -(-regular * campaign.overlap // labellers) + len(campaign.gold)
+    judged = Judgment.objects.filter(campaign=campaign, labeller_id=ctx.labeller_id).count()
+    due = _checks(ctx).filter(kind=Item.Kind.GOLD, rank__lte=judged * SHUFFLE_PRIME // max(1, expected))
+    return _claim(ctx, due.order_by("rank"), "gold_due")
+
+
+def stage_checks_left(ctx: StageContext) -> Assignment | None:
+    if not (ctx.campaign.repeat_share or ctx.campaign.gold):
+        return None
+    candidates = _checks(ctx).filter(Q(kind=Item.Kind.GOLD) | _repeat_after(1)).order_by("rank")
+    return _claim(ctx, candidates, "checks_left")
+
+
 STAGES: tuple[tuple[str, Stage], ...] = (
     ("own_held_lease", stage_own_held_lease),
+    ("repeat_due", stage_repeat_due),
+    ("gold_due", stage_gold_due),
     ("closest_to_completion", stage_closest_to_completion),
     ("fresh", stage_fresh),
+    ("checks_left", stage_checks_left),
 )
 
 

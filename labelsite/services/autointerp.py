@@ -31,7 +31,8 @@ def judgment_answer(judgment: Judgment, key: str) -> Any:
 def human_explanations(*, campaign: Campaign, source_id: int, panel: str) -> list[dict[str, Any]]:
     """The labellers' explanations of one source's features from one panel, as autointerp entries."""
     entries = []
-    for judgment in Judgment.objects.filter(campaign=campaign, item__source_id=source_id).select_related("item"):
+    judgments = Judgment.objects.filter(campaign=campaign, item__source_id=source_id, item__kind=Item.Kind.REGULAR)
+    for judgment in judgments.select_related("item"):
         text = judgment_answer(judgment, f"{panel}_explanation")
         if not isinstance(text, str) or not text.strip():
             continue
@@ -61,7 +62,8 @@ def campaign_autointerp_start(*, campaign_id: int, created_by=None) -> tuple[lis
             raise LabelError("This campaign has no items yet: open it first.")
         jobs, skipped = [], []
         for source in campaign.sources.select_related("sae"):
-            indices = sorted(Item.objects.filter(source=source).values_list("feature_index", flat=True))
+            regular = Item.objects.filter(source=source, kind=Item.Kind.REGULAR)
+            indices = sorted(regular.values_list("feature_index", flat=True))
             for panel in PANELS:
                 corpus = campaign.domain_corpus if panel == "domain" else campaign.general_corpus
                 active = Job.objects.filter(

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from labelsite import questions as schema
-from labelsite.models import PANEL_EXTRAS, Assignment, Campaign, CampaignSAE, Item
-from labelsite.questions import DEFAULT_GROUPS, QuestionError, questions_validate, rubric_validate
+from labelsite.models import MAX_REPEAT_SHARE, PANEL_EXTRAS, Assignment, Campaign, CampaignSAE, Item
+from labelsite.questions import DEFAULT_GROUPS, QuestionError, expected_clean, questions_validate, rubric_validate
 from labelsite.services import LabelConflict, LabelError, LabelNotFound
 from labelsite.services.sampling import log10_frequencies, matched_sample, sampling_report
 
@@ -53,6 +54,69 @@ def rubric_format(rubric: Sequence[dict]) -> str:
     return "\n".join(f"{level['score']}: {level['label']}" for level in rubric)
 
 
+@dataclass(frozen=True)
+class GoldSpec:
+    """A gold item an admin declares: a feature of one of the campaign's SAEs and the answers they expect."""
+
+    sae_id: int
+    feature_index: int
+    expected: dict
+
+
+GOLD_EXAMPLE = "my-sae 12: domain_score=3, nice=yes"
+_GOLD_LINE = re.compile(r"^(?P<sae>.+?)\s+#?(?P<index>\d+)\s*:\s*(?P<answers>.*)$")
+
+
+def gold_parse(text: str, *, sae_ids: dict[str, int]) -> list[GoldSpec]:
+    """Parse the campaign form's gold items: one per line, "SAE name, feature number: question=answer, ..."
+    (`sae_ids`: the chosen SAEs by name). The answers themselves are checked by `gold_clean`."""
+    gold = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _GOLD_LINE.match(line.strip())
+        if match is None:
+            raise LabelError(f'Gold line {number} "{line.strip()}" should look like "{GOLD_EXAMPLE}".')
+        name = match["sae"].strip()
+        if name not in sae_ids:
+            chosen = ", ".join(sorted(sae_ids)) or "none yet"
+            raise LabelError(f'Gold line {number}: "{name}" is not one of the chosen SAEs ({chosen}).')
+        expected = {}
+        for pair in filter(str.strip, match["answers"].split(",")):
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise LabelError(
+                    f'Gold line {number}: "{pair.strip()}" should be question=answer, e.g. domain_score=3.'
+                )
+            expected[key.strip()] = value.strip()
+        if not expected:
+            raise LabelError(f"Gold line {number}: give the expected answers after the colon, e.g. {GOLD_EXAMPLE}.")
+        gold.append(GoldSpec(sae_id=sae_ids[name], feature_index=int(match["index"]), expected=expected))
+    return gold
+
+
+def gold_clean(*, gold: Iterable[GoldSpec], questions: list[dict], saes: dict) -> list[dict]:
+    """The gold items to store ([{"sae_id", "feature_index", "expected"}]), checked against the campaign's
+    SAEs (`saes`: {id: SAE}, the chosen ones) and questions (validated); LabelError names the item and what to fix."""
+    out, seen = [], set()
+    for n, spec in enumerate(gold, start=1):
+        sae = saes.get(spec.sae_id)
+        if sae is None:
+            raise LabelError(f"Gold item {n}: SAE {spec.sae_id} is not one of this campaign's SAEs.")
+        where = f'Gold item {n} ("{sae.name}" feature {spec.feature_index})'
+        if not 0 <= spec.feature_index < sae.d_sae:
+            raise LabelError(f"{where}: the SAE has features 0 to {sae.d_sae - 1}.")
+        if (spec.sae_id, spec.feature_index) in seen:
+            raise LabelError(f"{where} is given twice; give each gold feature once.")
+        seen.add((spec.sae_id, spec.feature_index))
+        try:
+            expected = expected_clean(questions, spec.expected)
+        except QuestionError as exc:
+            raise LabelError(f"{where}: {exc}") from None
+        out.append({"sae_id": spec.sae_id, "feature_index": spec.feature_index, "expected": expected})
+    return out
+
+
 def campaign_create(
     *,
     name: str,
@@ -73,13 +137,17 @@ def campaign_create(
     sampling: str = Campaign.Sampling.RANDOM,
     match_general: bool = False,
     panel_extras: Iterable[str] = (),
+    repeat_share: float = 0.0,
+    gold: Iterable[GoldSpec] = (),
     created_by=None,
 ) -> Campaign:
     """Record a draft campaign after checking everything an admin could get wrong.
 
     `questions` is a list of question objects (labelsite.questions; names of the default groups are
     accepted too); None asks the study's default questions. `rubric` is given to score questions that
-    bring none.
+    bring none. Quality control: `repeat_share` of each labeller's items are repeats of items they judged
+    (0 to MAX_REPEAT_SHARE); `gold` items have expected answers (`gold_clean`). Both are sampled with the
+    items when the campaign opens and left out of the study's breakdowns.
     """
     from compute.models import SAE, Corpus
 
@@ -135,6 +203,15 @@ def campaign_create(
         raise LabelError(
             f"Unknown panel extras {sorted(set(panel_extras) - set(PANEL_EXTRAS))}; choose from {sorted(PANEL_EXTRAS)}."
         )
+    if not 0.0 <= repeat_share <= MAX_REPEAT_SHARE:
+        raise LabelError(
+            f"The share of repeated items is between 0 and {MAX_REPEAT_SHARE} (0.1: one item in ten is a repeat)."
+        )
+    if repeat_share and not schema.checkable_questions(questions):
+        raise LabelError(
+            "Repeated items are compared on score, yes/no or choice answers; this campaign asks none of those."
+        )
+    gold = gold_clean(gold=gold, questions=questions, saes={s.sae_id: saes[s.sae_id] for s in sources})
     with transaction.atomic():
         campaign = Campaign.objects.create(
             name=name,
@@ -152,6 +229,8 @@ def campaign_create(
             sampling=sampling,
             match_general=match_general,
             panel_extras=panel_extras,
+            repeat_share=repeat_share,
+            gold=gold,
             created_by=created_by,
         )
         CampaignSAE.objects.bulk_create(
@@ -322,10 +401,13 @@ def items_sample(*, campaign: Campaign) -> int:
     eligible: dict[int, list[int]] = {}
     for source in sources:
         floor = campaign.min_frequency if campaign.min_frequency is not None else 0.0
+        gold = {g["feature_index"] for g in campaign.gold if g["sae_id"] == source.sae_id}  # never also regular
         if freqs[source.pk] is None:
-            eligible[source.pk] = list(range(source.sae.d_sae))
+            eligible[source.pk] = [i for i in range(source.sae.d_sae) if i not in gold]
         else:  # matched sampling needs a log frequency: features that never fire on D are left out
-            eligible[source.pk] = [i for i, f in enumerate(freqs[source.pk]) if f >= floor and (f > 0 or not matched)]
+            eligible[source.pk] = [
+                i for i, f in enumerate(freqs[source.pk]) if f >= floor and (f > 0 or not matched) and i not in gold
+            ]
         if not matched and len(eligible[source.pk]) < source.n_features:
             raise LabelError(
                 f'"{source.sae}" has only {len(eligible[source.pk])} features firing at least {campaign.min_frequency} '
@@ -353,7 +435,47 @@ def items_sample(*, campaign: Campaign) -> int:
     ]
     random.Random(f"items:{campaign.seed}").shuffle(items)
     Item.objects.bulk_create(items, batch_size=1000)
-    return len(items)
+    return len(items) + _quality_items(campaign, sources)
+
+
+def _quality_items(campaign: Campaign, sources) -> int:
+    """Create the campaign's gold items and repeats (after its regular items); how many.
+
+    Every labeller gets every gold item (its overlap is the number of labellers, at least k). Repeats: a seeded
+    choice of regular items, round(n * share / (1 - share)) of n, so that about `repeat_share` of what each
+    labeller judges are repeats; each is the same feature again (same source and index; its panels are copied
+    from the original once rendered) under a new code, served only to labellers who judged the original.
+    """
+    source_of = {s.sae_id: s.pk for s in sources}
+    gold = [
+        Item(
+            campaign=campaign,
+            source_id=source_of[g["sae_id"]],
+            feature_index=g["feature_index"],
+            kind=Item.Kind.GOLD,
+            expected_answers=g["expected"],
+            overlap=max(campaign.overlap, campaign.labellers.count()),
+        )
+        for g in campaign.gold
+    ]
+    regular = list(
+        campaign.items.filter(kind=Item.Kind.REGULAR).order_by("pk").values_list("pk", "source_id", "feature_index")
+    )
+    share = campaign.repeat_share
+    n_repeats = min(len(regular), round(len(regular) * share / (1 - share))) if share else 0
+    repeats = [
+        Item(
+            campaign=campaign,
+            source_id=source_id,
+            feature_index=feature_index,
+            kind=Item.Kind.REPEAT,
+            repeat_of_id=pk,
+            overlap=campaign.overlap,
+        )
+        for pk, source_id, feature_index in random.Random(f"repeats:{campaign.seed}").sample(regular, n_repeats)
+    ]
+    created = Item.objects.bulk_create([*gold, *repeats], batch_size=1000)
+    return len(created)
 
 
 def _random_draw(campaign: Campaign, sources, eligible: dict[int, list[int]]) -> dict[int, list[int]]:
@@ -403,7 +525,11 @@ def items_render_panels(*, campaign: Campaign, progress: Progress | None = None)
     panels = (("domain_html", campaign.domain_corpus_id), ("general_html", campaign.general_corpus_id))
     todo: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)  # (field, sae) -> {feature: item id}
     for field, _ in panels:
-        rows = campaign.items.filter(**{field: ""}).values_list("pk", "source__sae_id", "feature_index")
+        rows = (
+            campaign.items.filter(**{field: ""})
+            .exclude(kind=Item.Kind.REPEAT)  # copied from their originals below
+            .values_list("pk", "source__sae_id", "feature_index")
+        )
         for pk, sae_id, feature_index in rows:
             todo[(field, sae_id)][feature_index] = pk
     total, done = sum(len(v) for v in todo.values()), 0
@@ -427,7 +553,19 @@ def items_render_panels(*, campaign: Campaign, progress: Progress | None = None)
         Item.objects.bulk_update(batch, [field])
         done += len(batch)
     items_render_decompositions(campaign=campaign)
+    items_copy_repeats(campaign=campaign)
     return done
+
+
+REPEATED_FIELDS = ("domain_html", "general_html", "decomposition_html", "components")
+
+
+def items_copy_repeats(*, campaign: Campaign) -> int:
+    """Give each repeat exactly its original's panels (nothing on the page tells them apart but the code)."""
+    original = Item.objects.filter(pk=OuterRef("repeat_of_id"))
+    return campaign.items.filter(kind=Item.Kind.REPEAT).update(
+        **{name: Subquery(original.values(name)[:1]) for name in REPEATED_FIELDS}
+    )
 
 
 def items_render_decompositions(*, campaign: Campaign) -> int:
@@ -437,7 +575,7 @@ def items_render_decompositions(*, campaign: Campaign) -> int:
 
     if not any(q["type"] == schema.PER_COMPONENT for q in campaign.questions):
         return 0
-    items = list(campaign.items.select_related("source").order_by("pk"))
+    items = list(campaign.items.exclude(kind=Item.Kind.REPEAT).select_related("source").order_by("pk"))
     for item in items:
         html, names = decomposition_blind_panel(sae_id=item.source.sae_id, feature_index=item.feature_index)
         item.decomposition_html, item.components = html.replace("\x00", "\ufffd"), names

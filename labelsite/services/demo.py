@@ -35,7 +35,7 @@ DEMO_TRAINING: dict[str, Any] = {
     "l1_coefficients": [1.0, 3.0],
     "name_prefix": DEMO_PREFIX,
 }
-DEMO_STUDY_OPTIONS: dict[str, Any] = {"eval_tokens": 4_096, "frequency_tokens": 8_192}
+DEMO_STUDY_OPTIONS: dict[str, Any] = {"eval_tokens": 2_048, "frequency_tokens": 8_192}
 DEMO_DASHBOARD_TOKENS = 8_192
 DEMO_GUIDELINES = """\
 For each feature, read the top activations on the **domain** text (scientific prose) and on **general** text.
@@ -59,10 +59,12 @@ class DemoConfig:
     dashboard_params: dict[str, Any] = field(default_factory=lambda: {"max_tokens": DEMO_DASHBOARD_TOKENS})
     n_features: int = 20  # per campaign source
     overlap: int = 2
-    n_explain: int = 3  # features explained per campaign source
+    n_explain: int = 2  # features explained per campaign source
     n_decompose: int = 1  # of those, decomposed (per source)
     decomposition: dict[str, int] = field(default_factory=lambda: {"n_components": 3, "n_phrases": 3})
-    autointerp_config: dict[str, Any] | None = None
+    # One held-out context per quantile bin for scoring: 8 prompts per explanation, not 24 (the local model
+    # generates on the CPU, some 10-20 s per prompt).
+    autointerp_config: dict[str, Any] | None = field(default_factory=lambda: {"test_per_bin": 1})
     campaign_name: str = DEMO_CAMPAIGN
 
 

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from labelsite.models import Assignment, Campaign, Item, Judgment, JudgmentRevision
+from labelsite.models import PANEL_HTML_FIELDS, Assignment, Campaign, Item, Judgment, JudgmentRevision
 from labelsite.questions import QuestionError, answers_clean
 from labelsite.services import LabelConflict, LabelError, LabelForbidden, LabelNotFound
 
@@ -34,7 +34,13 @@ def judgment_submit(
     """
     time_spent_ms = max(0, min(int(time_spent_ms or 0), MAX_TIME_SPENT_MS))
     with transaction.atomic():
-        item = Item.objects.select_for_update().select_related("campaign").filter(code=item_code).first()
+        item = (  # the panel HTML (tens of KB) is not needed to record a judgment
+            Item.objects.select_for_update()
+            .select_related("campaign")
+            .defer(*PANEL_HTML_FIELDS)
+            .filter(code=item_code)
+            .first()
+        )
         if item is None:
             raise LabelNotFound("This item does not exist.")
         campaign = item.campaign
@@ -60,6 +66,12 @@ def judgment_submit(
             existing.save()
             return existing, True
         assignment = Assignment.objects.select_for_update().filter(item=item, labeller=labeller).first()
+        if (
+            assignment is None
+            and item.kind == Item.Kind.REPEAT
+            and not Judgment.objects.filter(item_id=item.repeat_of_id, labeller=labeller).exists()
+        ):  # a repeat is only ever for the labellers who judged its original
+            raise LabelConflict("This item is not assigned to you.")
         if assignment is None or assignment.status in (Assignment.Status.SKIPPED, Assignment.Status.EXPIRED):
             # The lease ran out and was released (or the item was skipped): take a slot if one is free.
             if not Item.objects.filter(pk=item.pk, slots_taken__lt=F("overlap")).update(

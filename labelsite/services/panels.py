@@ -67,17 +67,21 @@ def _token_body(text: str) -> str:
     return "".join(_char_html(ch) for ch in text) or '<span class="ws">∅</span>'
 
 
+def shade_class(rel: float) -> str:
+    """The class of a token shaded at `rel` (0 < rel, relative to the feature's max): `hNN` is alpha 0.NN
+    (0.08 to 0.85) in labelsite/static/labelsite/panels.css."""
+    alpha = f"{0.08 + 0.77 * min(rel, 1.0):.2f}"  # "0.NN", rounded as the shade always was
+    return "h" + alpha[2:]
+
+
 def context_html(ctx: Context, *, magnitudes: bool) -> str:
-    """One row: tokens shaded by their activation relative to the feature's max; values only with `magnitudes`."""
+    """One row: tokens shaded by their activation relative to the feature's max; values only with `magnitudes`.
+
+    Markup is kept short (a row is most of a page's bytes): a token is a bare span, its shade a class."""
     parts = []
     for text, rel in zip(ctx.tokens, ctx.relative, strict=True):
         body = _token_body(text)
-        if rel > 0:
-            parts.append(
-                f'<span class="tok" style="background:rgba(255,120,0,{0.08 + 0.77 * min(rel, 1.0):.2f})">{body}</span>'
-            )
-        else:
-            parts.append(f'<span class="tok">{body}</span>')
+        parts.append(f'<span class="{shade_class(rel)}">{body}</span>' if rel > 0 else f"<span>{body}</span>")
     value = f'<span class="val">{ctx.value:.3g}</span>' if magnitudes else ""
     return f'<li>{value}<span class="ctx">{"".join(parts)}</span></li>'
 

@@ -69,6 +69,8 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 sampling=data["sampling"] or Campaign.Sampling.RANDOM,
                 match_general=data["match_general"],
                 panel_extras=data["panel_extras"],
+                repeat_share=(data["repeat_percent"] or 0) / 100,
+                gold=data["gold"],
                 created_by=request.user,
             )
         except LabelError as exc:

@@ -152,7 +152,7 @@ def test_a_delivery_waits_for_a_just_died_worker_to_become_lost(settings):
     started = time.monotonic()
     taken = jobs.job_take_over(job_id=job.pk)
     assert taken is not None and taken.attempt == 2
-    assert 0.4 < time.monotonic() - started < 3
+    assert 0.4 < time.monotonic() - started < 10  # it waited for the heartbeat to age, not for ever
 
 
 def test_the_last_allowed_lost_attempt_fails_the_job_and_its_unfinished_saes(settings):

@@ -130,7 +130,9 @@ def _setup_training(folder: str) -> dict[str, int]:
 
     root = Path(folder)
     model_dir = tiny_model_folder(root / "tiny-model", seed=11)
-    sentences = [f"Sample {i}: the radio emission of planet {i % 7} varies with its surface layer." for i in range(400)]
+    sentences = [
+        f"Sample {i}: the radio emission of planet {i % 7} varies with its surface layer." for i in range(4000)
+    ]
     (root / "domain.txt").write_text("\n\n".join(sentences), encoding="utf-8")
     lm = registry.language_model_register(name="tiny", source="local", location=str(model_dir))
     corpus = registry.corpus_register(name="domain", kind="domain", source="files", location=str(root / "domain.txt"))

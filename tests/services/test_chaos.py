@@ -102,7 +102,7 @@ def test_training_survives_a_killed_pool_process_and_a_sigterm_and_equals_an_uni
     params = {
         "language_model_id": ids["language_model_id"], "domain_corpus_id": ids["corpus_id"], "methods": ["direct"],
         "hook_name": "blocks.0.hook_resid_post", "domain_expansion": 2, "l1_coefficients": [1.0, 3.0],
-        "lr": 1e-2, "domain_tokens": 3000, "eval_tokens": 0, "context_size": 32, "batch_size": 4,
+        "lr": 1e-2, "domain_tokens": 40000, "eval_tokens": 0, "context_size": 32, "batch_size": 4,
         "minibatch_tokens": 64,
     }  # fmt: skip
     first = workers.start_worker("one")

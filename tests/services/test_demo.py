@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -44,8 +45,16 @@ def test_demo_starts_web_and_workers_on_the_embedded_default(tmp_path):
     assert (tmp_path / "broker" / "queue").is_dir()
 
 
-def test_stopping_the_demo_stops_its_server_and_workers(tmp_path):
-    import signal
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a command a script starts with `&`
+
+
+@pytest.mark.parametrize(
+    "signum, started",
+    [(signal.SIGTERM, None), (signal.SIGINT, _ignore_sigint)],
+    ids=["SIGTERM", "SIGINT-started-in-the-background"],
+)
+def test_stopping_the_demo_stops_its_server_and_workers(tmp_path, signum, started):
     import time
     import urllib.request
 
@@ -55,7 +64,7 @@ def test_stopping_the_demo_stops_its_server_and_workers(tmp_path):
     env = subprocess_env(drop=("DATABASE_URL", "CELERY_BROKER_URL"), LABELSITE_VAR_DIR=str(tmp_path))
     demo = subprocess.Popen(
         [sys.executable, "manage.py", "demo", "--no-pipeline", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=started,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -69,7 +78,7 @@ def test_stopping_the_demo_stops_its_server_and_workers(tmp_path):
                 time.sleep(0.5)
         children = psutil.Process(demo.pid).children(recursive=True)
         assert len(children) >= 3  # two workers and the web server (plus their pool processes)
-        demo.send_signal(signal.SIGTERM)
+        demo.send_signal(signum)
         assert demo.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(children, timeout=30)
         assert alive == [], f"left running: {[p.cmdline() for p in alive]}"

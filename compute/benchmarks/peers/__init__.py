@@ -9,13 +9,19 @@ that environment and talk to us only through files and JSON on stdout.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-PEERS = {"sae-dashboard": ["sae-dashboard==0.8.0"]}
+# pyarrow < 21: transformer-lens 2.x keeps numpy < 2, which pyarrow 21+ (pulled in by `datasets`) refuses at import.
+PEERS = {"sae-dashboard": ["sae-dashboard==0.8.0", "pyarrow<21"]}
+# Pulled in by decode-clt (SAEDashboard's cross-layer transcoders, unused here) as builds for another torch, which
+# break transformers' imports (`operator torchvision::nms does not exist`); removed after installing.
+UNUSED = {"sae-dashboard": ["torchvision", "torchaudio"]}
 
 
 class PeerUnavailable(RuntimeError):
@@ -27,11 +33,13 @@ def peer_dir(name: str) -> Path:
 
 
 def peer_python(name: str, *, install: bool = True) -> Path:
-    """The python of the peer's environment, installing it first when missing (and `install` is true)."""
+    """The python of the peer's environment, installing it first when missing or made for other requirements
+    (and `install` is true)."""
     folder = peer_dir(name)
     python = folder / "bin" / "python"
     marker = folder / ".installed"
-    if marker.exists():
+    wanted = "\n".join([f"torch=={version('torch')}", *PEERS[name]])
+    if marker.exists() and marker.read_text() == wanted:
         return python
     if not install:
         raise PeerUnavailable(f"{name} is not installed; run `make peers`.")
@@ -44,9 +52,11 @@ def peer_python(name: str, *, install: bool = True) -> Path:
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
         subprocess.run([*pip, "-c", str(constraints), f"torch=={version('torch')}"], check=True)
         subprocess.run([*pip, "-c", str(constraints), *PEERS[name]], check=True)
+        if UNUSED.get(name):
+            subprocess.run([str(python), "-m", "pip", "uninstall", "--yes", "--quiet", *UNUSED[name]], check=True)
     except (subprocess.CalledProcessError, OSError) as exc:
         raise PeerUnavailable(f"Could not install {name} into {folder}: {exc}") from exc
-    marker.touch()
+    marker.write_text(wanted)
     return python
 
 
@@ -60,3 +70,54 @@ def run_peer_script(name: str, script: str, *args: str, timeout: float = 3600) -
     if done.returncode != 0:
         raise PeerUnavailable(f"{name} ({script}) failed:\n{done.stderr[-4000:]}")
     return done.stdout
+
+
+class PeerSession:
+    """A peer script kept running in its environment, answering one JSON request per line.
+
+    The peer loads its model once; the caller interleaves its own runs with the peer's (`request`), so a
+    burst of other load on the machine hits one repeat of each, not one tool. Use as a context manager.
+    """
+
+    def __init__(self, name: str, script: str, *args: str) -> None:
+        self.name, self.script = name, script
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (outlives __init__; close() closes it)
+        self._process = subprocess.Popen(
+            [str(peer_python(name)), str(Path(__file__).with_name(script)), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=ROOT,
+        )  # fmt: skip
+        self.ready = self._reply()
+
+    def _reply(self) -> dict:
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait()
+            self._stderr.seek(0)
+            raise PeerUnavailable(f"{self.name} ({self.script}) failed:\n{self._stderr.read()[-4000:]}")
+        return json.loads(line)
+
+    def request(self, **request: object) -> dict:
+        """Send one request; the peer's JSON answer (PeerUnavailable, with its stderr, if it died)."""
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: _reply reads why
+        return self._reply()
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            try:
+                self._process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self._process.stdin.close()
+                self._process.wait(timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self._process.kill()
+                self._process.wait()
+        self._stderr.close()
+
+    def __enter__(self) -> PeerSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

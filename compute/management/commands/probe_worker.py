@@ -15,12 +15,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
         parser.add_argument("--poll-s", type=float, default=0.01, help="seconds between looks for new requests")
+        parser.add_argument("--idle-poll-s", type=float, default=0.1, help="... once no request came for 10 s")
         parser.add_argument("--warm", type=int, action="append", default=[], metavar="SAE_ID",
                             help="load this SAE (and its model) before the first request; repeatable")  # fmt: skip
         parser.add_argument("--stop-after-s", type=float, default=None, help="exit after this many seconds")
 
     def handle(
-        self, *args, device: str | None, poll_s: float, warm: list[int], stop_after_s: float | None, **_
+        self,
+        *args,
+        device: str | None,
+        poll_s: float,
+        idle_poll_s: float,
+        warm: list[int],
+        stop_after_s: float | None,
+        **_,
     ) -> None:
         from compute.services.probe import ProbeWorker
 
@@ -33,4 +41,4 @@ class Command(BaseCommand):
         self.stdout.write(f"probe worker {worker.name} on {worker.device}: ready", ending="\n")
         self.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
-            worker.run(poll_s=poll_s, stop_after_s=stop_after_s)
+            worker.run(poll_s=poll_s, idle_poll_s=idle_poll_s, stop_after_s=stop_after_s)

@@ -71,8 +71,9 @@ class Command(BaseCommand):
         config = None if smoke or no_pipeline else self._register(options)
         self._line("setup", "done", 1.0, end=True)
         procs = self._start(host, port)
-        # `kill` or a closed terminal must stop the server and workers too, not orphan them.
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        # `kill` or a closed terminal must stop the server and workers too, not orphan them; and SIGINT stops the
+        # demo even where it was started in the background by a script (a shell without job control ignores it).
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _raise_keyboard_interrupt)
         try:
             self._wait_for_web(host, port, procs)

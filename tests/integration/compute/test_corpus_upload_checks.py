@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from compute.forms import CorpusAdminForm
 from compute.models import Corpus
-from compute.services.registry import RegistryError, corpus_register
+from compute.services.registry import RegistryError, corpus_register, corpus_texts
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +70,34 @@ def test_good_uploads_are_stored(artifacts):
         files={"upload": SimpleUploadedFile("rows.csv", b"title,body\nA,some text\n")},
     )  # fmt: skip
     assert form.is_valid(), form.errors
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "texts"),
+    [
+        ("notes.TXT", GOOD_TEXT, ["First paragraph about sets.", "Second paragraph."]),
+        ("rows.JSONL", b'{"text": "one"}\n{"text": "two"}\n', ["one", "two"]),
+        ("table.Csv", b"id,text\n1,a row\n", ["a row"]),
+        ("cols.PARQUET", _parquet("text", ["from parquet"]), ["from parquet"]),
+    ],
+    ids=["TXT", "JSONL", "Csv", "PARQUET"],
+)
+def test_upper_case_suffixes_are_accepted_stored_and_read(artifacts, filename, content, texts):
+    """The suffix's case does not matter: the file is checked, stored and later read as its kind, not as empty."""
+    form = CorpusAdminForm(
+        data={"name": "upper", "kind": "domain", "source": "upload", "split": "train", "text_column": "text",
+              "options": "{}"},
+        files={"upload": SimpleUploadedFile(filename, content)},
+    )  # fmt: skip
+    assert form.is_valid(), form.errors
+    corpus = corpus_register(name="upper", kind="domain", source="upload", upload=SimpleUploadedFile(filename, content))
+    assert _listing(artifacts) == [corpus.upload.name]
+    assert list(corpus_texts(corpus=corpus)) == texts  # what a job reads
+
+
+def test_upper_case_suffix_of_a_bad_file_is_still_checked(artifacts):
+    with pytest.raises(RegistryError, match=r"line 2 is not JSON"):
+        corpus_register(
+            name="bad", kind="domain", source="upload", upload=SimpleUploadedFile("b.JSONL", b'{"text": "a"}\n{\n')
+        )
+    assert _listing(artifacts) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 import torch
@@ -134,10 +133,7 @@ def test_dashboard_html_admin_blind_and_dead(setup):
     _built(setup)
     sae, corpus = setup["sae"], setup["corpus"]
     live = next(i for i, f in enumerate(feature_frequencies(sae_id=sae.pk, corpus_id=corpus.pk)) if f > 0)
-    dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk, feature_index=live, blind=False)  # template compiled once
-    started = time.perf_counter()
     admin = dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk, feature_index=live, blind=False)
-    assert time.perf_counter() - started < 0.1
     assert "tiny-ssae-secret" in admin and f"feature {live}" in admin and HOOK in admin
     assert 'class="tok max"' in admin and "Fires on" in admin and "<svg" in admin
     blind = dashboard_html(sae_id=sae.pk, corpus_id=corpus.pk, feature_index=live, blind=True)
@@ -209,52 +205,19 @@ def test_frequency_is_said_plainly():
     assert _frequency_sentence(1500, 2000) == "Fires on 1.5k of 2k tokens (75%)."
 
 
-def test_full_size_dashboard_renders_under_100ms(setup):
-    """20 top examples and 10 bins x 5 samples of 33 tokens each, as a real SmolLM2 dashboard has."""
-    import numpy as np
+def test_full_size_dashboard_renders_every_token_once(setup):
+    """20 top examples and 10 bins x 5 samples of 33 tokens, as a real SmolLM2 dashboard has (its render time
+    is `python manage.py bench render`)."""
+    from compute.benchmarks.render import FULL_SIZE_TOKENS, full_size_row
 
-    from compute.services.dashboard_build import pack_feature
-
-    rng = np.random.default_rng(0)
-
-    def example(value):
-        return {
-            "tokens": rng.integers(0, 259, 33),
-            "values": (rng.random(33) * value).astype(np.float32),
-            "center": 24,
-            "value": float(value),
-            "seq": int(rng.integers(0, 1000)),
-            "pos": 30,
-        }
-
-    feature = {
-        "index": 0,
-        "n_tokens": 1_200_000,
-        "n_firing": 20_000,
-        "frequency": 20_000 / 1_200_000,
-        "max": 9.5,
-        "mean": 2.1,
-        "histogram": {"lo": 0.0, "hi": 9.5, "counts": rng.integers(0, 500, 30).tolist()},
-        "top": [example(9.5 - i * 0.1) for i in range(20)],
-        "quantiles": [
-            {"lo": j, "hi": j + 0.9, "count": 2000, "examples": [example(j + 0.5) for _ in range(5)]} for j in range(10)
-        ],
-    }
-    logits = {"pos": [[f"tok{i}", 1.0] for i in range(10)], "neg": [[f"neg{i}", -1.0] for i in range(10)]}
     dset = DashboardSet.objects.create(
         sae=setup["sae"], corpus=setup["corpus"], status="ready", n_tokens=1_200_000, n_features=1, config={"top_k": 20}
     )
-    row = pack_feature(feature, lambda t: chr(32 + t % 90) * 3, logits)
+    row = full_size_row()
     row.dashboard_set = dset
     row.save()
-    dashboard_html(sae_id=setup["sae"].pk, corpus_id=setup["corpus"].pk, feature_index=0, blind=True)
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        html = dashboard_html(sae_id=setup["sae"].pk, corpus_id=setup["corpus"].pk, feature_index=0, blind=True)
-        timings.append(time.perf_counter() - started)
-    assert html.count('class="tok') == 70 * 33
-    assert sorted(timings)[2] < 0.1, timings
+    html = dashboard_html(sae_id=setup["sae"].pk, corpus_id=setup["corpus"].pk, feature_index=0, blind=True)
+    assert FULL_SIZE_TOKENS == 70 * 33 and html.count('class="tok') == FULL_SIZE_TOKENS
 
 
 def test_control_characters_and_whitespace_are_shown_not_emitted():

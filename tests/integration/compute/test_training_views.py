@@ -68,6 +68,22 @@ def test_training_form_says_what_to_fix(admin_client, tmp_path):
     assert response.status_code == 400 and "give numbers separated by commas" in response.content.decode()
 
 
+def test_training_form_shows_each_error_once(admin_client, tmp_path):
+    """An error of the whole run (from the service) and a field's own error each appear once on the page."""
+    domain = make_corpus(tmp_path)
+    model = registry.language_model_register(name="tiny", source="local", location=str(tmp_path))
+    data = {"language_model": model.pk, "methods": ["ssae"], "domain_corpus": domain.pk, "l1_coefficients": "1"}
+    page = admin_client.post(reverse("compute:training-new"), data).content.decode()
+    assert page.count("need a GSAE") == 1, page
+    assert page.count('role="alert"') == 1
+    data = {**data, "methods": ["direct"], "context_size": 1}  # below its bound of 2: the field's own error
+    page = admin_client.post(reverse("compute:training-new"), data).content.decode()
+    message = "Ensure this value is greater than or equal to 2."
+    assert page.count(message) == 1, page
+    assert page.index(message) < page.index('name="context_size"')  # shown at its field, not in a list above
+    assert 'role="alert"' not in page
+
+
 def test_sae_page_shows_training_statistics(admin_client, tmp_path):
     domain = make_corpus(tmp_path)
     model = registry.language_model_register(name="tiny", source="local", location=str(tmp_path))

@@ -62,7 +62,7 @@ def _crawl(client, campaign) -> dict[str, str]:
 def _observables(text: str) -> list[float]:
     """Counts a curious labeller could make of the bytes (ours, not the audit's)."""
     visible = re.sub(r"<[^>]*>", " ", text)
-    alphas = [float(a) for a in re.findall(r"rgba\(255,120,0,([\d.]+)\)", text)]
+    alphas = [int(a) / 100 for a in re.findall(r'<span class="h(\d\d)">', text)]  # a shaded token: alpha 0.NN
     numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", visible)]
     percents = [float(n) for n in re.findall(r"(\d+(?:\.\d+)?)\s*%", visible)]
     return [

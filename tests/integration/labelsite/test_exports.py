@@ -49,7 +49,7 @@ def test_progress_reports_median_time_per_labeller(judged, bob):
 def test_hidden_mapping_stays_off_the_admin_pages_until_closed(admin_client, registry, bob):
     campaign = campaign_open_offline(campaign_draft(registry=registry, labellers=[bob], hide_mapping_until_closed=True))
     items = admin_client.get(reverse("manage-api:items", args=[campaign.pk])).json()["results"]
-    assert items and all(set(row) == {"code", "judgment_count", "slots_taken"} for row in items)
+    assert items and all(set(row) == {"code", "kind", "judgment_count", "slots_taken", "overlap"} for row in items)
     detail = admin_client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
     assert registry.saes[0].name not in detail
     results = admin_client.get(reverse("manage:campaign-results", args=[campaign.pk]))

@@ -125,7 +125,9 @@ def test_api_exports_and_summary_follow_the_questions(client, custom, alice, bob
     response = client.get(reverse("manage-api:judgments-export", args=[custom.pk, "csv"]))
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 8
-    assert list(rows[0])[7:12] == ["summary", "sharpness", "kind", "dead", "split"]
+    columns = list(rows[0])
+    first = columns.index("labeller") + 1  # the answer columns follow the item and labeller columns
+    assert columns[first : first + 5] == ["summary", "sharpness", "kind", "dead", "split"]
     assert sorted(r["kind"] for r in rows) == ["concept"] * 4 + ["token"] * 4
     assert {r["split"] for r in rows} == {'{"c1": "real", "c2": "noise"}'}
 

