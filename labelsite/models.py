@@ -53,6 +53,8 @@ PANEL_EXTRAS: dict[str, str] = {
     "frequency": "How often the feature fires (a sentence, and a mark on rare features)",
     "histogram": "Chart of how strongly the feature fires (activation histogram)",
     "logits": "Words the feature makes more likely, with their scores (output logits)",
+    "intensity": "Shading by how strongly each token fires relative to the feature's strongest activation "
+    "(without it, shading shows each token's rank among the panel's activating tokens)",
     "magnitudes": "The strength of each example as a number (raw activation values)",
     "probe": "Live probe: labellers type a text of their own and see how strongly the feature responds to each "
     "token, compared with its strongest response on the domain text",

@@ -4,8 +4,13 @@ A panel shows what a rater needs to explain a feature, and nothing that tells SA
 
 - the same sections with the same number of context rows for every item (`SECTIONS`): the strongest
   activations, then weaker ones from across the feature's range;
-- token highlighting relative to the feature's own maximum, no values: no frequency figure, density class,
-  histogram, logit value or activation magnitude, unless an admin switched that extra on (`PANEL_EXTRAS`);
+- token highlighting by rank: a token's shade is its activation's rank among the activating tokens the panel
+  shows (`rank_shading`), so the panel says which tokens fire more strongly than which, but not how the
+  activations are distributed (how peaked a feature is tells SAEs apart: on general text the mean shade
+  relative to the feature's max predicted Direct vs SSAE with AUC 0.88 in the demo). Shading relative to the
+  feature's max is the "intensity" extra;
+- no values: no frequency figure, density class, histogram, logit value or activation magnitude, unless an
+  admin switched that extra on (`PANEL_EXTRAS`);
 - contexts drawn per campaign: sampled from the feature's top and quantile pools with a generator seeded by
   the campaign (its seed and id), so the same feature in two campaigns does not render byte-identically;
 - a feature with fewer activating contexts than rows is completed the same way for every source, with
@@ -20,8 +25,9 @@ this module renders, it never computes.
 from __future__ import annotations
 
 import random
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 
@@ -139,6 +145,21 @@ def choose_rows(
     return [strongest, weaker]
 
 
+def rank_shading(sections: Sequence[Sequence[Context]]) -> list[list[Context]]:
+    """The rows with each activating token's shade replaced by its rank among the activating tokens shown.
+
+    The strongest token gets 1, the weakest 1/n (ties share their mean rank); tokens that do not fire stay 0.
+    Every panel with n activating tokens then shows the same shades, whatever the activations' distribution.
+    """
+    shown = sorted(r for rows in sections for c in rows for r in c.relative if r > 0)
+    n = len(shown)
+
+    def rank(r: float) -> float:  # mean of the 1-based ranks of the values equal to r, over n
+        return (bisect_left(shown, r) + bisect_right(shown, r) + 1) / (2 * n)
+
+    return [[replace(c, relative=[rank(r) if r > 0 else 0.0 for r in c.relative]) for c in rows] for rows in sections]
+
+
 def _frequency_sentence(n_firing: int, n_tokens: int) -> str:
     percent = 100 * n_firing / n_tokens if n_tokens else 0.0
     return f"Fires on {n_firing:,} of {n_tokens:,} tokens ({percent:.3g}%)."
@@ -182,6 +203,8 @@ def panel_html(
     top = _contexts(data["top"], strings, max_activation)
     spread = _contexts((ex for q in data["quantiles"] for ex in q["examples"]), strings, max_activation)
     sections = choose_rows(top=top, spread=spread, filler=filler, rng=rng)
+    if "intensity" not in extras:
+        sections = rank_shading(sections)
     magnitudes = "magnitudes" in extras
     parts = ['<div class="dash blind-panel">']
     if "frequency" in extras:

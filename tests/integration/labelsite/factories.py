@@ -82,11 +82,13 @@ def synthetic_dashboards(
     scale: tuple[float, float],
     seed: int,
     n_tokens: int = 100_000,
+    spread: float = 1.0,
 ) -> DashboardSet:
     """A ready dashboard set with one row per feature in compute's packed format, without a model: firing
     frequency 10**log10_freqs[i]; contexts of 33 tokens drawn from WORDS; a feature firing n times has
     min(n, 20) top contexts and, above 20 firings, 10 quantile bins of 3 samples; in a context, other
-    tokens fire with a probability that grows with the frequency; max activation uniform in `scale`."""
+    tokens fire with a probability that grows with the frequency, up to `spread` times the context's own value;
+    max activation uniform in `scale`."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -107,7 +109,7 @@ def synthetic_dashboards(
 
         def example(value: float, density=density, local=local) -> dict:
             ids = [local.setdefault(w, len(local)) for w in rng.choice(WORDS, size=33).tolist()]
-            values = np.where(rng.random(33) < density, rng.uniform(0, value, 33), 0.0)
+            values = np.where(rng.random(33) < density, rng.uniform(0, spread * value, 33), 0.0)
             values[24] = value
             seq = int(rng.integers(0, n_tokens // 128))
             return {"t": ids, "v": np.round(values, 3).tolist(), "c": 24, "x": round(value, 4), "s": seq,
