@@ -125,15 +125,9 @@ def _timed(fn) -> tuple[float, Any]:
 
 def _pack_all(dashboards: list[dict], loaded) -> int:
     """What the build job does after computing: one compressed row payload per feature (not saved here)."""
-    from compute.services.dashboard_build import pack_feature
+    from compute.services.dashboard_build import TokenStrings, pack_feature
 
-    strings: dict[int, str] = {}
-
-    def to_str(token_id: int) -> str:
-        if token_id not in strings:
-            strings[token_id] = loaded.to_str_tokens([token_id])[0]
-        return strings[token_id]
-
+    to_str = TokenStrings(loaded.to_str_tokens)
     return sum(len(pack_feature(d, to_str, {"pos": [], "neg": []}).payload) for d in dashboards)
 
 

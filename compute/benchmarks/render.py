@@ -59,7 +59,9 @@ def full_size_row(seed: int = 0):
     """The packed, unsaved `FeatureDashboard` row of `full_size_feature`."""
     from compute.services.dashboard_build import pack_feature
 
-    return pack_feature(full_size_feature(seed), lambda t: chr(32 + t % 90) * 3, FULL_SIZE_LOGITS)
+    return pack_feature(
+        full_size_feature(seed), lambda ids: [chr(32 + t % 90) * 3 for t in ids.tolist()], FULL_SIZE_LOGITS
+    )
 
 
 def run(**overrides: Any) -> dict[str, Any]:

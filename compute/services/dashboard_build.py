@@ -34,12 +34,15 @@ def _round4(value: float) -> float:
     return float(f"{value:.4g}") if value else 0
 
 
-def pack_feature(feature: dict[str, Any], to_str: Callable[[int], str], logits: dict[str, list]) -> FeatureDashboard:
+def pack_feature(
+    feature: dict[str, Any], to_str: Callable[[Any], list[str]], logits: dict[str, list]
+) -> FeatureDashboard:
     """One dashboard from compute.ml.dashboards -> an unsaved row; token ids become a per-row string table.
 
-    Per-token values keep four significant digits relative to the feature's max activation. The string
-    table lists tokens in order of first appearance (top examples, then each quantile's samples); all of a
-    feature's windows are mapped and rounded at once, then cut back into examples.
+    Per-token values keep four significant digits relative to the feature's max activation, stored as
+    integers (`FeatureDashboard.pack_arrays`). The string table lists tokens in order of first appearance
+    (top examples, then each quantile's samples); all of a feature's windows are mapped and rounded at once.
+    `to_str` maps an array of token ids to their strings (`TokenStrings`).
     """
     import numpy as np
 
@@ -47,23 +50,20 @@ def pack_feature(feature: dict[str, Any], to_str: Callable[[int], str], logits: 
     decimals = max(0, 3 - math.floor(math.log10(scale))) if scale > 0 else 4
     examples = feature["top"] + [ex for q in feature["quantiles"] for ex in q["examples"]]
     strings: list[str] = []
-    ids: list[int] = []
-    values: list[float] = []
-    bounds = [0]
+    ids = scaled = np.zeros(0, dtype=np.int64)
     if examples:
         tokens = np.concatenate([ex["tokens"] for ex in examples])  # [sum of window lengths]
         uniq, first, inverse = np.unique(tokens, return_index=True, return_inverse=True)
         order = np.argsort(first)  # unique tokens by first appearance
         local = np.empty_like(order)
         local[order] = np.arange(order.size)
-        ids = local[inverse].tolist()
-        strings = [to_str(t) for t in uniq[order].tolist()]
+        ids = local[inverse]
+        strings = to_str(uniq[order])
         per_token = np.concatenate([ex["values"] for ex in examples]).astype(np.float64)
-        values = np.round(per_token, decimals).tolist()
-        bounds = np.cumsum([0] + [len(ex["tokens"]) for ex in examples]).tolist()
+        scaled = np.rint(per_token * 10.0**decimals)  # what np.round(per_token, decimals) rounds to, as integers
     packed = [
-        {"t": ids[a:b], "v": values[a:b], "c": ex["center"], "x": _round4(ex["value"]), "s": ex["seq"], "p": ex["pos"]}
-        for ex, a, b in zip(examples, bounds, bounds[1:], strict=False)
+        {"n": len(ex["tokens"]), "c": ex["center"], "x": _round4(ex["value"]), "s": ex["seq"], "p": ex["pos"]}
+        for ex in examples
     ]
     n_top = len(feature["top"])
     quantiles, start = [], n_top
@@ -86,8 +86,35 @@ def pack_feature(feature: dict[str, Any], to_str: Callable[[int], str], logits: 
         n_firing=feature["n_firing"],
         frequency=feature["frequency"],
         max_activation=feature["max"],
-        payload=FeatureDashboard.pack(data),
+        payload=FeatureDashboard.pack_arrays(data, ids, scaled, decimals),
     )
+
+
+class TokenStrings:
+    """Token ids -> their strings (each id decoded on its own, once): `strings(np.array([...]))`."""
+
+    def __init__(self, decode: Callable[[list[int]], list[str]]) -> None:
+        import numpy as np
+
+        self._decode = decode
+        self._table = np.empty(0, dtype=object)
+        self._known = np.zeros(0, dtype=bool)
+
+    def __call__(self, ids) -> list[str]:
+        import numpy as np
+
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size == 0:
+            return []
+        if ids.max() >= self._known.size:  # grow the table (vocabularies are known only by the ids seen)
+            size = max(int(ids.max()) + 1, 2 * self._known.size)
+            self._table = np.concatenate([self._table, np.empty(size - self._table.size, dtype=object)])
+            self._known = np.concatenate([self._known, np.zeros(size - self._known.size, dtype=bool)])
+        missing = np.unique(ids[~self._known[ids]])
+        if missing.size:
+            self._table[missing] = self._decode(missing.tolist())
+            self._known[missing] = True
+        return self._table[ids].tolist()
 
 
 def run_dashboard_job(ctx: JobContext) -> dict[str, Any]:
@@ -187,7 +214,7 @@ def _build(
     t0 = time.perf_counter()
     config = DashboardConfig(**job_config.render_options())
     logits = _logit_tables(lens_sae, loaded, config.n_logit_tokens, output_logit_tokens)
-    to_str = _token_strings(loaded)
+    to_str = TokenStrings(loaded.to_str_tokens)
     FeatureDashboard.objects.filter(dashboard_set=dset).delete()
     n_dead = 0
 
@@ -234,17 +261,6 @@ def _with_progress(batches, ctx: JobContext, job_config: DashboardJobConfig):
         yield batch
         done += per_batch
         ctx.progress(0.05 + 0.45 * min(1.0, done / total), f"activations: {min(done, total)} of {total} tokens")
-
-
-def _token_strings(loaded):
-    cache: dict[int, str] = {}
-
-    def to_str(token_id: int) -> str:
-        if token_id not in cache:
-            cache[token_id] = loaded.to_str_tokens([token_id])[0]
-        return cache[token_id]
-
-    return to_str
 
 
 def _logit_tables(lens_sae, loaded, k: int, output_logit_tokens) -> list[dict[str, list]]:
