@@ -30,8 +30,7 @@ WIDTH = 33
 N_FEATURES = 12
 
 
-def _example(rng, value: float, local: dict[str, int]) -> dict:
-    start = int(rng.integers(0, len(TOKENS) - WIDTH))
+def _example(rng, value: float, local: dict[str, int], start: int) -> dict:
     words = TOKENS[start : start + WIDTH]
     values = rng.uniform(0.01, value, WIDTH)  # every token fires
     values[24] = value
@@ -48,9 +47,13 @@ def _dense_dashboards(*, sae, corpus, seed: int) -> None:
     for index in range(N_FEATURES):
         local: dict[str, int] = {}
         peak = float(rng.uniform(2, 6))
-        top = [_example(rng, float(v), local) for v in sorted(rng.uniform(0.5, 1.0, 20) * peak, reverse=True)]
+        starts = iter(rng.permutation(len(TOKENS) - WIDTH).tolist())  # each context its own window of the text
+        top = [
+            _example(rng, float(v), local, next(starts)) for v in sorted(rng.uniform(0.5, 1.0, 20) * peak, reverse=True)
+        ]
         quantiles = [{"lo": peak * b / 10, "hi": peak * (b + 1) / 10, "count": 100,
-                      "examples": [_example(rng, peak * (b + 0.5) / 10, local) for _ in range(5)]} for b in range(10)]  # fmt: skip
+                      "examples": [_example(rng, peak * (b + 0.5) / 10, local, next(starts)) for _ in range(5)]}
+                     for b in range(10)]  # fmt: skip
         data = {"top": top, "quantiles": quantiles, "histogram": {"counts": [1] * 20, "hi": peak}, "mean": peak / 3,
                 "logits": {"pos": [], "neg": []}, "strings": sorted(local, key=local.get)}  # fmt: skip
         rows.append(FeatureDashboard(dashboard_set=dset, feature_index=index, n_firing=500, frequency=0.005,
@@ -105,19 +108,20 @@ def full_size_item(client, bob):
     return item, client.get(location, HTTP_ACCEPT_ENCODING="gzip")
 
 
-def _source_rows(item: Item, corpus_id: int) -> list[tuple[tuple[str, ...], list[str]]]:
-    """The feature's contexts in the source data: (token texts as displayed, the class each token's shade gets)."""
+def _source_rows(item: Item, corpus_id: int) -> dict[tuple[str, ...], list[float]]:
+    """The feature's contexts in the source data: token texts as displayed -> each token's activation."""
     row = FeatureDashboard.objects.get(dashboard_set__sae_id=item.source.sae_id, dashboard_set__corpus_id=corpus_id,
                                        feature_index=item.feature_index)  # fmt: skip
-    data, peak = row.data, row.max_activation
+    data = row.data
     examples = data["top"] + [e for q in data["quantiles"] for e in q["examples"]]
-    return [
-        (tuple(data["strings"][t].replace("\n", "↵") for t in ex["t"]), [shade_class(v / peak) for v in ex["v"]])
-        for ex in examples
-    ]
+    out = {tuple(data["strings"][t].replace("\n", "↵") for t in ex["t"]): ex["v"] for ex in examples}
+    assert len(out) == len(examples)  # every context its own text, so a row shown names its values
+    return out
 
 
 def test_full_size_item_page_is_under_100_kb_compressed_and_shows_every_token(full_size_item):
+    from scipy.stats import rankdata
+
     item, response = full_size_item
     assert response.status_code == 200 and response["Content-Encoding"] == "gzip"
     html = gzip.decompress(response.content).decode()
@@ -130,10 +134,13 @@ def test_full_size_item_page_is_under_100_kb_compressed_and_shows_every_token(fu
     for kind, rows in shown.items():
         source = _source_rows(item, corpora[kind])
         assert len(rows) == sum(n for _, n in SECTIONS) == 15  # full size: 10 strongest + 5 weaker
-        for tokens in rows:
-            # every token of one of the source's contexts, each shaded as its activation there says
-            assert len(tokens) == WIDTH
-            assert (tuple(t for t, _ in tokens), [c for _, c in tokens]) in source, tokens
+        # every token of one of the source's contexts ...
+        assert all(len(tokens) == WIDTH and tuple(t for t, _ in tokens) in source for tokens in rows)
+        values = [v for tokens in rows for v in source[tuple(t for t, _ in tokens)]]
+        # ... shaded by its activation's rank among the activating tokens the panel shows (ties share their mean)
+        ranks = iter(rankdata([v for v in values if v > 0]) / sum(v > 0 for v in values))
+        expected = [shade_class(next(ranks)) if v > 0 else "" for v in values]
+        assert [c for tokens in rows for _, c in tokens] == expected
 
 
 def test_every_shade_class_has_the_colour_of_the_inline_style_it_replaced():
