@@ -43,6 +43,8 @@ Write what the feature responds to in each, and score how subject-specific each 
 Mark features you find particularly *nice*. You do not know which SAE a feature comes from: that is the point.
 """
 STAGES = ["train", "study", "dashboards", "explain", "decompose", "campaign"]
+# Stages whose failed job stops the demo; explanations and decompositions are reported and the demo goes on.
+STRICT_STAGES = ("train", "study", "dashboards")
 FAILED = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -197,27 +199,31 @@ class Demo:
         state.note = f"{len(state.jobs)} sets"
         return _settled(state.jobs)
 
-    def _explain(self, state: StageState) -> bool:
+    def _explain_job(self, sae: SAE) -> Job:
+        """The demo's explanation job for `sae`: an earlier run's unless it failed, else a new one."""
         from compute.services.autointerp import autointerp_start
 
-        jobs = []
-        for sae in self.compared_saes():
-            job = (
-                Job.objects.filter(kind=JobKind.AUTOINTERP, params__demo=self.prefix, params__sae_id=sae.pk)
-                .exclude(status__in=FAILED)
-                .first()
+        job = (
+            Job.objects.filter(kind=JobKind.AUTOINTERP, params__demo=self.prefix, params__sae_id=sae.pk)
+            .exclude(status__in=FAILED)
+            .first()
+        )
+        if job is None:
+            job = autointerp_start(
+                sae_id=sae.pk,
+                corpus_id=self.config.domain_id,
+                n_random=self.config.n_explain,
+                config=self.config.autointerp_config,
+                created_by=self.admin,
             )
-            if job is None:
-                job = autointerp_start(
-                    sae_id=sae.pk,
-                    corpus_id=self.config.domain_id,
-                    n_random=self.config.n_explain,
-                    config=self.config.autointerp_config,
-                    created_by=self.admin,
-                )
-                Job.objects.filter(pk=job.pk).update(params={**job.params, "demo": self.prefix})
-            jobs.append(job)
-        state.jobs = jobs
+            Job.objects.filter(pk=job.pk).update(params={**job.params, "demo": self.prefix})
+        return job
+
+    def _explain(self, state: StageState) -> bool:
+        # This run's jobs once queued: one that fails is reported below, never queued again by the next step.
+        if not state.jobs:
+            state.jobs = [self._explain_job(sae) for sae in self.compared_saes()]
+        jobs = state.jobs
         state.note = f"{self.config.n_explain} features x {len(jobs)} SAEs"
         for job in jobs:
             job.refresh_from_db()
@@ -344,6 +350,10 @@ class Demo:
             if state.done:
                 continue
             try:
+                if name in STRICT_STAGES and state.jobs:
+                    # A job that failed since the last step stops the demo: asking the stage again would
+                    # replace it with a new job (as a re-run of the demo does, on purpose) and loop.
+                    _settled(state.jobs)
                 state.done = handlers[name](state)
             except LabelError as exc:
                 state.error = str(exc)

@@ -21,7 +21,7 @@ from compute.models import (
     StudyEvaluation,
 )
 from labelsite.models import Campaign, Item
-from labelsite.services.demo import STAGES, Demo, DemoConfig
+from labelsite.services.demo import STAGES, Demo, DemoConfig, DemoError
 from tests.integration.compute.test_decomposition import proposal
 from tests.integration.compute.test_training_service import setup, tiny_model_dir  # noqa: F401
 from tests.llm_server import Reply, good
@@ -144,3 +144,23 @@ def test_the_demo_runs_every_stage_once_and_a_second_run_reuses_everything(setup
     assert again.finished and [s for s in STAGES if states[s].done] == STAGES
     assert counts() == first
     assert not Job.objects.filter(status=JobStatus.QUEUED).exists()
+
+
+def test_a_job_that_fails_between_steps_stops_the_demo_and_is_not_queued_again(setup, endpoint):  # noqa: F811
+    admin = get_user_model().objects.create_user("admin", is_staff=True, is_superuser=True)
+    demo = Demo(tiny_config(setup), admin=admin)
+    for _ in range(20):  # up to the dashboards: their jobs are queued
+        demo.step()
+        if demo.states["dashboards"].jobs:
+            break
+        for job in Job.objects.filter(status=JobStatus.QUEUED).order_by("pk"):
+            job_run(job_id=job.pk, attempt=job.attempt)
+    builds = Job.objects.filter(kind="build_dashboards")
+    assert builds.count() == 4 and not builds.exclude(status=JobStatus.QUEUED).exists()
+    (setup["tmp"] / "science.txt").unlink()  # the domain corpus goes missing before a worker takes the jobs
+    for job in builds.order_by("pk"):
+        job_run(job_id=job.pk, attempt=job.attempt)
+    assert builds.filter(status=JobStatus.FAILED).count() == 2  # the two sets on the domain text
+    with pytest.raises(DemoError, match=r"dashboards: Job \d+ \(build_dashboards\) failed: .*science"):
+        demo.step()
+    assert builds.count() == 4  # stopped with the job's message, nothing queued again
