@@ -182,6 +182,11 @@ def test_quantile_samples_equal_global_selection():
         shown = [sorted(ex["seq"] * POS_STRIDE + ex["pos"] for ex in q["examples"]) for q in d["quantiles"]]
         assert shown == [expected[q] for q in sorted(expected)]
         assert [q["count"] for q in d["quantiles"]] == [len(by_bin[q]) for q in sorted(by_bin)]
+        # each sample's window: the tokens and activations around its position, as the brute force has them
+        windows = {e[1]: (e[2], e[3]) for e in entries}
+        for ex in (ex for q in d["quantiles"] for ex in q["examples"]):
+            tokens, values = windows[ex["seq"] * POS_STRIDE + ex["pos"]]
+            assert tuple(ex["tokens"]) == tokens and ex["values"] == pytest.approx(values)
 
 
 def test_tiny_transformer_with_sae_lens_sae_through_disk_cache(tmp_path):
