@@ -45,6 +45,7 @@ def pack_feature(
     `to_str` maps an array of token ids to their strings (`TokenStrings`).
     """
     import numpy as np
+    import pandas as pd
 
     scale = feature["max"]
     decimals = max(0, 3 - math.floor(math.log10(scale))) if scale > 0 else 4
@@ -53,12 +54,8 @@ def pack_feature(
     ids = scaled = np.zeros(0, dtype=np.int64)
     if examples:
         tokens = np.concatenate([ex["tokens"] for ex in examples])  # [sum of window lengths]
-        uniq, first, inverse = np.unique(tokens, return_index=True, return_inverse=True)
-        order = np.argsort(first)  # unique tokens by first appearance
-        local = np.empty_like(order)
-        local[order] = np.arange(order.size)
-        ids = local[inverse]
-        strings = to_str(uniq[order])
+        ids, uniq = pd.factorize(tokens)  # unique tokens by first appearance (a hash table, not a sort)
+        strings = to_str(uniq)
         per_token = np.concatenate([ex["values"] for ex in examples]).astype(np.float64)
         scaled = np.rint(per_token * 10.0**decimals)  # what np.round(per_token, decimals) rounds to, as integers
     packed = [
