@@ -37,6 +37,7 @@ class BlindCampaign:
     questions: list[dict]  # labelsite.questions: the form, keyboard map and serializer derive from these
     overlap: int
     offers_probe: bool = False  # the live probe (panel extra "probe"), answered by item code
+    shading_by_intensity: bool = False  # panel extra "intensity"; else a token's shade is its rank in the panel
 
     @property
     def rubrics(self) -> list[dict]:
@@ -101,6 +102,7 @@ def _campaign(row: dict, prefix: str = "") -> BlindCampaign:
         questions=row[f"{prefix}questions"],
         overlap=row[f"{prefix}overlap"],
         offers_probe="probe" in (row[f"{prefix}panel_extras"] or []),
+        shading_by_intensity="intensity" in (row[f"{prefix}panel_extras"] or []),
     )
 
 

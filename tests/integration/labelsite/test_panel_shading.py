@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from django.urls import reverse
 
 from labelsite.models import Campaign
 from labelsite.services.campaigns import campaign_open
@@ -55,7 +56,7 @@ def _mean_shades(campaign: Campaign) -> dict[int, list[float]]:
 
 
 @pytest.mark.django_db
-def test_peakedness_shows_only_with_the_intensity_extra(peaked_and_flat, bob):
+def test_peakedness_shows_only_with_the_intensity_extra(peaked_and_flat, bob, client):
     intensity = campaign_open(
         campaign_id=campaign_draft(
             registry=peaked_and_flat, labellers=[bob], features=N_PER_SOURCE, panel_extras=["intensity"], name="i"
@@ -74,3 +75,10 @@ def test_peakedness_shows_only_with_the_intensity_extra(peaked_and_flat, bob):
     assert not ranked.audit["leak"]
     aucs = {o["observable"]: o["auc"] for o in ranked.audit["observables"]}
     assert aucs["general.mean_highlight"] < 0.7 and aucs["domain.mean_highlight"] < 0.7
+
+    # the labelling page says what the shades mean, for each kind of shading
+    intensity = campaign_open(campaign_id=intensity.pk, confirm_leak=True)
+    client.force_login(bob)
+    for campaign, key in ((ranked, "shades rank the tokens"), (intensity, "closer its activation is to the feature")):
+        page = client.get(client.post(reverse("label:next", args=[campaign.pk]))["Location"]).content.decode()
+        assert key in page and page.count('class="muted shade-key"') == 1
