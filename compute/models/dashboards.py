@@ -72,7 +72,7 @@ def _unpack_arrays(body: bytes) -> dict[str, Any]:
 
 
 class FeatureDashboard(models.Model):
-    """One feature's dashboard: queryable figures as columns, the rest as zlib-compressed JSON."""
+    """One feature's dashboard: queryable figures as columns, the rest one compressed payload (`pack_arrays`)."""
 
     dashboard_set = models.ForeignKey(DashboardSet, on_delete=models.CASCADE, related_name="features")
     feature_index = models.PositiveIntegerField()
