@@ -63,6 +63,27 @@ def campaign_draft(
     )
 
 
+def campaign_form(registry: Registry, users, **overrides) -> dict:
+    """POST data for the campaign form (manage:campaign-new) over the registry's SAEs and corpora."""
+    return {
+        "name": "Math: Direct vs SSAE",
+        "guidelines": "Read the **domain** panel first.",
+        "rubric": "0: nothing\n1: generic\n2: related\n3: specific",
+        "saes": [s.pk for s in registry.saes],
+        "features_per_sae": 20,
+        "domain_corpus": registry.domain.pk,
+        "general_corpus": registry.general.pk,
+        "min_frequency": "",
+        "seed": 11,
+        "questions": ["domain", "general", "nice", "comment"],
+        "panel_order": "domain_first",
+        "labellers": [u.pk for u in users],
+        "overlap": 2,
+        "lease_minutes": 20,
+        **overrides,
+    }
+
+
 def campaign_open_offline(campaign: Campaign) -> Campaign:
     items_sample(campaign=campaign)
     Item.objects.filter(campaign=campaign).update(domain_html=NEUTRAL_PANEL, general_html=NEUTRAL_PANEL)

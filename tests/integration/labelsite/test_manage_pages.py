@@ -7,35 +7,16 @@ from django.urls import reverse
 
 from labelsite.models import Campaign, CampaignSAE
 from labelsite.services.assignment import assignment_next
+from tests.integration.labelsite.factories import campaign_form
 
 pytestmark = pytest.mark.django_db
-
-
-def _form(registry, users, **overrides) -> dict:
-    return {
-        "name": "Math: Direct vs SSAE",
-        "guidelines": "Read the **domain** panel first.",
-        "rubric": "0: nothing\n1: generic\n2: related\n3: specific",
-        "saes": [s.pk for s in registry.saes],
-        "features_per_sae": 20,
-        "domain_corpus": registry.domain.pk,
-        "general_corpus": registry.general.pk,
-        "min_frequency": "",
-        "seed": 11,
-        "questions": ["domain", "general", "nice", "comment"],
-        "panel_order": "domain_first",
-        "labellers": [u.pk for u in users],
-        "overlap": 2,
-        "lease_minutes": 20,
-        **overrides,
-    }
 
 
 def test_admin_creates_a_campaign_through_the_form(admin_client, registry, bob, carol):
     page = admin_client.get(reverse("manage:campaign-new"))
     assert page.status_code == 200
     assert "3: A concept specific to the subject" in page.content.decode()  # the default rubric is prefilled
-    response = admin_client.post(reverse("manage:campaign-new"), _form(registry, [bob, carol]))
+    response = admin_client.post(reverse("manage:campaign-new"), campaign_form(registry, [bob, carol]))
     campaign = Campaign.objects.get()
     assert response["Location"] == reverse("manage:campaign", args=[campaign.pk])
     assert (campaign.overlap, campaign.seed, campaign.lease_seconds) == (2, 11, 1200)
@@ -47,11 +28,11 @@ def test_admin_creates_a_campaign_through_the_form(admin_client, registry, bob, 
 
 
 def test_form_errors_are_shown_next_to_the_form(admin_client, registry, bob):
-    response = admin_client.post(reverse("manage:campaign-new"), _form(registry, [bob], overlap=2, rubric="x"))
+    response = admin_client.post(reverse("manage:campaign-new"), campaign_form(registry, [bob], overlap=2, rubric="x"))
     html = response.content.decode()
     assert response.status_code == 200
     assert "should look like" in html
-    response = admin_client.post(reverse("manage:campaign-new"), _form(registry, [bob], overlap=2))
+    response = admin_client.post(reverse("manage:campaign-new"), campaign_form(registry, [bob], overlap=2))
     assert "needs at least 2 labellers" in response.content.decode()
     assert not Campaign.objects.exists()
 
@@ -100,7 +81,9 @@ def test_api_creates_and_runs_a_campaign(admin_client, registry, bob, carol):
 def test_create_and_open_in_one_step(admin_client, registry, bob):
     from compute.models import Job
 
-    response = admin_client.post(reverse("manage:campaign-new"), {**_form(registry, [bob], overlap=1), "then": "open"})
+    response = admin_client.post(
+        reverse("manage:campaign-new"), {**campaign_form(registry, [bob], overlap=1), "then": "open"}
+    )
     campaign = Campaign.objects.get()
     assert response["Location"] == reverse("manage:campaign", args=[campaign.pk])
     assert campaign.status == Campaign.Status.PREPARING  # the opening job is queued, as the Open button does

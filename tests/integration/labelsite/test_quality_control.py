@@ -24,6 +24,7 @@ from labelsite.services.campaigns import GoldSpec, campaign_open
 from labelsite.services.judgments import judgment_submit
 from tests.integration.labelsite.factories import (
     campaign_draft,
+    campaign_form,
     campaign_open_offline,
     registry_create,
     synthetic_dashboards,
@@ -347,21 +348,9 @@ def test_campaign_create_refuses_bad_quality_settings(registry, bob, options, me
 
 
 def _form(registry, users, **overrides) -> dict:
-    return {
-        "name": "Math with checks",
-        "rubric": "0: nothing\n1: generic\n2: related\n3: specific",
-        "saes": [s.pk for s in registry.saes],
-        "features_per_sae": 10,
-        "domain_corpus": registry.domain.pk,
-        "general_corpus": registry.general.pk,
-        "seed": 4,
-        "questions": ["domain", "general", "nice", "comment"],
-        "panel_order": "domain_first",
-        "labellers": [u.pk for u in users],
-        "overlap": 1,
-        "lease_minutes": 20,
-        **overrides,
-    }
+    # this campaign's own size, seed and overlap; no guidelines
+    options = {"name": "Math with checks", "guidelines": "", "features_per_sae": 10, "seed": 4, "overlap": 1}
+    return campaign_form(registry, users, **{**options, **overrides})
 
 
 def test_the_campaign_form_takes_repeats_and_gold_lines(admin_client, registry, bob):
