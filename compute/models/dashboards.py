@@ -46,8 +46,9 @@ class DashboardSet(models.Model):
 ARRAYS_MAGIC = b"LSA1"
 
 
-def _examples(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every example of a dashboard in stored order: the top ones, then each quantile bin's samples."""
+def stored_examples(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every example of a dashboard (stored, or as compute.ml.dashboards yields it) in stored order: the top
+    ones, then each quantile bin's samples."""
     yield from data["top"]
     for q in data["quantiles"]:
         yield from q["examples"]
@@ -64,7 +65,7 @@ def _unpack_arrays(body: bytes) -> dict[str, Any]:
     scaled = np.frombuffer(body, dtype=spec["values"], count=n, offset=offset + ids.nbytes)
     ids_l, values_l = ids.tolist(), (scaled / 10.0 ** spec["decimals"]).tolist()
     start = 0
-    for ex in _examples(data):
+    for ex in stored_examples(data):
         end = start + ex.pop("n")
         ex["t"], ex["v"] = ids_l[start:end], values_l[start:end]
         start = end
@@ -100,7 +101,7 @@ class FeatureDashboard(models.Model):
         """The stored form of a dashboard whose examples carry "n" (their length) instead of "t" and "v".
 
         `ids` (the examples' token ids into data["strings"]) and `scaled` (their per-token values times
-        10**decimals, rounded to integers) hold all examples' tokens in stored order (`_examples`). They are
+        10**decimals, rounded to integers) hold all examples' tokens in stored order (`stored_examples`). They are
         written as little-endian integers after the JSON header, so encoding costs a byte copy instead of a
         float formatted per token; `data` returns the same lists `pack` would have stored.
         """

@@ -19,6 +19,7 @@ from django.utils import timezone
 from compute.jobs import JobContext, JobInputError, JobInterrupted
 from compute.ml.config import ConfigError, DashboardJobConfig
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job
+from compute.models.dashboards import stored_examples
 from compute.services.registry import RegistryError, corpus_texts, job_scratch, language_model_load, sae_load
 
 
@@ -49,7 +50,7 @@ def pack_feature(
 
     scale = feature["max"]
     decimals = max(0, 3 - math.floor(math.log10(scale))) if scale > 0 else 4
-    examples = feature["top"] + [ex for q in feature["quantiles"] for ex in q["examples"]]
+    examples = list(stored_examples(feature))
     strings: list[str] = []
     ids = scaled = np.zeros(0, dtype=np.int64)
     if examples:
