@@ -184,47 +184,25 @@ class _BatchView:
         return self.tokens[seqs[:, None], cols], self.feats_t[features[:, None], flat] * inside
 
 
-def _reslot(slot: Tensor, pick: Tensor) -> tuple[Tensor, Tensor]:
-    """Where the windows of a new selection are stored, without moving any stored window.
+def _take_windows(
+    old_tok: Tensor, old_val: Tensor, src: Tensor, n_old: int, new_idx: Tensor, view: _BatchView, rows: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Windows of the selected entries: src [r, ...] indexes old entries (< n_old) or batch candidates.
 
-    slot [r, n]: the storage slot of each selected entry's window; pick [r, n]: the new selection, distinct
-    indices per row into (the n selected entries, then the candidates). A kept entry keeps its slot; each
-    candidate taken takes the slot of an entry dropped (as many per row as candidates taken). Returns the
-    slots of the new selection and which of its entries are candidates (their windows still to be written).
+    old_tok, old_val: [r, n_old, w]; new_idx: [r, m] flat positions of the batch candidates.
+    Only the entries that come from the batch gather a window from it.
     """
-    n = slot.shape[1]
-    is_new = pick >= n
-    old = torch.where(is_new, 0, pick)
-    kept = torch.zeros_like(pick).scatter_add_(1, old, (~is_new).long()) > 0  # [r, n] by old entry
-    free = torch.gather(slot, 1, torch.argsort(kept.to(torch.int8), dim=1, stable=True))  # dropped slots first
-    new_slot = torch.gather(free, 1, (torch.cumsum(is_new.long(), 1) - 1).clamp_min(0))
-    return torch.where(is_new, new_slot, torch.gather(slot, 1, old)), is_new
-
-
-class _Windows:
-    """Context windows of selected entries, [r, n, w] tokens (-1 outside the sequence) and values, kept in
-    storage slots: a selection update writes only the windows of the candidates it takes from a batch."""
-
-    def __init__(self, r: int, n: int, w: int, device) -> None:
-        self.tok = torch.full((r, n, w), -1, dtype=torch.long, device=device)
-        self.val = torch.zeros((r, n, w), device=device)
-        self.slot = torch.arange(n, device=device).expand(r, n).clone()
-
-    def update(self, pick: Tensor, cand_idx: Tensor, view: _BatchView, features: Tensor) -> None:
-        """pick [r, n] into (selected, then candidates [r, m] at flat batch positions cand_idx) -> new selection.
-
-        features [r]: each row's feature row in the batch view."""
-        self.slot, is_new = _reslot(self.slot, pick)
-        r_i, e_i = is_new.nonzero(as_tuple=True)
-        if r_i.numel():
-            flat = cand_idx[r_i, pick[r_i, e_i] - pick.shape[1]]
-            slots = self.slot[r_i, e_i]
-            self.tok[r_i, slots], self.val[r_i, slots] = view.windows(features[r_i], flat)
-
-    def ordered(self) -> tuple[Tensor, Tensor]:
-        """Tokens and values [r, n, w] in selection order."""
-        index = self.slot[..., None].expand(-1, -1, self.tok.shape[-1])
-        return torch.gather(self.tok, 1, index), torch.gather(self.val, 1, index)
+    shape = src.shape
+    src2 = src.reshape(shape[0], -1)
+    w = old_tok.shape[-1]
+    from_old = src2.clamp_max(n_old - 1)[..., None].expand(-1, -1, w)
+    tok = torch.gather(old_tok, 1, from_old)
+    val = torch.gather(old_val, 1, from_old)
+    r_i, e_i = (src2 >= n_old).nonzero(as_tuple=True)
+    if r_i.numel():
+        flat = new_idx.reshape(shape[0], -1)[r_i, src2[r_i, e_i] - n_old]
+        tok[r_i, e_i], val[r_i, e_i] = view.windows(rows[r_i], flat)
+    return tok.reshape(*shape, w), val.reshape(*shape, w)
 
 
 class TopKState:
@@ -236,7 +214,8 @@ class TopKState:
         self.values = torch.full((c, k), -math.inf, device=device)
         self.gids = torch.full((c, k), _INT64_MAX, dtype=torch.long, device=device)
         self.hashes = torch.zeros((c, k), dtype=torch.long, device=device)
-        self.windows = _Windows(c, k, w, device)
+        self.win_tok = torch.full((c, k, w), -1, dtype=torch.long, device=device)
+        self.win_val = torch.zeros((c, k, w), device=device)
 
     @staticmethod
     def _largest(feats_t: Tensor, m: int) -> Tensor:
@@ -280,7 +259,8 @@ class TopKState:
         self.values = torch.where(kept, torch.gather(all_vals, 1, pick), -math.inf)
         self.gids = torch.gather(all_gids, 1, pick)
         self.hashes = torch.gather(all_hash, 1, pick)
-        self.windows.update(pick, idx, view, torch.arange(c, device=idx.device))
+        all_rows = torch.arange(c, device=idx.device)
+        self.win_tok, self.win_val = _take_windows(self.win_tok, self.win_val, pick, k, idx, view, all_rows)
 
 
 class SampleState:
@@ -292,7 +272,8 @@ class SampleState:
         self.prio = torch.full((c * nb, pb), _INT64_MAX, dtype=torch.long, device=device)
         self.values = torch.zeros((c * nb, pb), device=device)
         self.gids = torch.full((c * nb, pb), _INT64_MAX, dtype=torch.long, device=device)
-        self.windows = _Windows(c * nb, pb, w, device)
+        self.win_tok = torch.full((c * nb, pb, w), -1, dtype=torch.long, device=device)
+        self.win_val = torch.zeros((c * nb, pb, w), device=device)
 
     def update(self, view: _BatchView, f_idx: Tensor, p_idx: Tensor, qbin: Tensor, prio: Tensor) -> None:
         """Firing entries only: feature row f_idx, flat position p_idx, quantile bin and priority (all [e])."""
@@ -318,7 +299,7 @@ class SampleState:
         self.prio = torch.gather(all_key, 1, pick)
         self.values = torch.gather(torch.cat([self.values, cand_val], 1), 1, pick)
         self.gids = torch.gather(torch.cat([self.gids, view.gid_of[cand_idx]], 1), 1, pick)
-        self.windows.update(pick, cand_idx, view, rows)
+        self.win_tok, self.win_val = _take_windows(self.win_tok, self.win_val, pick, pb, cand_idx, view, rows)
 
 
 # ----------------------------------------------------------------------------- the passes
@@ -465,11 +446,12 @@ def _finalise(
     edges = log_bin_edges().numpy()
     c = n_firing.shape[0]
     t_val, t_gid = top.values.cpu().numpy(), top.gids.cpu().numpy()
-    t_tok, t_win = (x.cpu().numpy() for x in top.windows.ordered())
+    t_tok, t_win = top.win_tok.cpu().numpy(), top.win_val.cpu().numpy()
     t_start, t_end = _trim(t_tok)
     s_real = (samples.prio != _INT64_MAX).cpu().numpy().reshape(c, nb, pb)
     s_val, s_gid = samples.values.cpu().numpy().reshape(c, nb, pb), samples.gids.cpu().numpy().reshape(c, nb, pb)
-    s_tok, s_win = (x.cpu().numpy().reshape(c, nb, pb, -1) for x in samples.windows.ordered())
+    s_tok = samples.win_tok.cpu().numpy().reshape(c, nb, pb, -1)
+    s_win = samples.win_val.cpu().numpy().reshape(c, nb, pb, -1)
     s_start, s_end = _trim(s_tok)
     fires_l, sums_l = n_firing.cpu().tolist(), sums.cpu().tolist()
     lin_np, bins_np = lin_hist.cpu().numpy(), bin_counts.cpu().numpy()
