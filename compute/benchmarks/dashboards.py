@@ -123,12 +123,13 @@ def _timed(fn) -> tuple[float, Any]:
     return time.perf_counter() - started, out
 
 
-def _pack_all(dashboards: list[dict], loaded) -> int:
+def _pack_all(chunks: list, logits: list[dict], loaded) -> int:
     """What the build job does after computing: one compressed row payload per feature (not saved here)."""
-    from compute.services.dashboard_build import TokenStrings, pack_feature
+    from compute.services.dashboard_build import TokenStrings, pack_chunk
 
     to_str = TokenStrings(loaded.to_str_tokens)
-    return sum(len(pack_feature(d, to_str, {"pos": [], "neg": []}).payload) for d in dashboards)
+    rows = [row for chunk in chunks for row in pack_chunk(chunk, to_str, logits[chunk.lo : chunk.lo + len(chunk)])]
+    return sum(len(row.payload) for row in rows)
 
 
 def run(**overrides: Any) -> dict[str, Any]:
@@ -138,6 +139,7 @@ def run(**overrides: Any) -> dict[str, Any]:
     from compute.ml.activations import hook_activations, iter_activation_batches
     from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
     from compute.ml.lm import load_language_model
+    from compute.services.dashboard_build import logit_tables
 
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
@@ -174,19 +176,16 @@ def run(**overrides: Any) -> dict[str, Any]:
             for tokens in batches_tokens:
                 hook_activations(loaded, tokens, hook_name=hook)
 
-        def all_features() -> list[dict]:
+        def all_features() -> tuple[list, list[dict]]:
+            """What the build job computes: activations through the disk cache, statistics, output logits."""
             cache = ActivationCache(Path(tempfile.mkdtemp(prefix="bench-dash-")))
             try:
                 cache.write(iter_activation_batches(loaded, windows, hook_name=hook, batch_size=opts["batch_size"]))
-                out = [
-                    d
-                    for chunk in compute_dashboards(
-                        batches=cache, encode=sae.encode, d_sae=d_sae, config=config, device=device
-                    )
-                    for d in chunk
-                ]
-                output_logit_tokens(w_dec=sae.W_dec, unembed=loaded.unembed, k=config.n_logit_tokens)
-                return out
+                logits = logit_tables(sae, loaded, config.n_logit_tokens)
+                chunks = list(
+                    compute_dashboards(batches=cache, encode=sae.encode, d_sae=d_sae, config=config, device=device)
+                )
+                return chunks, logits
             finally:
                 cache.remove()
 
@@ -205,7 +204,7 @@ def run(**overrides: Any) -> dict[str, Any]:
                 for chunk in compute_dashboards(
                     batches=lambda batches=batches: iter(batches), encode=encode, d_sae=hi - lo, config=config
                 ):
-                    out.extend(chunk)
+                    out.extend(chunk.features())
                 output_logit_tokens(w_dec=sae.W_dec[lo:hi], unembed=loaded.unembed, k=config.n_logit_tokens)
             return out
 
@@ -237,8 +236,8 @@ def run(**overrides: Any) -> dict[str, Any]:
         runs["per_batch"], runs["saedashboard"], theirs = [], [], None
         for _ in range(max(1, int(opts["repeats"]))):
             runs["hook_forward"].append(_timed(hook_forward)[0])
-            seconds, dashboards = _timed(all_features)
-            pack_s, _ = _timed(lambda dashboards=dashboards: _pack_all(dashboards, loaded))
+            seconds, (chunks, logits) = _timed(all_features)
+            pack_s, _ = _timed(lambda chunks=chunks, logits=logits: _pack_all(chunks, logits, loaded))
             runs["dashboards"].append(seconds)
             runs["pack"].append(pack_s)
             runs["build"].append(seconds + pack_s)
@@ -260,6 +259,7 @@ def run(**overrides: Any) -> dict[str, Any]:
         pack_s, build_s, per_batch_s = best["pack"], best["build"], best["per_batch"]
 
     # Both methods must agree, or the comparison means nothing.
+    dashboards = [d for chunk in chunks for d in chunk.features()]
     agree = (
         all(
             a["n_firing"] == b["n_firing"] and [e["pos"] for e in a["top"]] == [e["pos"] for e in b["top"]]

@@ -167,21 +167,23 @@ class _BatchView:
         b, s = tokens.shape
         self.s = s
         self.before = config.ctx_before
-        self.feats_t = feats.reshape(b * s, -1).T  # [c, n]
+        self.feats = feats.reshape(b * s, -1)  # [n, c], contiguous
+        self.feats_t = self.feats.T  # [c, n]
         self.gid_of = gid_of  # [n]
-        self.tokens = torch.nn.functional.pad(tokens, (config.ctx_before, config.ctx_after), value=-1)
-        self.offsets = torch.arange(config.width, device=tokens.device)
-        # The hash of the window around every position: duplicates are found without gathering windows.
-        self.hash_of = _window_hash(self.tokens.unfold(1, config.width, 1), weights).reshape(-1)  # [n]
+        padded = torch.nn.functional.pad(tokens, (config.ctx_before, config.ctx_after), value=-1)
+        # The window of tokens around every position [n, w], and its hash: duplicates are found without gathering.
+        self.win_tokens = padded.unfold(1, config.width, 1).reshape(b * s, config.width)
+        self.hash_of = _window_hash(self.win_tokens, weights)  # [n]
+        self.offsets = torch.arange(-config.ctx_before, config.ctx_after + 1, device=tokens.device)
 
     def windows(self, features: Tensor, flat_idx: Tensor) -> tuple[Tensor, Tensor]:
         """Pairs (feature row [e], flat position [e]) -> window tokens [e, w] (-1 outside) and values [e, w]."""
-        seqs, pos = flat_idx // self.s, flat_idx % self.s
-        cols = pos[:, None] + self.offsets  # [e, w] in padded coordinates
-        orig = cols - self.before
-        inside = (orig >= 0) & (orig < self.s)
-        flat = seqs[:, None] * self.s + orig.clamp(0, self.s - 1)
-        return self.tokens[seqs[:, None], cols], self.feats_t[features[:, None], flat] * inside
+        pos = (flat_idx % self.s)[:, None] + self.offsets  # [e, w] positions in the sequence
+        inside = (pos >= 0) & (pos < self.s)
+        n, c = self.feats.shape
+        flat = (flat_idx[:, None] + self.offsets).clamp(0, n - 1)
+        values = self.feats.view(-1)[flat * c + features[:, None]] * inside  # one 1-d gather
+        return self.win_tokens[flat_idx], values
 
 
 def _take_windows(
@@ -337,8 +339,8 @@ def compute_dashboards(
     feature_chunk: int = 16384,
     device: str | torch.device = "cpu",
     progress: Callable[[float, str], None] | None = None,
-) -> Iterator[list[dict[str, Any]]]:
-    """Yield, per chunk of features, one dashboard dict per feature (see `_finalise`).
+) -> Iterator[DashboardChunk]:
+    """Yield, per chunk of features, its dashboards (`DashboardChunk`; `.features()` gives one dict each).
 
     `batches()` must iterate the same activation batches in the same order each time it is called
     (two passes per chunk); `encode` maps acts [n, d_in] -> feature activations [n, d_sae].
@@ -400,28 +402,162 @@ def compute_dashboards(
             )
 
 
-def _trim(win_tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end of the real tokens in each window [..., w] (padding, -1, only at the ends)."""
-    valid = win_tok >= 0
-    w = win_tok.shape[-1]
-    start = np.where(valid.any(-1), valid.argmax(-1), 0)
-    end = np.where(valid.any(-1), w - valid[..., ::-1].argmax(-1), 0)
-    return start, end
+@dataclass
+class DashboardChunk:
+    """The dashboards of a chunk of features as arrays (numpy), examples flattened in stored order.
+
+    Per feature (arrays [c]): firing count, mean and max activation, linear histogram [c, hist_bins], and per
+    quantile bin [c, n_quantile_bins] its count and value range. Examples ([e], sorted by feature): the top
+    ones (bin -1, by value descending) then each quantile bin's samples (by value descending); each with its
+    value, corpus position (seq, pos), the index of its peak in its window (center) and its window's length.
+    `tokens` and `values` [sum of lengths] hold every example's window, trimmed to real tokens, one after
+    another. `features()` gives the same as one dict per feature.
+    """
+
+    lo: int
+    n_tokens: int
+    n_firing: np.ndarray
+    mean: np.ndarray
+    max: np.ndarray
+    histogram: np.ndarray
+    bin_count: np.ndarray
+    bin_lo: np.ndarray
+    bin_hi: np.ndarray
+    ex_feature: np.ndarray
+    ex_bin: np.ndarray
+    ex_value: np.ndarray
+    ex_seq: np.ndarray
+    ex_pos: np.ndarray
+    ex_center: np.ndarray
+    ex_len: np.ndarray
+    tokens: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.n_firing.shape[0])
+
+    @classmethod
+    def from_features(cls, features: list[dict[str, Any]]) -> DashboardChunk:
+        """The chunk of consecutive features given as dicts (the form `features()` returns)."""
+        nb = max([len(f["quantiles"]) for f in features] + [1])
+        examples = [
+            (i, j, ex)
+            for i, f in enumerate(features)
+            for j, group in [(-1, f["top"])] + [(j, q["examples"]) for j, q in enumerate(f["quantiles"])]
+            for ex in group
+        ]
+
+        n_bins = max(len(f["histogram"]["counts"]) for f in features)
+        histogram = np.zeros((len(features), n_bins), dtype=np.int64)
+        for i, f in enumerate(features):
+            histogram[i, : len(f["histogram"]["counts"])] = f["histogram"]["counts"]  # a dead feature's is empty
+
+        def per_feature(get, dtype) -> np.ndarray:
+            return np.array([get(f) for f in features], dtype=dtype)
+
+        def per_bin(key: str, dtype) -> np.ndarray:
+            out = np.zeros((len(features), nb), dtype=dtype)
+            for i, f in enumerate(features):
+                out[i, : len(f["quantiles"])] = [q[key] for q in f["quantiles"]]
+            return out
+
+        def per_example(key: str, dtype) -> np.ndarray:
+            return np.array([ex[key] for _, _, ex in examples], dtype=dtype)
+
+        def windows(key: str, dtype) -> np.ndarray:
+            return np.concatenate([np.asarray(ex[key], dtype=dtype) for _, _, ex in examples] or [np.zeros(0, dtype)])
+
+        return cls(
+            lo=features[0]["index"],
+            n_tokens=features[0]["n_tokens"],
+            n_firing=per_feature(lambda f: f["n_firing"], np.int64),
+            mean=per_feature(lambda f: f["mean"], np.float64),
+            max=per_feature(lambda f: f["max"], np.float64),
+            histogram=histogram,
+            bin_count=per_bin("count", np.int64),
+            bin_lo=per_bin("lo", np.float64),
+            bin_hi=per_bin("hi", np.float64),
+            ex_feature=np.array([i for i, _, _ in examples], dtype=np.int64),
+            ex_bin=np.array([j for _, j, _ in examples], dtype=np.int64),
+            ex_value=per_example("value", np.float32),
+            ex_seq=per_example("seq", np.int64),
+            ex_pos=per_example("pos", np.int64),
+            ex_center=per_example("center", np.int64),
+            ex_len=np.array([len(ex["tokens"]) for _, _, ex in examples], dtype=np.int64),
+            tokens=windows("tokens", np.int64),
+            values=windows("values", np.float32),
+        )
+
+    def example_offsets(self) -> np.ndarray:
+        """[c + 1]: feature i's examples are ex_*[off[i]:off[i + 1]]."""
+        return np.searchsorted(self.ex_feature, np.arange(len(self) + 1))
+
+    def token_offsets(self) -> np.ndarray:
+        """[e + 1]: example j's window is tokens[off[j]:off[j + 1]]."""
+        return np.concatenate([[0], np.cumsum(self.ex_len)])
+
+    def features(self) -> list[dict[str, Any]]:
+        """One dict per feature: counts, histogram, top examples and quantile bins with their samples.
+
+        Example windows are numpy arrays (tokens int64, values float32), trimmed to the real tokens.
+        """
+        ex_off, tok_off = self.example_offsets(), self.token_offsets()
+
+        def example(e: int) -> dict[str, Any]:
+            a, b = tok_off[e], tok_off[e + 1]
+            return {
+                "tokens": self.tokens[a:b],
+                "values": self.values[a:b],
+                "center": int(self.ex_center[e]),
+                "value": float(self.ex_value[e]),
+                "seq": int(self.ex_seq[e]),
+                "pos": int(self.ex_pos[e]),
+            }
+
+        out = []
+        for i in range(len(self)):
+            fires, mx = int(self.n_firing[i]), float(self.max[i])
+            bins = self.ex_bin[ex_off[i] : ex_off[i + 1]]
+            examples = [example(e) for e in range(ex_off[i], ex_off[i + 1])]
+            quantiles = [
+                {
+                    "lo": float(self.bin_lo[i, j]),
+                    "hi": float(self.bin_hi[i, j]),
+                    "count": int(self.bin_count[i, j]),
+                    "examples": [ex for ex, q in zip(examples, bins, strict=True) if q == j],
+                }
+                for j in np.flatnonzero(self.bin_count[i])
+            ]
+            out.append(
+                {
+                    "index": self.lo + i,
+                    "n_tokens": self.n_tokens,
+                    "n_firing": fires,
+                    "frequency": fires / self.n_tokens if self.n_tokens else 0.0,
+                    "max": mx,
+                    "mean": float(self.mean[i]),
+                    "histogram": {"lo": 0.0, "hi": mx, "counts": self.histogram[i].tolist() if fires else []},
+                    "top": [ex for ex, q in zip(examples, bins, strict=True) if q < 0],
+                    "quantiles": quantiles,
+                }
+            )
+        return out
 
 
-def _examples(tok, val, value, gid, start, end, before: int, real) -> list[dict[str, Any]]:
-    """Example dicts from the arrays of one feature ([e, w] windows, [e] the rest), real entries only."""
-    return [
-        {
-            "tokens": tok[e, start[e] : end[e]],
-            "values": val[e, start[e] : end[e]],
-            "center": before - int(start[e]),
-            "value": float(value[e]),
-            "seq": int(gid[e]) // POS_STRIDE,
-            "pos": int(gid[e]) % POS_STRIDE,
-        }
-        for e in np.flatnonzero(real)
-    ]
+def _bin_ranges(log_hist: np.ndarray, lookup: np.ndarray, max_value: np.ndarray, nb: int) -> tuple[np.ndarray, ...]:
+    """[c, nb] value range of each quantile bin: from the first to the end of the last occupied fine log bin
+    mapped to it (capped at the feature's max); (0, max) where none is."""
+    c = log_hist.shape[0]
+    edges = log_bin_edges().numpy()
+    fi, fb = np.nonzero(log_hist > 0)  # row by row, fine bins ascending; a row's lookup never decreases
+    key = fi * nb + lookup[fi, fb]
+    keys, first = np.unique(key, return_index=True)
+    last = np.append(first[1:], key.size) - 1
+    lo = np.zeros(c * nb)
+    hi = np.repeat(max_value, nb)
+    lo[keys] = edges[fb[first]]
+    hi[keys] = np.minimum(edges[fb[last] + 1], max_value[keys // nb])
+    return lo.reshape(c, nb), hi.reshape(c, nb)
 
 
 def _finalise(
@@ -437,62 +573,59 @@ def _finalise(
     bin_counts: Tensor,
     lookup: Tensor,
     log_hist: Tensor,
-) -> list[dict[str, Any]]:
-    """Per feature: counts, histogram, top examples and quantile bins with their samples.
-
-    Example windows are numpy arrays (tokens int64, values float32), trimmed to the real tokens.
-    """
-    nb, pb, before = config.n_quantile_bins, config.per_bin, config.ctx_before
-    edges = log_bin_edges().numpy()
+) -> DashboardChunk:
+    """The chunk's states as a `DashboardChunk`: real examples only, in stored order, windows trimmed."""
+    nb, pb, k = config.n_quantile_bins, config.per_bin, config.top_k
     c = n_firing.shape[0]
-    t_val, t_gid = top.values.cpu().numpy(), top.gids.cpu().numpy()
-    t_tok, t_win = top.win_tok.cpu().numpy(), top.win_val.cpu().numpy()
-    t_start, t_end = _trim(t_tok)
-    s_real = (samples.prio != _INT64_MAX).cpu().numpy().reshape(c, nb, pb)
-    s_val, s_gid = samples.values.cpu().numpy().reshape(c, nb, pb), samples.gids.cpu().numpy().reshape(c, nb, pb)
-    s_tok = samples.win_tok.cpu().numpy().reshape(c, nb, pb, -1)
-    s_win = samples.win_val.cpu().numpy().reshape(c, nb, pb, -1)
-    s_start, s_end = _trim(s_tok)
-    fires_l, sums_l = n_firing.cpu().tolist(), sums.cpu().tolist()
-    lin_np, bins_np = lin_hist.cpu().numpy(), bin_counts.cpu().numpy()
-    # Each quantile bin spans the fine log bins mapped to it that hold values.
-    occupied, lookup_np = (log_hist > 0).cpu().numpy(), lookup.cpu().numpy()
-    out: list[dict[str, Any]] = []
-    for i in range(c):
-        fires = fires_l[i]
-        max_value = max(float(t_val[i, 0]), 0.0) if fires else 0.0
-        quantiles = []
-        if fires:
-            fine = np.flatnonzero(occupied[i])
-            fine_q = lookup_np[i, fine]
-            for j in np.flatnonzero(bins_np[i]):
-                members = fine[fine_q == j]
-                examples = _examples(
-                    s_tok[i, j], s_win[i, j], s_val[i, j], s_gid[i, j], s_start[i, j], s_end[i, j], before, s_real[i, j]
-                )
-                examples.sort(key=lambda ex: -ex["value"])
-                quantiles.append(
-                    {
-                        "lo": float(edges[members[0]]) if members.size else 0.0,
-                        "hi": min(float(edges[members[-1] + 1]), max_value) if members.size else max_value,
-                        "count": int(bins_np[i, j]),
-                        "examples": examples,
-                    }
-                )
-        out.append(
-            {
-                "index": lo + i,
-                "n_tokens": n_tokens,
-                "n_firing": fires,
-                "frequency": fires / n_tokens if n_tokens else 0.0,
-                "max": max_value,
-                "mean": sums_l[i] / fires if fires else 0.0,
-                "histogram": {"lo": 0.0, "hi": max_value, "counts": lin_np[i].tolist() if fires else []},
-                "top": _examples(t_tok[i], t_win[i], t_val[i], t_gid[i], t_start[i], t_end[i], before, t_val[i] > 0),
-                "quantiles": quantiles,
-            }
-        )
-    return out
+    fires = n_firing.cpu().numpy()
+    t_val = top.values.cpu().numpy()
+    max_value = np.where(fires > 0, np.maximum(t_val[:, 0], 0.0), 0.0).astype(np.float64)
+    # Samples inside a bin by value descending (stable: ties keep priority order), real ones first.
+    s_real = (samples.prio != _INT64_MAX).reshape(c, nb, pb)
+    s_val = samples.values.reshape(c, nb, pb)
+    order = torch.argsort(torch.where(s_real, -s_val, math.inf), dim=2, stable=True)
+    s_real, s_val = torch.gather(s_real, 2, order), torch.gather(s_val, 2, order)
+    s_gid = torch.gather(samples.gids.reshape(c, nb, pb), 2, order)
+    w = config.width
+    # Selected examples: (feature, slot) with slots 0..k-1 the top ones and k.. the samples, bin by bin.
+    t_f, t_e = (top.values > 0).nonzero(as_tuple=True)
+    s_f, s_e = s_real.reshape(c, nb * pb).nonzero(as_tuple=True)
+    s_group = s_f * nb + s_e // pb
+    s_slot = order.reshape(c * nb, pb)[s_group, s_e % pb]  # where the sample sits in the state
+    slot = torch.cat([t_e, k + s_e])
+    feature = torch.cat([t_f, s_f])
+    perm = torch.argsort(feature * (k + nb * pb) + slot)
+    win_tok = torch.cat([top.win_tok[t_f, t_e], samples.win_tok.reshape(c * nb, pb, w)[s_group, s_slot]])[perm]
+    win_val = torch.cat([top.win_val[t_f, t_e], samples.win_val.reshape(c * nb, pb, w)[s_group, s_slot]])[perm]
+    value = torch.cat([top.values[t_f, t_e], s_val.reshape(c, -1)[s_f, s_e]])[perm]
+    gid = torch.cat([top.gids[t_f, t_e], s_gid.reshape(c, -1)[s_f, s_e]])[perm]
+    ex_bin = torch.cat([torch.full_like(t_e, -1), s_e // pb])[perm]
+    valid = (win_tok >= 0).cpu().numpy()  # padding (-1) only at a window's ends
+    win_tok, win_val, gid = win_tok.cpu().numpy(), win_val.cpu().numpy(), gid.cpu().numpy()
+    start = valid.argmax(1) if valid.size else np.zeros(0, dtype=np.int64)
+    log_hist_np = log_hist.cpu().numpy()
+    bin_lo, bin_hi = _bin_ranges(log_hist_np, lookup.cpu().numpy(), max_value, nb)
+    fires_f = np.maximum(fires, 1)
+    return DashboardChunk(
+        lo=lo,
+        n_tokens=n_tokens,
+        n_firing=fires,
+        mean=np.where(fires > 0, sums.cpu().numpy() / fires_f, 0.0),
+        max=max_value,
+        histogram=lin_hist.cpu().numpy(),
+        bin_count=bin_counts.cpu().numpy(),
+        bin_lo=bin_lo,
+        bin_hi=bin_hi,
+        ex_feature=feature[perm].cpu().numpy(),
+        ex_bin=ex_bin.cpu().numpy(),
+        ex_value=value.cpu().numpy(),
+        ex_seq=gid // POS_STRIDE,
+        ex_pos=gid % POS_STRIDE,
+        ex_center=config.ctx_before - start,
+        ex_len=valid.sum(1),
+        tokens=win_tok[valid],
+        values=win_val[valid],
+    )
 
 
 # ----------------------------------------------------------------------------- logits and caching

@@ -41,9 +41,17 @@ class DashboardSet(models.Model):
         return f"Dashboards of {self.sae_id} on {self.corpus_id} ({self.status})"
 
 
-# A payload whose per-token arrays are stored as binary integers after a JSON header (`pack_arrays`); a zlib
-# stream (the JSON-only payloads of `pack`) never starts with these bytes.
+# Binary payloads start with a magic (a zlib stream, the JSON-only payloads of `pack`, never does):
+# LSA2 (`examples_body`, what builds write) and LSA1 (per-token arrays only, written by earlier builds).
+EXAMPLES_MAGIC = b"LSA2"
 ARRAYS_MAGIC = b"LSA1"
+# One record per example in an LSA2 payload: window length, peak index, corpus position, value (float32).
+EXAMPLE_RECORD = [("n", "<u2"), ("c", "<u2"), ("s", "<u4"), ("p", "<u4"), ("x", "<f4")]
+
+
+def round4(value: float) -> float:
+    """Four significant digits: plenty for highlighting, and JSON stays short."""
+    return float(f"{value:.4g}") if value else 0
 
 
 def stored_examples(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -54,16 +62,24 @@ def stored_examples(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from q["examples"]
 
 
-def _unpack_arrays(body: bytes) -> dict[str, Any]:
+def _header(body: bytes) -> tuple[dict[str, Any], int]:
+    (n_header,) = struct.unpack_from("<I", body)
+    return json.loads(body[4 : 4 + n_header]), 4 + n_header
+
+
+def _token_lists(body: bytes, offset: int, n: int, ids: str, values: str, decimals: int) -> tuple[list, list]:
     import numpy as np
 
-    (n_header,) = struct.unpack_from("<I", body)
-    data = json.loads(body[4 : 4 + n_header])
+    token_ids = np.frombuffer(body, dtype=ids, count=n, offset=offset)
+    scaled = np.frombuffer(body, dtype=values, count=n, offset=offset + token_ids.nbytes)
+    return token_ids.tolist(), (scaled / 10.0**decimals).tolist()
+
+
+def _unpack_arrays(body: bytes) -> dict[str, Any]:
+    """LSA1: examples in the JSON header with their length "n"; ids and scaled values after it."""
+    data, offset = _header(body)
     spec = data.pop("_arrays")
-    n, offset = spec["n"], 4 + n_header
-    ids = np.frombuffer(body, dtype=spec["ids"], count=n, offset=offset)
-    scaled = np.frombuffer(body, dtype=spec["values"], count=n, offset=offset + ids.nbytes)
-    ids_l, values_l = ids.tolist(), (scaled / 10.0 ** spec["decimals"]).tolist()
+    ids_l, values_l = _token_lists(body, offset, spec["n"], spec["ids"], spec["values"], spec["decimals"])
     start = 0
     for ex in stored_examples(data):
         end = start + ex.pop("n")
@@ -72,15 +88,36 @@ def _unpack_arrays(body: bytes) -> dict[str, Any]:
     return data
 
 
+def _unpack_examples(body: bytes) -> dict[str, Any]:
+    """LSA2: example records, then token ids, then scaled values, all after the JSON header."""
+    import numpy as np
+
+    data, offset = _header(body)
+    spec = data.pop("_arrays")
+    records = np.frombuffer(body, dtype=EXAMPLE_RECORD, count=spec["examples"], offset=offset)
+    offset += records.nbytes
+    ids_l, values_l = _token_lists(body, offset, spec["n"], spec["ids"], spec["values"], spec["decimals"])
+    examples, start = [], 0
+    for n, c, s, p, x in records.tolist():
+        examples.append({"c": c, "x": round4(x), "s": s, "p": p, "t": ids_l[start : start + n], "v": values_l[start : start + n]})  # fmt: skip
+        start += n
+    n_top = data.pop("n_top")
+    data["top"], start = examples[:n_top], n_top
+    for q in data["quantiles"]:
+        k = q.pop("k")
+        q["examples"], start = examples[start : start + k], start + k
+    return data
+
+
 class FeatureDashboard(models.Model):
-    """One feature's dashboard: queryable figures as columns, the rest one compressed payload (`pack_arrays`)."""
+    """One feature's dashboard: queryable figures as columns, the rest one compressed payload (`examples_body`)."""
 
     dashboard_set = models.ForeignKey(DashboardSet, on_delete=models.CASCADE, related_name="features")
     feature_index = models.PositiveIntegerField()
     n_firing = models.BigIntegerField(default=0)
     frequency = models.FloatField(default=0.0)
     max_activation = models.FloatField(default=0.0)
-    payload = models.BinaryField(help_text="Contexts, samples, histogram, logits: zlib(JSON), see `pack_arrays`.")
+    payload = models.BinaryField(help_text="Contexts, samples, histogram, logits: zlib(JSON), see `examples_body`.")
 
     class Meta:
         ordering = ["dashboard_set", "feature_index"]
@@ -97,27 +134,34 @@ class FeatureDashboard(models.Model):
         return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 1)
 
     @staticmethod
-    def pack_arrays(data: dict[str, Any], ids, scaled, decimals: int) -> bytes:
-        """The stored form of a dashboard whose examples carry "n" (their length) instead of "t" and "v".
+    def examples_body(header: dict[str, Any], records: bytes, ids, scaled, decimals: int) -> bytes:
+        """The uncompressed stored form (LSA2) of a dashboard (`compress_body` makes it the payload): `header`
+        (JSON: "n_top", quantiles with their example count "k", histogram, mean, logits, strings), then binary.
 
-        `ids` (the examples' token ids into data["strings"]) and `scaled` (their per-token values times
-        10**decimals, rounded to integers) hold all examples' tokens in stored order (`stored_examples`). They are
-        written as little-endian integers after the JSON header, so encoding costs a byte copy instead of a
-        float formatted per token; `data` returns the same lists `pack` would have stored.
+        `records` are the examples in stored order (`stored_examples`) as `EXAMPLE_RECORD`s; `ids` (token ids
+        into header["strings"]) and `scaled` (per-token values times 10**decimals, rounded to integers) hold
+        their windows one after another, as little-endian integers. `data` returns the dict `pack` stores.
         """
         import numpy as np
 
-        ids = np.asarray(ids, dtype="<u2" if len(data["strings"]) <= 1 << 16 else "<u4")
+        ids = np.asarray(ids, dtype="<u2" if len(header["strings"]) <= 1 << 16 else "<u4")
         small = scaled.size == 0 or (scaled.min() >= -(1 << 15) and scaled.max() < 1 << 15)
         scaled = np.asarray(scaled, dtype="<i2" if small else "<i4")
-        spec = {"n": int(ids.size), "ids": ids.dtype.str, "values": scaled.dtype.str, "decimals": decimals}
-        header = json.dumps({**data, "_arrays": spec}, separators=(",", ":")).encode()
-        body = struct.pack("<I", len(header)) + header + ids.tobytes() + scaled.tobytes()
-        return ARRAYS_MAGIC + zlib.compress(body, 1)
+        n_examples = len(records) // np.dtype(EXAMPLE_RECORD).itemsize
+        spec = {"examples": n_examples, "n": int(ids.size), "ids": ids.dtype.str, "values": scaled.dtype.str}
+        head = json.dumps({**header, "_arrays": {**spec, "decimals": decimals}}, separators=(",", ":")).encode()
+        return b"".join([struct.pack("<I", len(head)), head, records, ids.tobytes(), scaled.tobytes()])
+
+    @staticmethod
+    def compress_body(body: bytes) -> bytes:
+        """An `examples_body` as stored: the magic, then zlib (level 1, as `pack`)."""
+        return EXAMPLES_MAGIC + zlib.compress(body, 1)
 
     @property
     def data(self) -> dict[str, Any]:
         payload = bytes(self.payload)
+        if payload.startswith(EXAMPLES_MAGIC):
+            return _unpack_examples(zlib.decompress(payload[len(EXAMPLES_MAGIC) :]))
         if payload.startswith(ARRAYS_MAGIC):
             return _unpack_arrays(zlib.decompress(payload[len(ARRAYS_MAGIC) :]))
         return json.loads(zlib.decompress(payload))

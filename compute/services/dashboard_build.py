@@ -7,10 +7,10 @@ and the rest of compute.ml are imported inside functions.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from django.utils import timezone
 from compute.jobs import JobContext, JobInputError, JobInterrupted
 from compute.ml.config import ConfigError, DashboardJobConfig
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, Job
-from compute.models.dashboards import stored_examples
+from compute.models.dashboards import EXAMPLE_RECORD, round4
 from compute.services.registry import RegistryError, corpus_texts, job_scratch, language_model_load, sae_load
 
 
@@ -30,62 +30,102 @@ def _build_config(params: dict[str, Any]) -> DashboardJobConfig:
         raise JobInputError(str(exc)) from exc
 
 
-def _round4(value: float) -> float:
-    """Four significant digits: plenty for highlighting, and the JSON stays short."""
-    return float(f"{value:.4g}") if value else 0
+FACTORIZE_FEATURES = 16
+COMPRESS_THREADS, COMPRESS_BLOCK = 2, 64
 
 
-def pack_feature(
-    feature: dict[str, Any], to_str: Callable[[Any], list[str]], logits: dict[str, list]
-) -> FeatureDashboard:
-    """One dashboard from compute.ml.dashboards -> an unsaved row; token ids become a per-row string table.
+def pack_chunk(chunk, to_str: Callable[[Any], list[str]], logits: Sequence[dict[str, list]]) -> list[FeatureDashboard]:
+    """A `compute.ml.dashboards.DashboardChunk` -> one unsaved row per feature; `logits[i]` is feature i's.
 
-    Per-token values keep four significant digits relative to the feature's max activation, stored as
-    integers (`FeatureDashboard.pack_arrays`). The string table lists tokens in order of first appearance
-    (top examples, then each quantile's samples); all of a feature's windows are mapped and rounded at once.
+    Per-token values keep four significant digits relative to the feature's max activation, stored as integers;
+    token ids become a per-row string table listing tokens in order of first appearance (top examples, then each
+    quantile's samples). Everything but the JSON header and the compression is done for the whole chunk at once.
     `to_str` maps an array of token ids to their strings (`TokenStrings`).
     """
     import numpy as np
     import pandas as pd
 
-    scale = feature["max"]
-    decimals = max(0, 3 - math.floor(math.log10(scale))) if scale > 0 else 4
-    examples = list(stored_examples(feature))
-    strings: list[str] = []
-    ids = scaled = np.zeros(0, dtype=np.int64)
-    if examples:
-        tokens = np.concatenate([ex["tokens"] for ex in examples])  # [sum of window lengths]
-        ids, uniq = pd.factorize(tokens)  # unique tokens by first appearance (a hash table, not a sort)
-        strings = to_str(uniq)
-        per_token = np.concatenate([ex["values"] for ex in examples]).astype(np.float64)
-        scaled = np.rint(per_token * 10.0**decimals)  # what np.round(per_token, decimals) rounds to, as integers
-    packed = [
-        {"n": len(ex["tokens"]), "c": ex["center"], "x": _round4(ex["value"]), "s": ex["seq"], "p": ex["pos"]}
-        for ex in examples
-    ]
-    n_top = len(feature["top"])
-    quantiles, start = [], n_top
-    for q in feature["quantiles"]:
-        end = start + len(q["examples"])
-        quantiles.append(
-            {"lo": _round4(q["lo"]), "hi": _round4(q["hi"]), "count": q["count"], "examples": packed[start:end]}
+    c, nb = len(chunk), chunk.bin_count.shape[1]
+    ex_off, tok_off = chunk.example_offsets(), chunk.token_offsets()
+    feat_tok = tok_off[ex_off]  # [c + 1]: feature i's tokens are tokens[feat_tok[i]:feat_tok[i + 1]]
+    tok_feature = np.repeat(np.arange(c), np.diff(feat_tok))
+    scale = chunk.max
+    with np.errstate(divide="ignore"):
+        decimals = np.where(scale > 0, np.maximum(0, 3 - np.floor(np.log10(scale))), 4).astype(np.int64)
+    # what np.round(values, decimals) rounds to, as integers
+    scaled = np.rint(chunk.values.astype(np.float64) * 10.0 ** decimals[tok_feature])
+    # Local token ids: each feature's tokens numbered by first appearance, FACTORIZE_FEATURES features at a
+    # time (one hash table over the whole chunk is several times slower: it outgrows the CPU's caches).
+    width = int(chunk.tokens.max()) + 1 if chunk.tokens.size else 1
+    local, pairs = np.zeros(chunk.tokens.size, dtype=np.int64), []
+    for f0 in range(0, c, FACTORIZE_FEATURES):
+        a, b = feat_tok[f0], feat_tok[min(c, f0 + FACTORIZE_FEATURES)]
+        codes, block = pd.factorize((tok_feature[a:b] - f0) * width + chunk.tokens[a:b])
+        block_off = np.searchsorted(block // width, np.arange(FACTORIZE_FEATURES))
+        local[a:b] = codes - block_off[tok_feature[a:b] - f0]
+        pairs.append(block + f0 * width)
+    pairs = np.concatenate(pairs) if pairs else np.zeros(0, dtype=np.int64)
+    str_off = np.searchsorted(pairs // width, np.arange(c + 1))
+    strings = to_str(pairs % width)
+    records = np.empty(chunk.ex_len.size, dtype=EXAMPLE_RECORD)
+    for name, column in zip(("n", "c", "s", "p", "x"), (chunk.ex_len, chunk.ex_center, chunk.ex_seq, chunk.ex_pos, chunk.ex_value), strict=True):  # fmt: skip
+        records[name] = column
+    record_bytes, size = records.tobytes(), records.itemsize
+    per_bin = np.bincount(chunk.ex_feature * (nb + 1) + chunk.ex_bin + 1, minlength=c * (nb + 1)).reshape(c, -1)
+
+    def body(i: int) -> bytes:
+        quantiles = [
+            {
+                "lo": round4(chunk.bin_lo[i, j]),
+                "hi": round4(chunk.bin_hi[i, j]),
+                "count": int(chunk.bin_count[i, j]),
+                "k": int(per_bin[i, j + 1]),
+            }  # fmt: skip
+            for j in np.flatnonzero(chunk.bin_count[i])
+        ]
+        mx = float(chunk.max[i])
+        header = {
+            "n_top": int(per_bin[i, 0]),
+            "quantiles": quantiles,
+            "histogram": {"lo": 0.0, "hi": mx, "counts": chunk.histogram[i].tolist() if chunk.n_firing[i] else []},
+            "mean": round4(chunk.mean[i]),
+            "logits": logits[i],
+            "strings": strings[str_off[i] : str_off[i + 1]],
+        }
+        a, b = feat_tok[i], feat_tok[i + 1]
+        records = record_bytes[ex_off[i] * size : ex_off[i + 1] * size]
+        return FeatureDashboard.examples_body(header, records, local[a:b], scaled[a:b], int(decimals[i]))
+
+    # zlib releases the GIL: one block of rows is compressed on other threads while the next is encoded.
+    with ThreadPoolExecutor(COMPRESS_THREADS) as pool:
+        blocks = [
+            pool.submit(_compress_all, [body(i) for i in range(f0, min(c, f0 + COMPRESS_BLOCK))])
+            for f0 in range(0, c, COMPRESS_BLOCK)
+        ]
+        payloads = [payload for block in blocks for payload in block.result()]
+    return [
+        FeatureDashboard(
+            feature_index=chunk.lo + i,
+            n_firing=int(chunk.n_firing[i]),
+            frequency=int(chunk.n_firing[i]) / chunk.n_tokens if chunk.n_tokens else 0.0,
+            max_activation=float(chunk.max[i]),
+            payload=payload,
         )
-        start = end
-    data = {
-        "top": packed[:n_top],
-        "quantiles": quantiles,
-        "histogram": feature["histogram"],
-        "mean": _round4(feature["mean"]),
-        "logits": logits,
-        "strings": strings,
-    }
-    return FeatureDashboard(
-        feature_index=feature["index"],
-        n_firing=feature["n_firing"],
-        frequency=feature["frequency"],
-        max_activation=feature["max"],
-        payload=FeatureDashboard.pack_arrays(data, ids, scaled, decimals),
-    )
+        for i, payload in enumerate(payloads)
+    ]
+
+
+def _compress_all(bodies: list[bytes]) -> list[bytes]:
+    return [FeatureDashboard.compress_body(body) for body in bodies]
+
+
+def pack_feature(
+    feature: dict[str, Any], to_str: Callable[[Any], list[str]], logits: dict[str, list]
+) -> FeatureDashboard:
+    """One dashboard dict (`DashboardChunk.features()`'s form) -> an unsaved row, as `pack_chunk` packs it."""
+    from compute.ml.dashboards import DashboardChunk
+
+    return pack_chunk(DashboardChunk.from_features([feature]), to_str, [logits])[0]
 
 
 class TokenStrings:
@@ -180,7 +220,7 @@ def _build(
     import torch
 
     from compute.ml.activations import activation_stream
-    from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards, output_logit_tokens
+    from compute.ml.dashboards import ActivationCache, DashboardConfig, compute_dashboards
 
     timings: dict[str, float] = {}
     ctx.progress(0.01, "loading SAE and model")
@@ -211,7 +251,7 @@ def _build(
 
     t0 = time.perf_counter()
     config = DashboardConfig(**job_config.render_options())
-    logits = _logit_tables(lens_sae, loaded, config.n_logit_tokens, output_logit_tokens)
+    logits = logit_tables(lens_sae, loaded, config.n_logit_tokens)
     to_str = TokenStrings(loaded.to_str_tokens)
     FeatureDashboard.objects.filter(dashboard_set=dset).delete()
     n_dead = 0
@@ -229,12 +269,10 @@ def _build(
             device=device,
             progress=on_progress,
         ):
-            rows = []
-            for feature in chunk:
-                row = pack_feature(feature, to_str, logits[feature["index"]])
+            rows = pack_chunk(chunk, to_str, logits[chunk.lo : chunk.lo + len(chunk)])
+            for row in rows:
                 row.dashboard_set = dset
-                rows.append(row)
-                n_dead += row.n_firing == 0
+            n_dead += int((chunk.n_firing == 0).sum())
             FeatureDashboard.objects.bulk_create(rows, batch_size=500)
     timings["dashboards_s"] = time.perf_counter() - t0
     cache.remove()
@@ -261,8 +299,10 @@ def _with_progress(batches, ctx: JobContext, job_config: DashboardJobConfig):
         ctx.progress(0.05 + 0.45 * min(1.0, done / total), f"activations: {min(done, total)} of {total} tokens")
 
 
-def _logit_tables(lens_sae, loaded, k: int, output_logit_tokens) -> list[dict[str, list]]:
+def logit_tables(lens_sae, loaded, k: int) -> list[dict[str, list]]:
     """Per feature: top positive and negative output-logit tokens of its decoder direction (empty without W_U)."""
+    from compute.ml.dashboards import output_logit_tokens
+
     d_sae = lens_sae.cfg.d_sae
     if k == 0 or loaded.unembed is None:
         return [{"pos": [], "neg": []} for _ in range(d_sae)]

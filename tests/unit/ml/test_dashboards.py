@@ -92,7 +92,7 @@ def _brute_force(batches, encode, cfg: DashboardConfig):
 def _run(batches, encode, d_sae, cfg, **kw):
     out = []
     for chunk in compute_dashboards(batches=lambda: iter(batches), encode=encode, d_sae=d_sae, config=cfg, **kw):
-        out.extend(chunk)
+        out.extend(chunk.features())
     return out
 
 
@@ -217,7 +217,7 @@ def test_tiny_transformer_with_sae_lens_sae_through_disk_cache(tmp_path):
         got = [
             d
             for chunk in compute_dashboards(batches=cache, encode=sae.encode, d_sae=32, config=cfg, feature_chunk=10)
-            for d in chunk
+            for d in chunk.features()
         ]
         want = _brute_force(batches, sae.encode, cfg)
     for d in got:
