@@ -261,8 +261,13 @@ class TopKState:
         self.values = torch.where(kept, torch.gather(all_vals, 1, pick), -math.inf)
         self.gids = torch.gather(all_gids, 1, pick)
         self.hashes = torch.gather(all_hash, 1, pick)
-        all_rows = torch.arange(c, device=idx.device)
-        self.win_tok, self.win_val = _take_windows(self.win_tok, self.win_val, pick, k, idx, view, all_rows)
+
+    def take_windows(self, view: _BatchView) -> None:
+        """Second pass, once the top k are final: gather the windows of the entries that lie in this batch."""
+        seq = self.gids // POS_STRIDE - int(view.gid_of[0]) // POS_STRIDE  # unused slots: huge
+        r, j = ((seq >= 0) & (seq < view.gid_of.numel() // view.s)).nonzero(as_tuple=True)
+        if r.numel():
+            self.win_tok[r, j], self.win_val[r, j] = view.windows(r, seq[r, j] * view.s + self.gids[r, j] % POS_STRIDE)
 
 
 class SampleState:
@@ -385,6 +390,7 @@ def compute_dashboards(
                 )
                 prio = sample_priority(view.gid_of[p_idx], f_idx + lo, d_sae, config.seed)
                 samples.update(view, f_idx, p_idx, qbin, prio)
+                top.take_windows(view)
             if progress:
                 progress((ci + 1) / len(chunks), f"features {lo}-{hi - 1}: samples done")
             yield _finalise(

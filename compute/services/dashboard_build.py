@@ -34,8 +34,14 @@ FACTORIZE_FEATURES = 16
 COMPRESS_THREADS, COMPRESS_BLOCK = 2, 64
 
 
-def pack_chunk(chunk, to_str: Callable[[Any], list[str]], logits: Sequence[dict[str, list]]) -> list[FeatureDashboard]:
-    """A `compute.ml.dashboards.DashboardChunk` -> one unsaved row per feature; `logits[i]` is feature i's.
+def pack_chunk(
+    chunk,
+    to_str: Callable[[Any], list[str]],
+    logits: Sequence[dict[str, list]],
+    dashboard_set: DashboardSet | None = None,
+) -> list[FeatureDashboard]:
+    """A `compute.ml.dashboards.DashboardChunk` -> one unsaved row per feature of `dashboard_set`; `logits[i]` is
+    feature i's.
 
     Per-token values keep four significant digits relative to the feature's max activation, stored as integers;
     token ids become a per-row string table listing tokens in order of first appearance (top examples, then each
@@ -48,7 +54,7 @@ def pack_chunk(chunk, to_str: Callable[[Any], list[str]], logits: Sequence[dict[
     c, nb = len(chunk), chunk.bin_count.shape[1]
     ex_off, tok_off = chunk.example_offsets(), chunk.token_offsets()
     feat_tok = tok_off[ex_off]  # [c + 1]: feature i's tokens are tokens[feat_tok[i]:feat_tok[i + 1]]
-    tok_feature = np.repeat(np.arange(c), np.diff(feat_tok))
+    tok_feature = np.repeat(np.arange(c, dtype=np.int32), np.diff(feat_tok))
     scale = chunk.max
     with np.errstate(divide="ignore"):
         decimals = np.where(scale > 0, np.maximum(0, 3 - np.floor(np.log10(scale))), 4).astype(np.int64)
@@ -105,6 +111,8 @@ def pack_chunk(chunk, to_str: Callable[[Any], list[str]], logits: Sequence[dict[
         payloads = [payload for block in blocks for payload in block.result()]
     return [
         FeatureDashboard(
+            # the id, not the object: Django's per-row relation default or setter costs ~0.1 ms
+            dashboard_set_id=dashboard_set.pk if dashboard_set is not None else None,
             feature_index=chunk.lo + i,
             n_firing=int(chunk.n_firing[i]),
             frequency=int(chunk.n_firing[i]) / chunk.n_tokens if chunk.n_tokens else 0.0,
@@ -269,9 +277,7 @@ def _build(
             device=device,
             progress=on_progress,
         ):
-            rows = pack_chunk(chunk, to_str, logits[chunk.lo : chunk.lo + len(chunk)])
-            for row in rows:
-                row.dashboard_set = dset
+            rows = pack_chunk(chunk, to_str, logits[chunk.lo : chunk.lo + len(chunk)], dset)
             n_dead += int((chunk.n_firing == 0).sum())
             FeatureDashboard.objects.bulk_create(rows, batch_size=500)
     timings["dashboards_s"] = time.perf_counter() - t0
