@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='featuredashboard',
             name='payload',
-            field=models.BinaryField(help_text='Contexts, samples, histogram, logits: zlib(JSON), see `examples_body`.'),
+            field=models.BinaryField(help_text='Contexts, samples, histogram, logits, compressed: see `examples_body`.'),
         ),
     ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ def _build_config(params: dict[str, Any]) -> DashboardJobConfig:
 
 
 FACTORIZE_FEATURES = 16
-COMPRESS_THREADS, COMPRESS_BLOCK = 2, 64
 
 
 def pack_chunk(
@@ -102,13 +100,7 @@ def pack_chunk(
         records = record_bytes[ex_off[i] * size : ex_off[i + 1] * size]
         return FeatureDashboard.examples_body(header, records, local[a:b], scaled[a:b], int(decimals[i]))
 
-    # zlib releases the GIL: one block of rows is compressed on other threads while the next is encoded.
-    with ThreadPoolExecutor(COMPRESS_THREADS) as pool:
-        blocks = [
-            pool.submit(_compress_all, [body(i) for i in range(f0, min(c, f0 + COMPRESS_BLOCK))])
-            for f0 in range(0, c, COMPRESS_BLOCK)
-        ]
-        payloads = [payload for block in blocks for payload in block.result()]
+    payloads = [FeatureDashboard.compress_body(body(i)) for i in range(c)]
     return [
         FeatureDashboard(
             # the id, not the object: Django's per-row relation default or setter costs ~0.1 ms
@@ -121,10 +113,6 @@ def pack_chunk(
         )
         for i, payload in enumerate(payloads)
     ]
-
-
-def _compress_all(bodies: list[bytes]) -> list[bytes]:
-    return [FeatureDashboard.compress_body(body) for body in bodies]
 
 
 def pack_feature(
