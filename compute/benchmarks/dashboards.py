@@ -5,10 +5,10 @@ SAEDashboard do), on the same tokens, model and random SAE (d_sae = expansion x 
 Figures (seconds, one JSON object): forward_s (full forward of the model over the N tokens, logits
 included), hook_forward_s (forward stopped after the SAE's hook block, what both methods need),
 dashboards_s (activations + on-disk activation cache + top-k, frequencies, histograms, quantile
-samples for every feature + output-logit tokens), pack_for_storage_s (turning them into the
-compressed rows the build job stores), build_s (dashboards_s + pack_for_storage_s: everything the build
-job does), per_batch_s (the same statistics computed with one model pass per batch of `features_per_batch`
-features), and their ratios. `dashboards_over_hook_forward` is build_s over hook_forward_s: the build
+samples for every feature + output-logit tokens; logit_table_s is the latter alone), pack_for_storage_s
+(turning them into the compressed rows the build job stores; stored_mib is their size), build_s
+(dashboards_s + pack_for_storage_s: everything the build job does), per_batch_s (the same statistics
+computed with one model pass per batch of `features_per_batch` features), and their ratios. `dashboards_over_hook_forward` is build_s over hook_forward_s: the build
 against the only forward pass it needs (target <= 1.5). The runs are interleaved and repeated `repeats`
 times; each figure is the best of its runs.
 
@@ -181,7 +181,8 @@ def run(**overrides: Any) -> dict[str, Any]:
             cache = ActivationCache(Path(tempfile.mkdtemp(prefix="bench-dash-")))
             try:
                 cache.write(iter_activation_batches(loaded, windows, hook_name=hook, batch_size=opts["batch_size"]))
-                logits = logit_tables(sae, loaded, config.n_logit_tokens)
+                logit_s, logits = _timed(lambda: logit_tables(sae, loaded, config.n_logit_tokens))
+                runs["logit_table"].append(logit_s)
                 chunks = list(
                     compute_dashboards(batches=cache, encode=sae.encode, d_sae=d_sae, config=config, device=device)
                 )
@@ -233,11 +234,12 @@ def run(**overrides: Any) -> dict[str, Any]:
 
         # Interleaved and repeated: a burst of other load on the machine hits one repeat, not one method.
         runs: dict[str, list[float]] = {"forward": [], "hook_forward": [], "dashboards": [], "pack": [], "build": []}
+        runs["logit_table"], stored_bytes = [], 0
         runs["per_batch"], runs["saedashboard"], theirs = [], [], None
         for _ in range(max(1, int(opts["repeats"]))):
             runs["hook_forward"].append(_timed(hook_forward)[0])
             seconds, (chunks, logits) = _timed(all_features)
-            pack_s, _ = _timed(lambda chunks=chunks, logits=logits: _pack_all(chunks, logits, loaded))
+            pack_s, stored_bytes = _timed(lambda chunks=chunks, logits=logits: _pack_all(chunks, logits, loaded))
             runs["dashboards"].append(seconds)
             runs["pack"].append(pack_s)
             runs["build"].append(seconds + pack_s)
@@ -304,7 +306,9 @@ def run(**overrides: Any) -> dict[str, Any]:
         "hook_forward_s": round(hook_forward_s, 3),
         "dashboards_s": round(dashboards_s, 3),
         "dashboards_over_forward": round(dashboards_s / forward_s, 3),
+        "logit_table_s": round(best["logit_table"], 3),
         "pack_for_storage_s": round(pack_s, 3),
+        "stored_mib": round(stored_bytes / 2**20, 1),
         "build_s": round(build_s, 3),
         "dashboards_over_hook_forward": round(build_s / hook_forward_s, 3),
         "dashboards_over_hook_forward_target": 1.5,

@@ -427,8 +427,8 @@ class DashboardJobConfig(JobConfig):
 
     @property
     def raw_row_bytes(self) -> int:
-        """A feature's numbers before JSON and zlib: token id (int32) and value (float32) of every example token,
-        and the id and value of each output-logit token listed (both ways)."""
+        """A feature's numbers before packing and compression: token id (int32) and value (float32) of every
+        example token, and the id and value of each output-logit token listed (both ways)."""
         return self.examples_per_feature * self.width * 8 + 2 * self.n_logit_tokens * 8
 
     def cost(

@@ -38,6 +38,8 @@ def test_bench_dashboards_counts_packing_against_the_hook_forward(dashboard_figu
         figures["build_s"] / figures["hook_forward_s"], rel=0.02
     )
     assert figures["hook_forward_s"] > 0
+    assert 0 < figures["logit_table_s"] < figures["dashboards_s"]  # a part of the build, timed inside it
+    assert figures["stored_mib"] > 0
 
 
 def test_bench_dashboards_times_saedashboards_runner_on_the_same_sae_features_and_tokens(dashboard_figures):
