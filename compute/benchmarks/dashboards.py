@@ -8,9 +8,10 @@ dashboards_s (activations + on-disk activation cache + top-k, frequencies, histo
 samples for every feature + output-logit tokens; logit_table_s is the latter alone), pack_for_storage_s
 (turning them into the compressed rows the build job stores; stored_mib is their size), build_s
 (dashboards_s + pack_for_storage_s: everything the build job does), per_batch_s (the same statistics
-computed with one model pass per batch of `features_per_batch` features), and their ratios. `dashboards_over_hook_forward` is build_s over hook_forward_s: the build
-against the only forward pass it needs (target <= 1.5). The runs are interleaved and repeated `repeats`
-times; each figure is the best of its runs.
+computed with one model pass per batch of `features_per_batch` features), and their ratios.
+`dashboards_over_hook_forward` is build_s over hook_forward_s: the build against the only forward pass it
+needs (target <= 1.5). The runs are interleaved and repeated `repeats` times; each figure is the best of its
+runs.
 
 Against SAEDashboard (`saedashboard=True`): SAEDashboard's own `SaeVisRunner` (PyPI `sae-dashboard` 0.8, in
 its environment under var/peers/, see `compute.benchmarks.peers`) builds dashboards for the same SAE (saved

@@ -166,7 +166,6 @@ class _BatchView:
     def __init__(self, tokens: Tensor, feats: Tensor, gid_of: Tensor, config: DashboardConfig, weights: Tensor):
         b, s = tokens.shape
         self.s = s
-        self.before = config.ctx_before
         self.feats = feats.reshape(b * s, -1)  # [n, c], contiguous
         self.feats_t = self.feats.T  # [c, n]
         self.gid_of = gid_of  # [n]
@@ -494,6 +493,15 @@ class DashboardChunk:
             values=windows("values", np.float32),
         )
 
+    @property
+    def frequency(self) -> np.ndarray:
+        """[c] fraction of the chunk's scored tokens each feature fired on."""
+        return self.n_firing / self.n_tokens if self.n_tokens else np.zeros(len(self))
+
+    def histogram_of(self, i: int) -> dict[str, Any]:
+        """Feature i's linear activation histogram, from 0 to its max (no counts for a dead feature)."""
+        return {"lo": 0.0, "hi": float(self.max[i]), "counts": self.histogram[i].tolist() if self.n_firing[i] else []}
+
     def example_offsets(self) -> np.ndarray:
         """[c + 1]: feature i's examples are ex_*[off[i]:off[i + 1]]."""
         return np.searchsorted(self.ex_feature, np.arange(len(self) + 1))
@@ -520,9 +528,8 @@ class DashboardChunk:
                 "pos": int(self.ex_pos[e]),
             }
 
-        out = []
+        out, frequency = [], self.frequency
         for i in range(len(self)):
-            fires, mx = int(self.n_firing[i]), float(self.max[i])
             bins = self.ex_bin[ex_off[i] : ex_off[i + 1]]
             examples = [example(e) for e in range(ex_off[i], ex_off[i + 1])]
             quantiles = [
@@ -538,11 +545,11 @@ class DashboardChunk:
                 {
                     "index": self.lo + i,
                     "n_tokens": self.n_tokens,
-                    "n_firing": fires,
-                    "frequency": fires / self.n_tokens if self.n_tokens else 0.0,
-                    "max": mx,
+                    "n_firing": int(self.n_firing[i]),
+                    "frequency": float(frequency[i]),
+                    "max": float(self.max[i]),
                     "mean": float(self.mean[i]),
-                    "histogram": {"lo": 0.0, "hi": mx, "counts": self.histogram[i].tolist() if fires else []},
+                    "histogram": self.histogram_of(i),
                     "top": [ex for ex, q in zip(examples, bins, strict=True) if q < 0],
                     "quantiles": quantiles,
                 }

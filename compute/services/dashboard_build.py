@@ -87,27 +87,27 @@ def pack_chunk(
             }  # fmt: skip
             for j in np.flatnonzero(chunk.bin_count[i])
         ]
-        mx = float(chunk.max[i])
         header = {
             "n_top": int(per_bin[i, 0]),
             "quantiles": quantiles,
-            "histogram": {"lo": 0.0, "hi": mx, "counts": chunk.histogram[i].tolist() if chunk.n_firing[i] else []},
+            "histogram": chunk.histogram_of(i),
             "mean": round4(chunk.mean[i]),
             "logits": logits[i],
             "strings": strings[str_off[i] : str_off[i + 1]],
         }
         a, b = feat_tok[i], feat_tok[i + 1]
-        records = record_bytes[ex_off[i] * size : ex_off[i + 1] * size]
-        return FeatureDashboard.examples_body(header, records, local[a:b], scaled[a:b], int(decimals[i]))
+        own_records = record_bytes[ex_off[i] * size : ex_off[i + 1] * size]
+        return FeatureDashboard.examples_body(header, own_records, local[a:b], scaled[a:b], int(decimals[i]))
 
     payloads = [FeatureDashboard.compress_body(body(i)) for i in range(c)]
+    frequency = chunk.frequency
     return [
         FeatureDashboard(
             # the id, not the object: Django's per-row relation default or setter costs ~0.1 ms
             dashboard_set_id=dashboard_set.pk if dashboard_set is not None else None,
             feature_index=chunk.lo + i,
             n_firing=int(chunk.n_firing[i]),
-            frequency=int(chunk.n_firing[i]) / chunk.n_tokens if chunk.n_tokens else 0.0,
+            frequency=float(frequency[i]),
             max_activation=float(chunk.max[i]),
             payload=payload,
         )
