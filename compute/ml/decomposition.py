@@ -289,9 +289,18 @@ def components_from_text(text: str) -> list[dict[str, Any]]:
     return components
 
 
-def proposal_schema(*, n_components: int, n_phrases: int) -> dict[str, Any]:
-    """The JSON schema an LLM's proposal must validate against (floors, not the exact counts asked)."""
+def proposal_schema(*, n_components: int, n_phrases: int, capped: bool = False) -> dict[str, Any]:
+    """The JSON schema an LLM's proposal must validate against (floors, not the exact counts asked).
+
+    `capped` also bounds the lists by the counts asked, for a model whose decoding follows the schema (the
+    local one): it then stops within its token budget instead of listing on.
+    """
     phrase = {"type": "string", "minLength": 1, "maxLength": MAX_PHRASE_CHARS}
+    caps = (
+        {"components": {"maxItems": n_components}, "lists": {"maxItems": max(n_phrases, MIN_PHRASES)}}
+        if capped
+        else {"components": {}, "lists": {}}
+    )
     return {
         "type": "object",
         "required": ["components"],
@@ -299,13 +308,14 @@ def proposal_schema(*, n_components: int, n_phrases: int) -> dict[str, Any]:
             "components": {
                 "type": "array",
                 "minItems": 1,
+                **caps["components"],
                 "items": {
                     "type": "object",
                     "required": ["name", "phrases", "near_misses"],
                     "properties": {
                         "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
-                        "phrases": {"type": "array", "minItems": MIN_PHRASES, "items": phrase},
-                        "near_misses": {"type": "array", "minItems": 1, "items": phrase},
+                        "phrases": {"type": "array", "minItems": MIN_PHRASES, **caps["lists"], "items": phrase},
+                        "near_misses": {"type": "array", "minItems": 1, **caps["lists"], "items": phrase},
                     },
                 },
             }

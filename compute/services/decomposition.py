@@ -214,7 +214,8 @@ def run_propose_job(ctx: JobContext) -> dict[str, Any]:
     except ConfigError as exc:
         raise JobInputError(str(exc)) from exc
     n_components, n_phrases = config.n_components, config.n_phrases
-    # The local 135M model generates ~10 tokens/s on a CPU and seldom mends its JSON when told: it tries twice.
+    # The local 135M model generates ~10 tokens/s on a CPU; its decoding follows the schema, so a retry is only for
+    # an answer cut off at the token budget: it tries twice.
     local_retries = min(settings.LLM_RETRIES, LOCAL_PROPOSAL_RETRIES)
     client = LocalInstructClient(retries=local_retries) if decomposition.source == "local" else None
     ctx.progress(0.1, "asking the local model" if client else "asking the LLM endpoint")
@@ -224,7 +225,7 @@ def run_propose_job(ctx: JobContext) -> dict[str, Any]:
             messages=proposal_messages(decomposition.description, n_components=n_components, n_phrases=n_phrases),
             max_tokens=PROPOSAL_TOKENS_PER_COMPONENT * n_components + PROPOSAL_TOKENS_OUTSIDE,
             temperature=0.3,
-            json_schema=proposal_schema(n_components=n_components, n_phrases=n_phrases),
+            json_schema=proposal_schema(n_components=n_components, n_phrases=n_phrases, capped=client is not None),
             job=ctx.job,
             client=client,
         )
