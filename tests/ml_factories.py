@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -80,3 +82,25 @@ def tiny_random_model(
         d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_ctx=n_ctx, seed=seed
     )
     return wrap_hf_model(hf_model.to(device), tokenizer, name="tiny-random-llama", device=device)
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@contextmanager
+def tiny_local_instruct(location: str = "tiny-random-instruct", seed: int = 3) -> Iterator[Any]:
+    """A tiny random instruct model (byte-level tokenizer, ChatML template) that `LocalInstructClient(location=...)`
+    finds loaded, as a worker keeps SmolLM2; yields the client. It writes noise unless a schema holds it."""
+    from compute.ml.llm import LocalInstructClient, _LocalModel
+
+    hf_model, tokenizer = tiny_random_hf_model(seed=seed)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    key = ("package", location, "", "cpu")
+    _LocalModel._cache[key] = _LocalModel(hf_model, tokenizer)
+    try:
+        yield LocalInstructClient(location=location, retries=0)
+    finally:
+        del _LocalModel._cache[key]

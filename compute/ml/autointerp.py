@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compute.ml.llm import ChatClient, Completion
+from compute.ml.llm import ChatClient, Completion, LLMBadAnswer
 
 DETECTION = "detection"
 FUZZING = "fuzzing"
@@ -485,6 +485,15 @@ _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no"}
 
 
+def predictions_schema(n: int) -> dict[str, Any]:
+    """The scorer's answer (a list of n 0/1 entries) as a JSON schema, for a client whose decoding follows one.
+
+    The entries are the strings "0" and "1" (`parse_predictions` reads both forms): lm-format-enforcer 0.11
+    lets a list of numbers or booleans end early or run on, but counts strings right.
+    """
+    return {"type": "array", "minItems": n, "maxItems": n, "items": {"type": "string", "enum": ["0", "1"]}}
+
+
 def parse_predictions(text: str, n: int) -> list[bool]:
     """The first [..] list of n 0/1 entries in an answer; BadPredictions otherwise."""
     match = _LIST.search(text)
@@ -554,10 +563,20 @@ def score_explanation(
 
     def ask(batch: list[Sample]) -> tuple[list[bool] | None, Completion | None, str, float]:
         messages = scorer_messages(method, explanation, batch)
+        # A client that decodes by schema (the local model) is held to the list's form; an endpoint is asked in
+        # the prompt only, as delphi's scorers ask.
+        schema = predictions_schema(len(batch)) if getattr(client, "decodes_by_schema", False) else None
         spent, answer, completion = 0.0, "", None
         for _ in range(config.score_attempts):
             t0 = time.perf_counter()
-            completion = client.complete(messages, max_tokens=4 * len(batch) + 16, temperature=0.0)
+            try:
+                completion = client.complete(
+                    messages, max_tokens=4 * len(batch) + 16, temperature=0.0, json_schema=schema
+                )
+            except LLMBadAnswer as exc:
+                spent += time.perf_counter() - t0
+                answer = exc.attempts[-1]["text"] if exc.attempts else ""
+                continue
             spent += time.perf_counter() - t0
             answer = completion.text
             try:

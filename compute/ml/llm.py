@@ -402,12 +402,15 @@ def enforcer_vocabulary(tokenizer: Any, eos_token_id: int | list[int]) -> Any:
 def schema_token_filter(vocabulary: Any, schema: dict) -> Any:
     """`prefix_allowed_tokens_fn` for `generate`: the tokens that keep the answer a valid prefix of `schema`."""
     from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer
-    from lmformatenforcer.consts import COMPLETE_ALPHABET
 
-    # The parser refuses to go on after a character outside its alphabet (ASCII letters, digits and some
-    # punctuation by default), though the token was allowed: every character the vocabulary has is allowed.
-    alphabet = COMPLETE_ALPHABET + "".join(sorted(set(vocabulary.tokenizer_alphabet) - set(COMPLETE_ALPHABET)))
-    enforcer = TokenEnforcer(vocabulary, JsonSchemaParser(schema, config=CharacterLevelParserConfig(alphabet=alphabet)))
+    # The parser's alphabet is the vocabulary's characters: with its default (ASCII letters, digits, some
+    # punctuation) it reaches a dead end after a token such as "|" inside a string. Runs of whitespace between
+    # values (12 by default) only spend the token budget. The enforcer replaces the config with its defaults on
+    # the vocabulary's alphabet, so ours is set again after it.
+    config = CharacterLevelParserConfig(alphabet=vocabulary.tokenizer_alphabet, max_consecutive_whitespaces=1)
+    parser = JsonSchemaParser(schema, config=config)
+    enforcer = TokenEnforcer(vocabulary, parser)
+    parser.config = config
 
     def allowed(_batch_id: int, token_ids: Any) -> list[int]:  # token_ids [prompt + generated] long
         return enforcer.get_allowed_tokens(token_ids.tolist()).allowed_tokens
@@ -423,6 +426,8 @@ class LocalInstructClient:
     schema, decoding is constrained to it (`schema_token_filter`): the answer parses and follows the schema unless
     `max_tokens` cuts it off first.
     """
+
+    decodes_by_schema = True  # a schema holds the answer to its form while it is generated
 
     def __init__(
         self,

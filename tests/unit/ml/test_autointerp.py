@@ -34,6 +34,7 @@ from compute.ml.autointerp import (
     split_contexts,
 )
 from compute.ml.llm import Completion
+from tests.ml_factories import tiny_local_instruct
 from tests.synthetic_features import DIGITS, RuleJudge, packed_dashboard, plain_dashboard, sequences
 
 
@@ -225,6 +226,32 @@ def test_invalid_answers_count_as_wrong_and_are_reported():
     assert (result.n_invalid, result.tp, result.tn, result.fp, result.fn) == (2, 1, 1, 1, 1)
     assert result.balanced_accuracy == pytest.approx(0.5)
     assert result.prompts == 2
+
+
+def test_a_local_model_is_held_to_the_list_form_an_endpoint_is_only_asked_for():
+    config = AutoInterpConfig(n_shown=3, score_attempts=1)
+    rows = [["the cat sat", True, 0], ["a dog ran", False, None], ["on the mat", True, 1]] * 2
+    material = ScoringMaterial.from_dict({"n_shown": 3, DETECTION: rows, FUZZING: []})
+    with tiny_local_instruct() as client:
+        held = score_explanation(client, explanation="cats", material=material, method=DETECTION, config=config)
+        client.decodes_by_schema = False  # the same random model, asked in the prompt only: it writes noise
+        free = score_explanation(client, explanation="cats", material=material, method=DETECTION, config=config)
+    assert held.n_invalid == 0 and all(p is not None for p in held.predictions)
+    assert all(parse_predictions(answer, 3) is not None for answer in held.answers)
+    assert free.n_invalid == 6
+    scripted = Scripted(["[1,0,1]", "[1,0,1]"])
+    scripted.complete = _recording(scripted.complete)
+    score_explanation(scripted, explanation="cats", material=material, method=DETECTION, config=config)
+    assert scripted.complete.schemas == [None, None]
+
+
+def _recording(complete):
+    def wrapper(messages, **kwargs):
+        wrapper.schemas.append(kwargs.get("json_schema"))
+        return complete(messages, **kwargs)
+
+    wrapper.schemas = []
+    return wrapper
 
 
 def test_balanced_accuracy_matches_hand_computation():

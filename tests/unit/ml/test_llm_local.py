@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from compute.ml.decomposition import proposal_schema
-from compute.ml.llm import LocalInstructClient, _LocalModel, enforcer_vocabulary, schema_token_filter
-from tests.ml_factories import tiny_random_hf_model
+from compute.ml.llm import enforcer_vocabulary, schema_token_filter
+from tests.ml_factories import tiny_local_instruct, tiny_random_hf_model
 
 SCHEMA = {
     "type": "object",
@@ -57,28 +57,18 @@ def test_a_random_model_answers_valid_json_only_when_its_decoding_follows_the_sc
     assert 2 <= len(answer["phrases"]) <= 3
 
 
-def test_the_local_client_gets_a_capped_proposal_on_its_first_try(tiny):
-    hf_model, tokenizer, _ = tiny
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
-    key = ("package", "tiny-random-constrained", "", "cpu")
-    _LocalModel._cache[key] = _LocalModel(hf_model, tokenizer)
-    try:
-        client = LocalInstructClient(location="tiny-random-constrained", retries=0)
-        schema = proposal_schema(n_components=1, n_phrases=3, capped=True)
-        fields = schema["properties"]["components"]["items"]["properties"]
-        for field in (fields["name"], fields["phrases"]["items"], fields["near_misses"]["items"]):
-            field["maxLength"] = 6  # a random model's strings run to their limit: keep the answer short
+def test_the_local_client_gets_a_capped_proposal_on_its_first_try():
+    schema = proposal_schema(n_components=1, n_phrases=3, capped=True)
+    fields = schema["properties"]["components"]["items"]["properties"]
+    for field in (fields["name"], fields["phrases"]["items"], fields["near_misses"]["items"]):
+        field["maxLength"] = 6  # a random model's strings run to their limit: keep the answer short
+    with tiny_local_instruct() as client:
         completion = client.complete(
             [{"role": "user", "content": "Propose sub-components."}],
-            max_tokens=200,
+            max_tokens=400,
             temperature=1.0,
             json_schema=schema,
         )
-    finally:
-        del _LocalModel._cache[key]
     jsonschema.validate(completion.data, schema)
     assert completion.attempts == []
     assert len(completion.data["components"]) == 1
