@@ -198,13 +198,15 @@ MIN_PHRASES = 3
 
 
 def clean_components(
-    raw: Any, *, n_components: int | None = None, n_phrases: int | None = None
+    raw: Any, *, n_components: int | None = None, n_phrases: int | None = None, drop_invalid: bool = False
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Sub-components checked and tidied: (components, warnings).
 
-    Each needs a name, at least MIN_PHRASES distinct phrases and at most MAX_PHRASE_CHARS characters per
-    phrase (ComponentsError otherwise). Near misses are optional but warned about. With `n_components` /
-    `n_phrases` (what was asked for), extra items are dropped and missing ones are warned about.
+    Each needs a name of its own, at least MIN_PHRASES distinct phrases and at most MAX_PHRASE_CHARS characters
+    per phrase (ComponentsError otherwise). Near misses are optional but warned about. With `n_components` /
+    `n_phrases` (what was asked for), extra items are dropped and missing ones are warned about. With
+    `drop_invalid` (an LLM's proposal), a sub-component that fails a check is left out with a warning saying why,
+    and only a proposal with none left is refused.
     """
     if not isinstance(raw, list) or not raw:
         raise ComponentsError("Give at least one sub-component.")
@@ -212,49 +214,67 @@ def clean_components(
     warnings: list[str] = []
     names: set[str] = set()
     for position, item in enumerate(raw, start=1):
-        if not isinstance(item, dict):
-            raise ComponentsError(f"Sub-component {position} is not an object with a name and phrases.")
-        name = " ".join(str(item.get("name") or "").split())
-        if not name:
-            raise ComponentsError(f"Sub-component {position} has no name.")
-        if len(name) > MAX_NAME_CHARS:
-            raise ComponentsError(f"Sub-component {position}'s name is longer than {MAX_NAME_CHARS} characters.")
-        if name.lower() in names:
-            raise ComponentsError(f"Two sub-components are both called {name!r}.")
-        names.add(name.lower())
-        lists = {}
-        for key in ("phrases", "near_misses"):
-            values = item.get(key) or []
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise ComponentsError(f"{name!r}: {key} must be a list of texts.")
-            kept: list[str] = []
-            for value in values:
-                value = " ".join(value.split())
-                if len(value) > MAX_PHRASE_CHARS:
-                    raise ComponentsError(
-                        f"{name!r}: the phrase {value[:40]!r}... is longer than {MAX_PHRASE_CHARS} characters; "
-                        "phrases should be short."
-                    )
-                if value and value.lower() not in {k.lower() for k in kept}:
-                    kept.append(value)
-            if n_phrases is not None and len(kept) > n_phrases:
-                kept = kept[:n_phrases]
-            lists[key] = kept
-        if len(lists["phrases"]) < MIN_PHRASES:
-            raise ComponentsError(
-                f"{name!r} has {len(lists['phrases'])} distinct phrase(s); each sub-component needs at least {MIN_PHRASES}."
-            )
-        if n_phrases is not None and len(lists["phrases"]) < n_phrases:
-            warnings.append(f"{name!r}: {len(lists['phrases'])} phrases of the {n_phrases} asked for.")
-        if not lists["near_misses"]:
-            warnings.append(f"{name!r} has no near-miss controls: only the general controls test it.")
-        components.append({"name": name, **lists})
+        try:
+            component, notes = _clean_component(position, item, names, n_phrases)
+        except ComponentsError as exc:
+            if not drop_invalid:
+                raise
+            warnings.append(f"Sub-component {position} left out: {exc}")
+            continue
+        names.add(component["name"].lower())
+        components.append(component)
+        warnings += notes
+    if not components:
+        raise ComponentsError(f"No usable sub-component ({'; '.join(warnings)}).")
     if n_components is not None:
         if len(components) > n_components:
             components = components[:n_components]
         elif len(components) < n_components:
             warnings.append(f"{len(components)} sub-components of the {n_components} asked for.")
     return components, warnings
+
+
+def _clean_component(
+    position: int, item: Any, names: set[str], n_phrases: int | None
+) -> tuple[dict[str, Any], list[str]]:
+    """One sub-component checked and tidied (see `clean_components`): (component, warnings)."""
+    if not isinstance(item, dict):
+        raise ComponentsError(f"Sub-component {position} is not an object with a name and phrases.")
+    name = " ".join(str(item.get("name") or "").split())
+    if not name:
+        raise ComponentsError(f"Sub-component {position} has no name.")
+    if len(name) > MAX_NAME_CHARS:
+        raise ComponentsError(f"Sub-component {position}'s name is longer than {MAX_NAME_CHARS} characters.")
+    if name.lower() in names:
+        raise ComponentsError(f"Two sub-components are both called {name!r}.")
+    lists = {}
+    for key in ("phrases", "near_misses"):
+        values = item.get(key) or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ComponentsError(f"{name!r}: {key} must be a list of texts.")
+        kept: list[str] = []
+        for value in values:
+            value = " ".join(value.split())
+            if len(value) > MAX_PHRASE_CHARS:
+                raise ComponentsError(
+                    f"{name!r}: the phrase {value[:40]!r}... is longer than {MAX_PHRASE_CHARS} characters; "
+                    "phrases should be short."
+                )
+            if value and value.lower() not in {k.lower() for k in kept}:
+                kept.append(value)
+        if n_phrases is not None and len(kept) > n_phrases:
+            kept = kept[:n_phrases]
+        lists[key] = kept
+    if len(lists["phrases"]) < MIN_PHRASES:
+        raise ComponentsError(
+            f"{name!r} has {len(lists['phrases'])} distinct phrase(s); each sub-component needs at least {MIN_PHRASES}."
+        )
+    warnings = []
+    if n_phrases is not None and len(lists["phrases"]) < n_phrases:
+        warnings.append(f"{name!r}: {len(lists['phrases'])} phrases of the {n_phrases} asked for.")
+    if not lists["near_misses"]:
+        warnings.append(f"{name!r} has no near-miss controls: only the general controls test it.")
+    return {"name": name, **lists}, warnings
 
 
 _PHRASE = re.compile(r"^\s*\+\s*(.*)$")

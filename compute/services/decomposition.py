@@ -230,7 +230,7 @@ def run_propose_job(ctx: JobContext) -> dict[str, Any]:
             client=client,
         )
         components, warnings = clean_components(
-            completion.data["components"], n_components=n_components, n_phrases=n_phrases
+            completion.data["components"], n_components=n_components, n_phrases=n_phrases, drop_invalid=True
         )
     except (LLMError, ComponentsError) as exc:
         Decomposition.objects.filter(pk=decomposition.pk, status=Decomposition.Status.PROPOSING).update(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compute.ml.decomposition import Thresholds, classify, measure_texts
+from compute.ml.decomposition import ComponentsError, Thresholds, classify, clean_components, measure_texts
 from tests.ml_factories import tiny_random_model
 
 TEXTS = ["physics", "the theory of relativity was new", "E = mc^2", "a much longer phrase " * 6, "x"]
@@ -83,3 +83,28 @@ def test_a_feature_that_fires_on_everything_does_not_decompose():
 def test_thresholds_must_be_ordered():
     with pytest.raises(ValueError):
         Thresholds(clean_share=0.3, partly_share=0.5)
+
+
+# What SmolLM2-135M proposed in the demo, held to the schema: well-formed, but two sub-components repeat phrases.
+DEMO_PROPOSAL = [
+    {"name": "A", "phrases": ["A", "Physics", "Athlete"], "near_misses": ["A", "Physics", "Athlete"]},
+    {"name": "B", "phrases": ["B", "Biology", "Biology"], "near_misses": ["Biology", "Biology", "Biology"]},
+    {"name": "a", "phrases": ["x", "y", "z"], "near_misses": []},
+]
+
+
+def test_typed_sub_components_are_refused_at_the_first_problem():
+    with pytest.raises(ComponentsError, match="'B' has 2 distinct phrase"):
+        clean_components(DEMO_PROPOSAL)
+
+
+def test_a_proposal_keeps_its_usable_sub_components_and_says_what_it_left_out():
+    components, warnings = clean_components(DEMO_PROPOSAL, n_components=3, n_phrases=3, drop_invalid=True)
+    assert components == [DEMO_PROPOSAL[0]]
+    assert warnings == [
+        "Sub-component 2 left out: 'B' has 2 distinct phrase(s); each sub-component needs at least 3.",
+        "Sub-component 3 left out: Two sub-components are both called 'a'.",
+        "1 sub-components of the 3 asked for.",
+    ]
+    with pytest.raises(ComponentsError, match="No usable sub-component .*'B' has 2 distinct"):
+        clean_components(DEMO_PROPOSAL[1:2], drop_invalid=True)
