@@ -573,11 +573,11 @@ def score_explanation(
                 completion = client.complete(
                     messages, max_tokens=4 * len(batch) + 16, temperature=0.0, json_schema=schema
                 )
-            except LLMBadAnswer as exc:
-                spent += time.perf_counter() - t0
+            except LLMBadAnswer as exc:  # cut off before the list was complete
                 answer = exc.attempts[-1]["text"] if exc.attempts else ""
                 continue
-            spent += time.perf_counter() - t0
+            finally:
+                spent += time.perf_counter() - t0
             answer = completion.text
             try:
                 return parse_predictions(answer, len(batch)), completion, answer, spent

@@ -4,8 +4,8 @@ Django-free. Both implementations follow `ChatClient`: `complete(messages, *, ma
 json_schema=None) -> Completion`. With a JSON schema the answer is parsed (code fences and text around the
 JSON value are tolerated), validated with `jsonschema`, and asked for again when it does not validate, up to
 `retries` more times. The local model is also constrained while it decodes (lm-format-enforcer): only tokens
-that keep the answer a valid prefix of the schema are allowed, so a small model still answers in the form asked. Every attempt's prompt and raw answer is kept on the returned `Completion`, so callers
-can store the provenance. The API key lives only in the request header: never in a `Completion`, an error
+that keep the answer a valid prefix of the schema are allowed, so a small model still answers in the form asked.
+Every attempt's prompt and raw answer is kept on the returned `Completion`, so callers can store the provenance. The API key lives only in the request header: never in a `Completion`, an error
 message or a `repr`.
 """
 
@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import httpx
@@ -336,16 +337,12 @@ class _LocalModel:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.lock = threading.Lock()  # one generation at a time: torch already uses every core
-        self._vocabulary: Any = None
 
+    @cached_property
     def vocabulary(self) -> Any:
         """The vocabulary as lm-format-enforcer reads it, built on first use (~1 s for 49k tokens) and kept."""
-        if self._vocabulary is None:
-            eos = self.hf_model.generation_config.eos_token_id
-            self._vocabulary = enforcer_vocabulary(
-                self.tokenizer, eos if eos is not None else self.tokenizer.eos_token_id
-            )
-        return self._vocabulary
+        eos = self.hf_model.generation_config.eos_token_id
+        return enforcer_vocabulary(self.tokenizer, eos if eos is not None else self.tokenizer.eos_token_id)
 
     @classmethod
     def get(cls, *, source: str, location: str, gguf_file: str, device: str) -> _LocalModel:
@@ -471,7 +468,7 @@ class LocalInstructClient:
         )
         with loaded.lock, torch.no_grad():
             if schema is not None:
-                sampling["prefix_allowed_tokens_fn"] = schema_token_filter(loaded.vocabulary(), schema)
+                sampling["prefix_allowed_tokens_fn"] = schema_token_filter(loaded.vocabulary, schema)
             torch.manual_seed(seed)
             output = loaded.hf_model.generate(
                 input_ids,

@@ -46,9 +46,11 @@ class Scripted:
     def __init__(self, answers: list[str]) -> None:
         self.answers = list(answers)
         self.temperatures: list[float] = []
+        self.schemas: list[dict | None] = []
 
     def complete(self, messages, *, max_tokens, temperature, json_schema=None):
         self.temperatures.append(temperature)
+        self.schemas.append(json_schema)
         text = self.answers.pop(0)
         return Completion(text=text, model=self.model, messages=messages, params={"temperature": temperature}, raw=text)
 
@@ -240,18 +242,8 @@ def test_a_local_model_is_held_to_the_list_form_an_endpoint_is_only_asked_for():
     assert all(parse_predictions(answer, 3) is not None for answer in held.answers)
     assert free.n_invalid == 6
     scripted = Scripted(["[1,0,1]", "[1,0,1]"])
-    scripted.complete = _recording(scripted.complete)
     score_explanation(scripted, explanation="cats", material=material, method=DETECTION, config=config)
-    assert scripted.complete.schemas == [None, None]
-
-
-def _recording(complete):
-    def wrapper(messages, **kwargs):
-        wrapper.schemas.append(kwargs.get("json_schema"))
-        return complete(messages, **kwargs)
-
-    wrapper.schemas = []
-    return wrapper
+    assert scripted.schemas == [None, None]
 
 
 def test_balanced_accuracy_matches_hand_computation():
