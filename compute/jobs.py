@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -143,7 +143,15 @@ class JobContext:
         if stats:
             updates["stats"] = {**self.job.stats, **stats}
             self.job.stats = updates["stats"]
-        changed = self._mine().update(**updates)
+        try:
+            changed = self._mine().update(**updates)
+        except OperationalError as exc:
+            if connection.in_atomic_block:
+                raise
+            # A database busy for longer than its timeout (SQLite with many writers): this report is skipped,
+            # the next one tries again; the job's own work and its outcome are never failed by it.
+            log.warning("job %s: progress not recorded (%s); the next report tries again", self.job.pk, exc)
+            changed = True
         if not changed:
             self._raise_gone()
         if self.stop_requested and not self.handles_stop:
@@ -304,12 +312,26 @@ def _abandon(job: Job, reason: str) -> None:
 
 
 def _finish(job: Job, status: str, **fields: Any) -> bool:
-    """Record the outcome unless the job was cancelled (or retried) meanwhile."""
-    return bool(
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).update(
-            status=status, finished_at=timezone.now(), **fields
-        )
-    )
+    """Record the outcome unless the job was cancelled (or retried) meanwhile.
+
+    A busy database is waited for (up to JOB_FINISH_RETRY_S): the outcome, and a failed job's own error, are
+    what the job is for, and a lock error must never replace them.
+    """
+    deadline = time.monotonic() + settings.JOB_FINISH_RETRY_S
+    pause = 0.05
+    while True:
+        try:
+            return bool(
+                Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).update(
+                    status=status, finished_at=timezone.now(), **fields
+                )
+            )
+        except OperationalError as exc:
+            if connection.in_atomic_block or time.monotonic() > deadline:
+                raise
+            log.warning("job %s: outcome not recorded yet (%s); retrying in %.2f s", job.pk, exc, pause)
+            time.sleep(pause)
+            pause = min(2 * pause, 2.0)
 
 
 def _hand_back(job: Job) -> bool:

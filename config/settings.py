@@ -95,6 +95,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Tests get a file too, never Django's default in-memory shared-cache database: there, table locks between
+    # connections (a worker thread, the heartbeat) fail at once ("database table is locked") instead of waiting
+    # for the busy timeout as a file in WAL mode does.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-labelsite.sqlite3")}
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- auth -------------------------------------------------------------------------------------
@@ -180,6 +185,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 JOB_HEARTBEAT_S = env_float("JOB_HEARTBEAT_S", 5.0)
 JOB_LOST_AFTER_S = env_float("JOB_LOST_AFTER_S", 30.0)
 JOB_MAX_LOST_ATTEMPTS = env_int("JOB_MAX_LOST_ATTEMPTS", 3)
+# A job's outcome (its result, or its own error) waits this long for a busy database before giving up.
+JOB_FINISH_RETRY_S = 120.0
 # Training saves a checkpoint to artifact storage after this many tokens or seconds, whichever comes
 # first (and when its worker stops); a new attempt resumes from it.
 TRAIN_CHECKPOINT_EVERY_TOKENS = env_int("TRAIN_CHECKPOINT_EVERY_TOKENS", 2_000_000)

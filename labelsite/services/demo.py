@@ -92,14 +92,42 @@ class StageState:
         return self.error or (running[0].message if running else self.note)
 
 
+# What a stage that did not finish means for the rest of the demo, in the words the terminal prints.
+STAGE_MEANING = {
+    "train": "no SAEs were trained, so the study, the dashboards and the campaign wait for them",
+    "study": "the SAEs are trained, but the study's figures (loss recovered, rarity, novelty) are not computed",
+    "dashboards": "the SAEs and the study are ready; the campaign's features have no dashboards yet, so it waits",
+    "explain": "the automated explanations are missing; the rest of the demo does not need them",
+    "decompose": "the decomposition probes are missing; the rest of the demo does not need them",
+    "campaign": "everything is computed, but the blind campaign is not open to labellers yet",
+}
+
+
 class DemoError(LabelError):
-    """A stage cannot go on (a job failed, an input is unusable): the message says which and where."""
+    """A stage cannot go on (a job failed, an input is unusable): the message says which and where.
+
+    `stage` names the stage (set by `Demo.step`), `path` the page to open next (a job's or the campaign's),
+    `fix` the one thing to do there.
+    """
+
+    def __init__(self, message: str, *, stage: str = "", path: str = "", fix: str = "") -> None:
+        super().__init__(message)
+        self.stage, self.path, self.fix = stage, path, fix
+
+    @property
+    def meaning(self) -> str:
+        return STAGE_MEANING.get(self.stage, "")
 
 
 def _failed(jobs: Iterable[Job]) -> None:
     for job in jobs:
         if job.status in FAILED:
-            raise DemoError(f"Job {job.pk} ({job.kind}) {job.status}: {job.error or job.message}".strip()[:400])
+            raise DemoError(
+                f"Job {job.pk} ({job.kind}) {job.status}: {job.error or job.message}".strip()[:400],
+                path=f"/compute/jobs/{job.pk}/",
+                fix="read the job's error on its page, fix what it names, then press Retry there "
+                "(or run `make demo` again)",
+            )
 
 
 def _settled(jobs: list[Job]) -> bool:
@@ -324,11 +352,20 @@ class Demo:
         state.note = f"campaign {campaign.pk}"
         if campaign.status == Campaign.Status.OPEN:
             return True
+        page = f"/manage/campaigns/{campaign.pk}/"
         if campaign.status == Campaign.Status.DRAFT and campaign.prepare_error:
-            raise DemoError(f"Campaign {campaign.pk} did not open: {campaign.prepare_error}")
+            raise DemoError(
+                f"Campaign {campaign.pk} did not open: {campaign.prepare_error}",
+                path=page,
+                fix="read why on the campaign's page (as admin) and open it from there once you have decided",
+            )
         job = campaign.build_jobs.filter(kind=OPEN_JOB_KIND).order_by("-pk").first()
         if job is not None and job.status in FAILED:
-            raise DemoError(f"Opening campaign {campaign.pk} failed: {job.error or job.message}")
+            raise DemoError(
+                f"Opening campaign {campaign.pk} failed: {job.error or job.message}",
+                path=f"/compute/jobs/{job.pk}/",
+                fix="read the job's error on its page and press Retry there (or run `make demo` again)",
+            )
         if job is None or job.status == JobStatus.SUCCEEDED:  # not asked yet, or it waited for dashboards
             job = campaign_open_start(campaign_id=campaign.pk, user=self.admin) or job
         state.jobs = [job] if job is not None else []
@@ -355,16 +392,14 @@ class Demo:
                     # replace it with a new job (as a re-run of the demo does, on purpose) and loop.
                     _settled(state.jobs)
                 state.done = handlers[name](state)
-            except LabelError as exc:
-                state.error = str(exc)
-                raise DemoError(f"{name}: {exc}") from exc
             except Exception as exc:
                 from config.errors import ServiceError
 
                 if not isinstance(exc, ServiceError):
                     raise
                 state.error = str(exc)
-                raise DemoError(f"{name}: {exc}") from exc
+                fix = getattr(exc, "fix", "") or "change what it names (the demo's options) and run `make demo` again"
+                raise DemoError(f"{name}: {exc}", stage=name, path=getattr(exc, "path", ""), fix=fix) from exc
             if not state.done:
                 break
         return self.states

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import OperationalError, close_old_connections, connection
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from labelsite.models import Assignment, Item, Judgment
@@ -36,18 +36,6 @@ FEATURES_PER_SAE = 30  # 60 items
 K = 2
 
 
-def _retrying(call):
-    """SQLite answers 'database is locked' under heavy write contention; a real client would retry."""
-    for attempt in range(50):
-        try:
-            return call()
-        except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc) or attempt == 49:
-                raise
-            threading.Event().wait(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _run_labellers(campaign, users, *, skip_rate: float = 0.0) -> tuple[dict, list[BaseException]]:
     submitted: dict[int, dict[str, dict]] = {u.pk: {} for u in users}
     errors: list[BaseException] = []
@@ -58,11 +46,11 @@ def _run_labellers(campaign, users, *, skip_rate: float = 0.0) -> tuple[dict, li
         try:
             barrier.wait()
             while True:
-                code = _retrying(lambda: assignment_next_code(campaign_id=campaign.pk, labeller=user))
+                code = assignment_next_code(campaign_id=campaign.pk, labeller=user)
                 if code is None:
                     break
                 if rng.random() < skip_rate:
-                    _retrying(lambda c=code: assignment_skip(item_code=c, labeller=user, reason="concurrency test"))
+                    assignment_skip(item_code=code, labeller=user, reason="concurrency test")
                     continue
                 answers = dict(
                     domain_explanation=f"{user.username} on {code}",
@@ -71,11 +59,9 @@ def _run_labellers(campaign, users, *, skip_rate: float = 0.0) -> tuple[dict, li
                     general_score=rng.randint(0, 3),
                     nice=rng.random() < 0.2,
                 )
-                _retrying(lambda c=code, a=answers: judgment_submit(item_code=c, labeller=user, answers=a))
+                judgment_submit(item_code=code, labeller=user, answers=answers)
                 if rng.random() < 0.3:  # a double submit (retry after a lost response): must change nothing
-                    _, changed = _retrying(
-                        lambda c=code, a=answers: judgment_submit(item_code=c, labeller=user, answers=a)
-                    )
+                    _, changed = judgment_submit(item_code=code, labeller=user, answers=answers)
                     assert not changed
                 submitted[user.pk][code] = answers
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread via `errors`
@@ -152,7 +138,7 @@ def _at_once(calls) -> tuple[list, list[BaseException]]:
     def work(i: int, call) -> None:
         try:
             barrier.wait()
-            results[i] = _retrying(call)
+            results[i] = call()
         except LabelError as exc:
             results[i] = exc
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread via `errors`

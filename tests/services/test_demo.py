@@ -85,3 +85,47 @@ def test_stopping_the_demo_stops_its_server_and_workers(tmp_path, signum, starte
     finally:
         if demo.poll() is None:
             demo.kill()
+
+
+@pytest.mark.slow
+def test_a_stage_that_fails_leaves_the_server_up_and_says_what_to_do(tmp_path):
+    """A wrong setting (a hook the model does not have) fails the train stage: the terminal names the stage, what
+    it means and what to do, and the server and workers keep running until the user stops them."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = subprocess_env(
+        drop=("DATABASE_URL", "CELERY_BROKER_URL"),
+        LABELSITE_VAR_DIR=str(tmp_path),
+        DEMO_DATA_DIR=str(ROOT / "var" / "data"),
+    )
+    command = [sys.executable, "manage.py", "demo", "--port", str(port), "--hook", "blocks.99.hook_resid_post"]
+    demo = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines: list[str] = []
+        assert demo.stdout
+        for line in demo.stdout:  # the demo never exits by itself: read up to the report
+            lines.append(line)
+            if "keep running" in line:
+                break
+        text = "".join(lines)
+        assert "train      did not finish" in text, text
+        assert "The demo stopped: train: " in text and "blocks.99.hook_resid_post" in text, text
+        assert "What it means: no SAEs were trained" in text, text
+        assert "Next: change what it names" in text, text
+        assert "Traceback" not in text, text
+        time.sleep(3)  # still serving a while later, workers included
+        assert demo.poll() is None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert json.load(response) == {"ok": True}
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+    # --exit-when-done: the same report, then a non-zero exit.
+    out = subprocess.run([*command, "--exit-when-done"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "The demo stopped: train: " in out.stdout and "keep running" not in out.stdout, out.stdout

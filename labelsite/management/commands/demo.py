@@ -62,6 +62,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, smoke: bool, no_pipeline: bool, **options) -> None:
         self.started = time.monotonic()
+        self.exit_when_done = options["exit_when_done"]
         self.log_dir = Path(settings.VAR_DIR) / "log"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         _quiet(self.log_dir / "demo.log")
@@ -85,8 +86,10 @@ class Command(BaseCommand):
             for username, password in credentials:
                 self.stdout.write(f"  new account {username} / {password}   (shown once: note it)")
             if config is not None:
-                self._pipeline(config, base, procs, exit_when_done=options["exit_when_done"])
+                ready = self._pipeline(config, base, procs)
                 if options["exit_when_done"]:
+                    if not ready:
+                        raise CommandError("The demo is not ready (see above); --exit-when-done exits non-zero.")
                     return
             self.stdout.write(self.style.SUCCESS(f"Labelsite is running at {base}/ ; Ctrl+C stops it."))
             while all(p.poll() is None for p in procs):
@@ -115,7 +118,12 @@ class Command(BaseCommand):
                 self.stdout.write(text)
                 self._last = key
 
-    def _pipeline(self, config, base: str, procs: list[subprocess.Popen], *, exit_when_done: bool) -> None:
+    def _pipeline(self, config, base: str, procs: list[subprocess.Popen]) -> bool:
+        """Run the stages; True when the study is evaluated and the campaign open.
+
+        A stage that fails, or anything unexpected, is reported in plain words with the page to open next, and
+        the server and workers keep running: the demo never ends in a traceback.
+        """
         from labelsite.services.demo import STAGES, Demo, DemoError
 
         users = get_user_model().objects
@@ -125,36 +133,64 @@ class Command(BaseCommand):
             labeller_ids=users.filter(username__startswith="labeller").values_list("pk", flat=True),
         )
         current = 0
-        while current < len(STAGES):
-            if any(p.poll() is not None for p in procs):
-                raise CommandError(f"A demo process exited unexpectedly; see its log in {self.log_dir}/.")
-            try:
+        try:
+            while current < len(STAGES):
+                if any(p.poll() is not None for p in procs):
+                    raise CommandError(f"A demo process exited unexpectedly; see its log in {self.log_dir}/.")
                 states = demo.step()
-            except DemoError as exc:
-                self._line(STAGES[current], "failed", end=True)
-                raise CommandError(
-                    f"{exc}\nFix it (or retry the job from its page) and run `make demo` again."
-                ) from None
-            while current < len(STAGES) and states[STAGES[current]].done:
-                state = states[STAGES[current]]
-                outcome = f"done with a warning: {state.error}" if state.error else f"done ({state.note})"
-                self._line(state.name, outcome, 1.0, end=True)
-                current += 1
-            if current < len(STAGES):
-                state = states[STAGES[current]]
-                jobs = ", ".join(f"{base}/compute/jobs/{j.pk}/" for j in state.jobs[:1])
-                self._line(state.name, f"{state.message or 'queued'}  {jobs}", state.progress)
-                time.sleep(1)
+                while current < len(STAGES) and states[STAGES[current]].done:
+                    state = states[STAGES[current]]
+                    outcome = f"done with a warning: {state.error}" if state.error else f"done ({state.note})"
+                    self._line(state.name, outcome, 1.0, end=True)
+                    current += 1
+                if current < len(STAGES):
+                    state = states[STAGES[current]]
+                    jobs = ", ".join(f"{base}/compute/jobs/{j.pk}/" for j in state.jobs[:1])
+                    self._line(state.name, f"{state.message or 'queued'}  {jobs}", state.progress)
+                    time.sleep(1)
+        except DemoError as exc:
+            self._line(exc.stage or STAGES[current], "did not finish", end=True)
+            self._stopped(base, str(exc), meaning=exc.meaning, path=exc.path, fix=exc.fix)
+        except CommandError:
+            raise
+        except Exception as exc:  # a bug of ours: the traceback goes to the log, the user gets the way on
+            logging.getLogger("labelsite.demo").exception("demo stage %s", STAGES[min(current, len(STAGES) - 1)])
+            stage = STAGES[min(current, len(STAGES) - 1)]
+            self._line(stage, "did not finish", end=True)
+            self._stopped(
+                base,
+                f"{stage}: unexpected {type(exc).__name__}: {exc}",
+                meaning="the demo stopped at this stage because of an error in Labelsite itself",
+                path="/compute/",
+                fix=f"the traceback is in {self.log_dir / 'demo.log'}; run `make demo` again to resume, "
+                "and report it if it happens again",
+            )
         campaign = demo.campaign()
         study = demo.study()
         audit = (campaign.audit or {}) if campaign else {}
-        self.stdout.write(self.style.SUCCESS("\nThe demo study is ready. Open first:"))
+        evaluated = study is not None and study.evaluations.exists()
+        opened = campaign is not None and campaign.status == campaign.Status.OPEN
+        self.stdout.write(self.style.SUCCESS("\nThe demo study is ready. Open first:" if demo.finished else "\nOpen:"))
         if study is not None:
-            self.stdout.write(f"  1. the study and its three figures   {base}/compute/studies/{study.pk}/  (as admin)")
+            what = "the study and its three figures" if evaluated else "the study (not evaluated yet)"
+            self.stdout.write(f"  1. {what:<36} {base}/compute/studies/{study.pk}/  (as admin)")
         if campaign is not None:
             verdict = " (blinding audit: " + _audit_line(audit) + ")" if audit else ""
-            self.stdout.write(f"  2. the blind campaign{verdict}  {base}/manage/campaigns/{campaign.pk}/")
-        self.stdout.write(f"  3. label as labeller1 or labeller2                 {base}/label/")
+            state = "" if opened else f" [{campaign.get_status_display().lower()}]"
+            self.stdout.write(f"  2. the blind campaign{state}{verdict}  {base}/manage/campaigns/{campaign.pk}/")
+        if opened:
+            self.stdout.write(f"  3. label as labeller1 or labeller2                 {base}/label/")
+        return evaluated and opened
+
+    def _stopped(self, base: str, what: str, *, meaning: str, path: str, fix: str) -> None:
+        """A stage that did not finish, in plain words: what happened, what it means, the one thing to do."""
+        self.stdout.write(self.style.ERROR(f"\nThe demo stopped: {what}"))
+        if meaning:
+            self.stdout.write(f"What it means: {meaning}.")
+        where = f"open {base}{path} (as admin) and " if path else ""
+        self.stdout.write(f"Next: {where}{fix or 'run `make demo` again to resume'}.")
+        if not self.exit_when_done:
+            self.stdout.write(f"The web server and the workers keep running at {base}/ .")
 
     # ------------------------------------------------------------------ setup
     def _accounts(self, admin_password: str, labeller_password: str) -> list[tuple[str, str]]:

@@ -161,6 +161,9 @@ def test_a_job_that_fails_between_steps_stops_the_demo_and_is_not_queued_again(s
     for job in builds.order_by("pk"):
         job_run(job_id=job.pk, attempt=job.attempt)
     assert builds.filter(status=JobStatus.FAILED).count() == 2  # the two sets on the domain text
-    with pytest.raises(DemoError, match=r"dashboards: Job \d+ \(build_dashboards\) failed: .*science"):
+    with pytest.raises(DemoError, match=r"dashboards: Job \d+ \(build_dashboards\) failed: .*science") as failed:
         demo.step()
+    first_failed = builds.filter(status=JobStatus.FAILED).order_by("pk").first()
+    assert failed.value.stage == "dashboards" and failed.value.path == f"/compute/jobs/{first_failed.pk}/"
+    assert "Retry" in failed.value.fix and "no dashboards yet" in failed.value.meaning
     assert builds.count() == 4  # stopped with the job's message, nothing queued again
