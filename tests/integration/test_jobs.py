@@ -235,3 +235,49 @@ def test_job_page_and_api_say_when_a_job_is_lost(admin_client, settings):
     assert data["is_lost"] is True and data["silent_s"] >= settings.JOB_LOST_AFTER_S + 7
     page = admin_client.get(f"/compute/jobs/{job.pk}/").content.decode()
     assert "Lost: no heartbeat from its worker for" in page and "Retry" in page
+
+
+def _lock_the_database_then_fail(ctx: JobContext) -> dict:
+    """A handler that reports while another process holds SQLite's write lock, then fails with its own error
+    while the lock is still held (the lock is released a moment later)."""
+    import sqlite3
+    import threading
+
+    from django.db import connection
+
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(connection.settings_dict["NAME"], timeout=5)
+        other.execute("BEGIN IMMEDIATE")
+        taken.set()
+        release.wait(10)
+        other.rollback()
+        other.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    taken.wait(10)
+    ctx.progress(0.5, "half way")  # cannot be written: skipped, never raised
+    threading.Timer(1.0, release.set).start()
+    raise RuntimeError("the handler's own error")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_sqlite_database_never_replaces_a_jobs_own_error(monkeypatch, settings, caplog):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's whole-database write lock; PostgreSQL locks rows and has no such failure")
+    monkeypatch.setitem(
+        jobs.JOB_KINDS, "lock_test", jobs.KindSpec(f"{__name__}._lock_the_database_then_fail", jobs.DEFAULT_QUEUE)
+    )
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "timeout", 0.2)  # busy for longer than this
+    job = job_create(kind="lock_test", enqueue=False)
+    assert job_run(job_id=job.pk, attempt=1) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "the handler's own error" in job.error and "locked" not in job.error
+    assert "progress not recorded" in caplog.text  # the report met the lock and was skipped
+    assert "outcome not recorded yet" in caplog.text  # the outcome met it too, and waited
+    connection.close()
