@@ -64,4 +64,4 @@ format:
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf var/broker var/scratch
+	rm -rf var/broker var/scratch var/test-*.sqlite3*

@@ -6,6 +6,7 @@ under var/. Set DATABASE_URL and CELERY_BROKER_URL for PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -97,8 +98,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Tests get a file too, never Django's default in-memory shared-cache database: there, table locks between
     # connections (a worker thread, the heartbeat) fail at once ("database table is locked") instead of waiting
-    # for the busy timeout as a file in WAL mode does.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-labelsite.sqlite3")}
+    # for the busy timeout as a file in WAL mode does. One file per test process, so two runs never meet.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

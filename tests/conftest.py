@@ -20,6 +20,19 @@ def subprocess_env(*, drop: tuple[str, ...] = (), **extra: str) -> dict[str, str
     return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
+def pytest_configure(config) -> None:
+    """TEST_CPU_PRECISION=bfloat16 (or float32) runs the suite as on a CPU that has (or lacks) native bfloat16:
+    precision "auto" follows the hardware, and no test may pass under one and fail under the other."""
+    forced = os.environ.get("TEST_CPU_PRECISION", "")
+    if forced not in ("", "bfloat16", "float32"):
+        raise pytest.UsageError(f"TEST_CPU_PRECISION={forced!r}: use bfloat16 or float32")
+    if forced:
+        import torch
+
+        torch.cpu._is_avx512_bf16_supported = lambda: forced == "bfloat16"
+        torch.cpu._is_amx_tile_supported = lambda: forced == "bfloat16"
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """Users are created per test; PBKDF2's deliberate slowness would dominate the suite."""

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from compute.models import SAE, Corpus, Job, JobKind, JobStatus, LanguageModel
 from labelsite.models import Campaign
+from labelsite.selectors.demo import FAILED, demo_study, demo_training_job
 from labelsite.services import LabelError
 
 DEMO_CAMPAIGN = "Demo: domain features, blind"
@@ -45,7 +46,6 @@ Mark features you find particularly *nice*. You do not know which SAE a feature 
 STAGES = ["train", "study", "dashboards", "explain", "decompose", "campaign"]
 # Stages whose failed job stops the demo; explanations and decompositions are reported and the demo goes on.
 STRICT_STAGES = ("train", "study", "dashboards")
-FAILED = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 @dataclass
@@ -152,18 +152,10 @@ class Demo:
         return str(self.config.training.get("name_prefix") or DEMO_PREFIX)
 
     def training_job(self) -> Job | None:
-        return (
-            Job.objects.filter(kind=JobKind.TRAIN_SAES, params__name_prefix=self.prefix)
-            .exclude(status__in=FAILED)
-            .order_by("pk")
-            .first()
-        )
+        return demo_training_job(self.prefix)
 
     def study(self):
-        from compute.models import Study
-
-        job = self.training_job()
-        return Study.objects.filter(training_job=job).first() if job else None
+        return demo_study(self.prefix)
 
     def compared_saes(self) -> list[SAE]:
         """The campaign's sources: the Direct SAE and the SSAE of the sweep's first sparsity."""

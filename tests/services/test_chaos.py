@@ -62,10 +62,8 @@ def test_sigterm_hands_the_running_job_back_and_another_worker_finishes_it(worke
     first = workers.start_worker("one")
     job_id = workers.call("create_job", kind="selfcheck", params={"steps": 120, "delay_s": 0.1})  # 12 s of work
     wait_for(lambda: workers.job(job_id)["progress"] >= 0.05, 90, what="progress")
-    stopped_at = time.monotonic()
     first.send_signal(signal.SIGTERM)  # a deploy
-    first.wait(timeout=12)
-    assert time.monotonic() - stopped_at < 10  # a worker waiting for its job would need over 10 s
+    first.wait(timeout=120)  # a hang guard only: that it did not wait for its job is what `back` shows
     back = workers.job(job_id)
     assert back["status"] == "queued" and back["attempt"] == 2 and back["lost_attempts"] == 0, back
     assert back["progress"] < 0.5 and "Handed back" in back["message"]

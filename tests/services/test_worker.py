@@ -41,9 +41,26 @@ def project_broker_url() -> str:
     return app.conf.broker_url
 
 
-def test_job_runs_in_worker_and_progress_is_visible_while_running(worker):
-    job = job_create(kind=JobKind.SELFCHECK, params={"steps": 8, "delay_s": 0.25})
+SEEN_MIDWAY = threading.Event()
+
+
+def halfway_handler(ctx: jobs.JobContext) -> dict:
+    """Reports half its progress, then waits until the test has seen it (however busy the machine is)."""
+    import os
+
+    ctx.progress(0.5, "step 1 of 2")
+    if not SEEN_MIDWAY.wait(120):
+        raise RuntimeError("the test never saw the progress report")
+    ctx.progress(1.0, "step 2 of 2")
+    return {"pid": os.getpid()}
+
+
+def test_job_runs_in_worker_and_progress_is_visible_while_running(worker, monkeypatch):
+    monkeypatch.setitem(jobs.JOB_KINDS, JobKind.SELFCHECK, KindSpec(f"{__name__}.halfway_handler", "default"))
+    SEEN_MIDWAY.clear()
+    job = job_create(kind=JobKind.SELFCHECK)
     seen_midway = wait_for(lambda: (j := fresh(job)).status == JobStatus.RUNNING and 0 < j.progress < 1 and j)
+    SEEN_MIDWAY.set()
     assert seen_midway.message.startswith("step ")
     assert seen_midway.worker  # the worker recorded its node name
     done = wait_for(lambda: (j := fresh(job)).is_finished and j)

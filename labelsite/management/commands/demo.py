@@ -124,6 +124,7 @@ class Command(BaseCommand):
         A stage that fails, or anything unexpected, is reported in plain words with the page to open next, and
         the server and workers keep running: the demo never ends in a traceback.
         """
+        from labelsite.selectors.demo import demo_status
         from labelsite.services.demo import STAGES, Demo, DemoError
 
         users = get_user_model().objects
@@ -168,8 +169,9 @@ class Command(BaseCommand):
         campaign = demo.campaign()
         study = demo.study()
         audit = (campaign.audit or {}) if campaign else {}
-        evaluated = study is not None and study.evaluations.exists()
-        opened = campaign is not None and campaign.status == campaign.Status.OPEN
+        status = demo_status(prefix=demo.prefix, campaign_name=demo.config.campaign_name)
+        evaluated = status["study"]["evaluated"]
+        opened = status["campaign"]["status"] == "open"
         self.stdout.write(self.style.SUCCESS("\nThe demo study is ready. Open first:" if demo.finished else "\nOpen:"))
         if study is not None:
             what = "the study and its three figures" if evaluated else "the study (not evaluated yet)"
@@ -180,7 +182,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  2. the blind campaign{state}{verdict}  {base}/manage/campaigns/{campaign.pk}/")
         if opened:
             self.stdout.write(f"  3. label as labeller1 or labeller2                 {base}/label/")
-        return evaluated and opened
+        return status["ready"]
 
     def _stopped(self, base: str, what: str, *, meaning: str, path: str, fix: str) -> None:
         """A stage that did not finish, in plain words: what happened, what it means, the one thing to do."""

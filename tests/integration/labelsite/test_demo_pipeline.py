@@ -20,7 +20,9 @@ from compute.models import (
     Study,
     StudyEvaluation,
 )
+from compute.services.study_figures import FIGURES
 from labelsite.models import Campaign, Item
+from labelsite.selectors.demo import demo_status
 from labelsite.services.demo import STAGES, Demo, DemoConfig, DemoError
 from tests.integration.compute.test_decomposition import proposal
 from tests.integration.compute.test_training_service import setup, tiny_model_dir  # noqa: F401
@@ -115,6 +117,7 @@ def test_the_demo_runs_every_stage_once_and_a_second_run_reuses_everything(setup
     admin = users.create_user("admin", is_staff=True, is_superuser=True)
     labellers = [users.create_user(f"labeller{i}").pk for i in (1, 2)]
     config = tiny_config(setup)
+    assert demo_status(prefix="demo", campaign_name=config.campaign_name)["ready"] is False  # nothing yet
 
     ran = drive(Demo(config, admin=admin, labeller_ids=labellers))
     assert all(Job.objects.get(pk=pk).status == JobStatus.SUCCEEDED for pk in ran)
@@ -137,6 +140,11 @@ def test_the_demo_runs_every_stage_once_and_a_second_run_reuses_everything(setup
     assert campaign.sampling == Campaign.Sampling.MATCHED and campaign.overlap == 2
     assert campaign.sources.count() == 2 and campaign.items.exists()
     assert {s.sae.method for s in campaign.sources.select_related("sae")} == {"direct", "ssae"}
+    status = demo_status(prefix="demo", campaign_name=config.campaign_name)  # what CI asserts after make demo
+    assert status["ready"] is True, status
+    assert status["study"] == {"id": study.pk, "evaluated": True, "figures": dict.fromkeys(FIGURES, True)}
+    assert status["campaign"]["status"] == "open" and status["campaign"]["items"] == campaign.items.count()
+    assert len(status["campaign"]["sources"]) == 2
 
     # A second run (a re-run of `make demo`): every stage done at once, nothing new.
     again = Demo(config, admin=admin, labeller_ids=labellers)

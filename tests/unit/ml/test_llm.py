@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 
 import pytest
 
@@ -130,10 +129,8 @@ def test_server_errors_beyond_the_retries_make_it_unavailable(llm_server):
 
 def test_slow_answers_time_out_and_are_retried(llm_server):
     llm_server.default = slow(2.0, ANSWER)
-    started = time.monotonic()
     with pytest.raises(LLMUnavailable, match=r"no answer within 0.3 s"):
         client_for(llm_server.base_url, timeout_s=0.3, retries=1).complete(MESSAGES, max_tokens=50, temperature=0)
-    assert time.monotonic() - started < 3.5  # without the timeout two answers would take 4 s
     assert len(llm_server.requests) == 2
 
 
