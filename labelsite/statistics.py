@@ -381,3 +381,172 @@ def self_agreement(
             matrix, n_values=len(levels), level_of_measurement="ordinal", n_resamples=n_resamples, seed=seed
         )
     return out
+
+
+# --- prediction-powered inference ------------------------------------------------------------------
+#
+# A judge (a model) scores every feature; humans score a random subset. PPI++ (Angelopoulos, Duchi & Zrnic,
+# "PPI++: Efficient Prediction-Powered Inference", 2023) estimates the humans' mean as
+#     θ̂(λ) = λ·mean(judge on the features humans did not see) + mean(human − λ·judge on the features they did),
+# which is unbiased for every λ, and picks the λ that minimises its plug-in variance (power tuning), clipped
+# to [0, 1]: a judge that predicts the humans well earns a λ near 1 and a narrow interval; a judge that does
+# not earns λ ≈ 0, and the interval falls back to the humans' own. The formulas (variances with ddof 0, the
+# λ estimate's covariances) are those of ppi-python's `ppi_mean_ci`, which the tests check against.
+
+
+@dataclass(frozen=True)
+class PPIEstimate:
+    """A prediction-powered mean (or difference of means) with its normal interval, beside the human-only one."""
+
+    mean: float | None  # prediction-powered estimate
+    low: float | None
+    high: float | None
+    se: float | None
+    lam: float | None  # the tuned weight on the judge (per source; None for a difference)
+    human_mean: float | None  # the human items alone, with their normal interval
+    human_low: float | None
+    human_high: float | None
+    judge_mean: float | None  # the judge alone, over every feature it scored
+    n: int  # human-scored features
+    n_judge_only: int  # features only the judge scored
+    effective_n: float | None  # human-scored features a human-only estimate would need for the same variance
+
+    def as_dict(self) -> dict:
+        return {k: (_round(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class _PPIParts:
+    """Unrounded pieces of a PPI estimate; two sources' pieces subtract into their difference's."""
+
+    estimate: float
+    variance: float
+    lam: float | None
+    human_mean: float
+    human_variance: float
+    judge_mean: float
+    n: int
+    n_judge_only: int
+
+    def __sub__(self, other: _PPIParts) -> _PPIParts:
+        # independent samples: means subtract, variances add
+        return _PPIParts(
+            estimate=self.estimate - other.estimate,
+            variance=self.variance + other.variance,
+            lam=None,
+            human_mean=self.human_mean - other.human_mean,
+            human_variance=self.human_variance + other.human_variance,
+            judge_mean=self.judge_mean - other.judge_mean,
+            n=self.n + other.n,
+            n_judge_only=self.n_judge_only + other.n_judge_only,
+        )
+
+    def result(self, level: float) -> PPIEstimate:
+        from scipy.stats import norm
+
+        z = float(norm.ppf(1 - (1 - level) / 2))
+        se, human_se = math.sqrt(self.variance), math.sqrt(self.human_variance)
+        return PPIEstimate(
+            mean=self.estimate,
+            low=self.estimate - z * se,
+            high=self.estimate + z * se,
+            se=se,
+            lam=self.lam,
+            human_mean=self.human_mean,
+            human_low=self.human_mean - z * human_se,
+            human_high=self.human_mean + z * human_se,
+            judge_mean=self.judge_mean,
+            n=self.n,
+            n_judge_only=self.n_judge_only,
+            effective_n=self.n * self.human_variance / self.variance if self.variance > 0 else None,
+        )
+
+
+def ppi_lambda(human: np.ndarray, judge: np.ndarray, judge_only: np.ndarray) -> float:
+    """The power-tuned weight λ̂ = Cov(human, judge) / ((1 + n/N)·Var(judge over all features)), in [0, 1].
+
+    Zero when the judge gave every feature the same score (it carries no information)."""
+    n, n_unlabelled = len(human), len(judge_only)
+    covariance = float(np.mean((human - human.mean()) * (judge - judge.mean())))  # ddof 0, as ppi-python
+    every_judge = np.concatenate([judge, judge_only])
+    variance = float(np.var(every_judge, ddof=1))
+    if variance <= 0.0:
+        return 0.0
+    return float(np.clip(covariance / ((1 + n / n_unlabelled) * variance), 0.0, 1.0))
+
+
+def _ppi_parts(human, judge, judge_only, *, lam: float | None) -> _PPIParts | None:
+    human, judge = np.asarray(human, dtype=float), np.asarray(judge, dtype=float)
+    judge_only = np.asarray(judge_only, dtype=float)
+    if len(human) != len(judge):
+        raise ValueError("Every human-scored feature needs the judge's score too.")
+    n, n_unlabelled = len(human), len(judge_only)
+    if n < 2 or n_unlabelled < 1:
+        return None
+    if lam is None:
+        lam = ppi_lambda(human, judge, judge_only)
+    return _PPIParts(
+        estimate=float(lam * judge_only.mean() + np.mean(human - lam * judge)),
+        variance=float(np.var(lam * judge_only) / n_unlabelled + np.var(human - lam * judge) / n),
+        lam=float(lam),
+        human_mean=float(human.mean()),
+        human_variance=float(np.var(human) / n),
+        judge_mean=float(np.concatenate([judge, judge_only]).mean()),
+        n=n,
+        n_judge_only=n_unlabelled,
+    )
+
+
+def _no_ppi(n: int, n_judge_only: int) -> PPIEstimate:
+    return PPIEstimate(None, None, None, None, None, None, None, None, None, n, n_judge_only, None)
+
+
+def ppi_mean(
+    human: Sequence[float] | np.ndarray,
+    judge: Sequence[float] | np.ndarray,
+    judge_only: Sequence[float] | np.ndarray,
+    *,
+    level: float = DEFAULT_LEVEL,
+    lam: float | None = None,
+) -> PPIEstimate:
+    """The PPI++ mean of the human score. `human[i]` and `judge[i]` are the humans' (mean) score and the judge's
+    score of the i-th human-scored feature; `judge_only` the judge's scores of the features no human scored
+    (drawn from the same population). `lam` None tunes the weight; 0 gives the human-only (CLT) estimate, 1
+    plain PPI. Needs 2 human-scored and 1 judge-only feature; fewer give an estimate of None fields."""
+    parts = _ppi_parts(human, judge, judge_only, lam=lam)
+    return parts.result(level) if parts is not None else _no_ppi(len(human), len(judge_only))
+
+
+def ppi_difference(
+    a: tuple[Sequence[float], Sequence[float], Sequence[float]],
+    b: tuple[Sequence[float], Sequence[float], Sequence[float]],
+    *,
+    level: float = DEFAULT_LEVEL,
+) -> PPIEstimate:
+    """The PPI++ difference of means between two sources, A − B, each given as (human, judge, judge_only) as
+    for `ppi_mean`. The sources' features are independent samples, so the variances add and each source's
+    own tuned λ minimises the difference's variance too. `effective_n` counts human-scored features of both."""
+    pa, pb = _ppi_parts(*a, lam=None), _ppi_parts(*b, lam=None)
+    if pa is None or pb is None:
+        return _no_ppi(len(a[0]) + len(b[0]), len(a[2]) + len(b[2]))
+    return (pa - pb).result(level)
+
+
+def ppi_width_ratio(rho: float | np.ndarray, n: int | np.ndarray, n_judge_only: int | np.ndarray):
+    """Theory for a power-tuned estimator: its interval's width over the human-only one, √(1 − ρ²·N/(N + n)),
+    with ρ the judge–human correlation, n human-scored and N judge-only features."""
+    rho, n, big_n = (np.asarray(x, dtype=float) for x in (rho, n, n_judge_only))
+    return np.sqrt(1.0 - rho**2 * big_n / (big_n + n))
+
+
+def judge_agreement(judge: Sequence[float] | np.ndarray, human: Sequence[float] | np.ndarray) -> dict:
+    """How well the judge's scores agree with the humans' mean scores on the features both scored: Spearman's
+    rho (`spearman`) and Krippendorff's alpha at the interval level with judge and human mean as two raters."""
+    import krippendorff
+
+    judge, human = np.asarray(judge, dtype=float), np.asarray(human, dtype=float)
+    out = {"spearman": spearman(judge, human), "alpha": None}
+    both = np.vstack([judge, human])
+    if len(judge) >= 2 and len(np.unique(both)) >= 2:
+        out["alpha"] = _round(float(krippendorff.alpha(reliability_data=both, level_of_measurement="interval")))
+    return out
