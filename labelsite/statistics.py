@@ -390,20 +390,23 @@ def self_agreement(
 #     θ̂(λ) = λ·mean(judge on the features humans did not see) + mean(human − λ·judge on the features they did),
 # which is unbiased for every λ, and picks the λ that minimises its plug-in variance (power tuning), clipped
 # to [0, 1]: a judge that predicts the humans well earns a λ near 1 and a narrow interval; a judge that does
-# not earns λ ≈ 0, and the interval falls back to the humans' own. The formulas (variances with ddof 0, the
-# λ estimate's covariances) are those of ppi-python's `ppi_mean_ci`, which the tests check against.
+# not earns λ ≈ 0, and the interval falls back to the humans' own. With `small_sample=False` the formulas
+# (variances with ddof 0, a normal quantile, the λ estimate's covariances) are those of ppi-python's
+# `ppi_mean_ci`, which the tests check against. The results use `small_sample=True`: variances with ddof 1
+# and a Student t quantile (n − 1 degrees of freedom; Welch–Satterthwaite for a difference), for the human-only
+# interval too; with 20 human items per source the normal interval covers about 92% instead of 95%.
 
 
 @dataclass(frozen=True)
 class PPIEstimate:
-    """A prediction-powered mean (or difference of means) with its normal interval, beside the human-only one."""
+    """A prediction-powered mean (or difference of means) with its interval, beside the human-only one."""
 
     mean: float | None  # prediction-powered estimate
     low: float | None
     high: float | None
     se: float | None
     lam: float | None  # the tuned weight on the judge (per source; None for a difference)
-    human_mean: float | None  # the human items alone, with their normal interval
+    human_mean: float | None  # the human items alone, with their interval
     human_low: float | None
     human_high: float | None
     judge_mean: float | None  # the judge alone, over every feature it scored
@@ -413,6 +416,21 @@ class PPIEstimate:
 
     def as_dict(self) -> dict:
         return {k: (_round(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def welch_dof(variances: Sequence, dofs: Sequence) -> np.ndarray:
+    """Welch–Satterthwaite degrees of freedom of a sum of independent variance estimates (inf stays inf)."""
+    total = sum(variances)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = sum(np.asarray(v) ** 2 / d for v, d in zip(variances, dofs, strict=True))
+        return np.where(spread > 0, total**2 / spread, np.inf)
+
+
+def interval_quantile(level: float, dof: float | np.ndarray = np.inf) -> np.ndarray:
+    """q such that ± q·se has coverage `level` (two-sided): Student t with `dof` degrees of freedom, normal at inf."""
+    from scipy.stats import t
+
+    return t.ppf(1 - (1 - level) / 2, dof)
 
 
 @dataclass(frozen=True)
@@ -427,6 +445,8 @@ class _PPIParts:
     judge_mean: float
     n: int
     n_judge_only: int
+    dof: float  # of both variances: n − 1, or inf for the normal interval
+    human_dof: float
 
     def __sub__(self, other: _PPIParts) -> _PPIParts:
         # independent samples: means subtract, variances add
@@ -439,22 +459,22 @@ class _PPIParts:
             judge_mean=self.judge_mean - other.judge_mean,
             n=self.n + other.n,
             n_judge_only=self.n_judge_only + other.n_judge_only,
+            dof=float(welch_dof([self.variance, other.variance], [self.dof, other.dof])),
+            human_dof=float(welch_dof([self.human_variance, other.human_variance], [self.human_dof, other.human_dof])),
         )
 
     def result(self, level: float) -> PPIEstimate:
-        from scipy.stats import norm
-
-        z = float(norm.ppf(1 - (1 - level) / 2))
+        q, human_q = float(interval_quantile(level, self.dof)), float(interval_quantile(level, self.human_dof))
         se, human_se = math.sqrt(self.variance), math.sqrt(self.human_variance)
         return PPIEstimate(
             mean=self.estimate,
-            low=self.estimate - z * se,
-            high=self.estimate + z * se,
+            low=self.estimate - q * se,
+            high=self.estimate + q * se,
             se=se,
             lam=self.lam,
             human_mean=self.human_mean,
-            human_low=self.human_mean - z * human_se,
-            human_high=self.human_mean + z * human_se,
+            human_low=self.human_mean - human_q * human_se,
+            human_high=self.human_mean + human_q * human_se,
             judge_mean=self.judge_mean,
             n=self.n,
             n_judge_only=self.n_judge_only,
@@ -462,38 +482,64 @@ class _PPIParts:
         )
 
 
-def ppi_lambda(human: np.ndarray, judge: np.ndarray, judge_only: np.ndarray) -> float:
-    """The power-tuned weight λ̂ = Cov(human, judge) / ((1 + n/N)·Var(judge over all features)), in [0, 1].
+def ppi_lambda(human: np.ndarray, judge: np.ndarray, judge_only: np.ndarray) -> np.ndarray:
+    """The power-tuned weight λ̂ = Cov(human, judge) / ((1 + n/N)·Var(judge over all features)), in [0, 1],
+    along the last axis (leading axes are separate campaigns). Zero where the judge gave every feature the
+    same score (it carries no information)."""
+    n, n_unlabelled = human.shape[-1], judge_only.shape[-1]
+    covariance = np.mean(  # ddof 0, as ppi-python
+        (human - human.mean(axis=-1, keepdims=True)) * (judge - judge.mean(axis=-1, keepdims=True)), axis=-1
+    )
+    variance = np.var(np.concatenate([judge, judge_only], axis=-1), axis=-1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = covariance / ((1 + n / n_unlabelled) * variance)
+    return np.where(variance > 0, np.clip(lam, 0.0, 1.0), 0.0)
 
-    Zero when the judge gave every feature the same score (it carries no information)."""
-    n, n_unlabelled = len(human), len(judge_only)
-    covariance = float(np.mean((human - human.mean()) * (judge - judge.mean())))  # ddof 0, as ppi-python
-    every_judge = np.concatenate([judge, judge_only])
-    variance = float(np.var(every_judge, ddof=1))
-    if variance <= 0.0:
-        return 0.0
-    return float(np.clip(covariance / ((1 + n / n_unlabelled) * variance), 0.0, 1.0))
+
+def ppi_core(
+    human: np.ndarray,
+    judge: np.ndarray,
+    judge_only: np.ndarray,
+    lam: float | np.ndarray | None = None,
+    *,
+    small_sample: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(estimate, variance, λ) of the PPI++ mean along the last axis, vectorised over leading axes (one
+    simulated campaign each): θ̂ = λ·mean(judge_only) + mean(human − λ·judge), Var = Var(λ·judge_only)/N +
+    Var(human − λ·judge)/n (ddof 0, or 1 with `small_sample`)."""
+    if lam is None:
+        lam = ppi_lambda(human, judge, judge_only)
+    lam = np.asarray(lam, dtype=float)
+    weighted, ddof = lam[..., None], int(small_sample)
+    estimate = lam * judge_only.mean(axis=-1) + np.mean(human - weighted * judge, axis=-1)
+    variance = (
+        np.var(weighted * judge_only, axis=-1, ddof=ddof) / judge_only.shape[-1]
+        + np.var(human - weighted * judge, axis=-1, ddof=ddof) / human.shape[-1]
+    )
+    return estimate, variance, lam
 
 
-def _ppi_parts(human, judge, judge_only, *, lam: float | None) -> _PPIParts | None:
+def _ppi_parts(human, judge, judge_only, *, lam: float | None, small_sample: bool) -> _PPIParts | None:
     human, judge = np.asarray(human, dtype=float), np.asarray(judge, dtype=float)
     judge_only = np.asarray(judge_only, dtype=float)
     if len(human) != len(judge):
         raise ValueError("Every human-scored feature needs the judge's score too.")
     n, n_unlabelled = len(human), len(judge_only)
-    if n < 2 or n_unlabelled < 1:
+    if n < 2 or n_unlabelled < 2:
         return None
-    if lam is None:
-        lam = ppi_lambda(human, judge, judge_only)
+    estimate, variance, lam = ppi_core(human, judge, judge_only, lam, small_sample=small_sample)
+    dof = n - 1.0 if small_sample else math.inf
     return _PPIParts(
-        estimate=float(lam * judge_only.mean() + np.mean(human - lam * judge)),
-        variance=float(np.var(lam * judge_only) / n_unlabelled + np.var(human - lam * judge) / n),
+        estimate=float(estimate),
+        variance=float(variance),
         lam=float(lam),
         human_mean=float(human.mean()),
-        human_variance=float(np.var(human) / n),
+        human_variance=float(np.var(human, ddof=int(small_sample)) / n),
         judge_mean=float(np.concatenate([judge, judge_only]).mean()),
         n=n,
         n_judge_only=n_unlabelled,
+        dof=dof,
+        human_dof=dof,
     )
 
 
@@ -508,12 +554,13 @@ def ppi_mean(
     *,
     level: float = DEFAULT_LEVEL,
     lam: float | None = None,
+    small_sample: bool = False,
 ) -> PPIEstimate:
     """The PPI++ mean of the human score. `human[i]` and `judge[i]` are the humans' (mean) score and the judge's
     score of the i-th human-scored feature; `judge_only` the judge's scores of the features no human scored
-    (drawn from the same population). `lam` None tunes the weight; 0 gives the human-only (CLT) estimate, 1
-    plain PPI. Needs 2 human-scored and 1 judge-only feature; fewer give an estimate of None fields."""
-    parts = _ppi_parts(human, judge, judge_only, lam=lam)
+    (drawn from the same population). `lam` None tunes the weight; 0 gives the human-only estimate, 1 plain
+    PPI. Needs 2 human-scored and 2 judge-only features; fewer give an estimate of None fields."""
+    parts = _ppi_parts(human, judge, judge_only, lam=lam, small_sample=small_sample)
     return parts.result(level) if parts is not None else _no_ppi(len(human), len(judge_only))
 
 
@@ -522,11 +569,13 @@ def ppi_difference(
     b: tuple[Sequence[float], Sequence[float], Sequence[float]],
     *,
     level: float = DEFAULT_LEVEL,
+    small_sample: bool = False,
 ) -> PPIEstimate:
     """The PPI++ difference of means between two sources, A − B, each given as (human, judge, judge_only) as
     for `ppi_mean`. The sources' features are independent samples, so the variances add and each source's
     own tuned λ minimises the difference's variance too. `effective_n` counts human-scored features of both."""
-    pa, pb = _ppi_parts(*a, lam=None), _ppi_parts(*b, lam=None)
+    pa = _ppi_parts(*a, lam=None, small_sample=small_sample)
+    pb = _ppi_parts(*b, lam=None, small_sample=small_sample)
     if pa is None or pb is None:
         return _no_ppi(len(a[0]) + len(b[0]), len(a[2]) + len(b[2]))
     return (pa - pb).result(level)

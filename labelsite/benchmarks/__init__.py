@@ -3,4 +3,5 @@
 BENCHMARKS: dict[str, str] = {
     "web": "labelsite.benchmarks.web",
     "export": "labelsite.benchmarks.export",
+    "ppi": "labelsite.benchmarks.ppi",
 }

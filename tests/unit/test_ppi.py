@@ -124,3 +124,18 @@ def test_judge_agreement_against_scipy_and_krippendorff():
     d_o = np.mean((np.array(JUDGE) - np.array(HUMAN)) ** 2)
     d_e = np.sum((values[:, None] - values[None, :]) ** 2) / (n_pairable * (n_pairable - 1))
     assert out["alpha"] == pytest.approx(1 - d_o / d_e, abs=1e-4)
+
+
+def test_small_sample_intervals_are_scipys_t_and_welch_intervals_when_the_judge_gets_no_weight():
+    from scipy.stats import sem, t, ttest_ind
+
+    reversed_a, reversed_b = [3 - j for j in JUDGE], [3 - j for j in JUDGE_B]
+    est = st.ppi_mean(HUMAN, reversed_a, JUDGE_ONLY, small_sample=True)
+    low, high = t.interval(0.95, len(HUMAN) - 1, loc=np.mean(HUMAN), scale=sem(HUMAN))
+    assert est.lam == 0.0
+    assert (est.low, est.high) == pytest.approx((low, high), abs=1e-9)
+    assert (est.human_low, est.human_high) == pytest.approx((low, high), abs=1e-9)
+    diff = st.ppi_difference((HUMAN, reversed_a, JUDGE_ONLY), (HUMAN_B, reversed_b, JUDGE_ONLY_B), small_sample=True)
+    welch = ttest_ind(HUMAN, HUMAN_B, equal_var=False).confidence_interval(0.95)
+    assert (diff.low, diff.high) == pytest.approx((welch.low, welch.high), abs=1e-9)
+    assert (diff.human_low, diff.human_high) == pytest.approx((welch.low, welch.high), abs=1e-9)
