@@ -326,3 +326,23 @@ class JudgmentRevision(models.Model):
 
     def __str__(self) -> str:
         return f"Version {self.version} of judgment {self.judgment_id}"
+
+
+class JudgeAnswer(models.Model):
+    """The LLM judge's answers to a campaign's score and choice questions on one item's blind panels.
+
+    Written by the judge job only (`labelsite.services.judge`); never read by the labeller-facing selectors,
+    so no labeller sees them. `call` keeps the prompt, the raw answer, the model and its settings."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="judge_answers")
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="judge_answer")
+    answers = models.JSONField(default=dict, help_text="{question key: answer}, as a labeller's Judgment.answers.")
+    model = models.CharField(max_length=200)
+    call = models.ForeignKey("compute.LLMCall", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item_id"]
+
+    def __str__(self) -> str:
+        return f"Judge answer for {self.item_id} ({self.model})"

@@ -523,3 +523,15 @@ class DashboardCost:
     memory_bytes: int
     cache_bytes: int  # the activation cache on the worker's scratch disk
     seconds: float | None
+
+
+# ----------------------------------------------------------------------------- LLM judge
+
+
+@dataclass(frozen=True)
+class JudgeJobConfig(JobConfig):
+    """A judge_campaign job: the LLM answers a campaign's score and choice questions on its blind panels
+    (greedily: the same panels and model give the same answers)."""
+
+    max_tokens: int = option(200, help="Tokens the judge may answer with, per item.", low=20, high=4000)
+    batch_size: int = option(20, help="Items answered per progress report and commit.", low=1, high=1000)
