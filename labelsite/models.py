@@ -130,6 +130,10 @@ class Campaign(models.Model):
         blank=True,
         help_text='Gold items: [{"sae_id", "feature_index", "expected": {question key: answer}}].',
     )
+    judge_only_features = models.PositiveIntegerField(
+        default=0,
+        help_text="Per SAE, features sampled besides the labellers' for the LLM judge alone (random sampling only).",
+    )
     labellers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="label_campaigns")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
     build_jobs = models.ManyToManyField("compute.Job", blank=True, related_name="+")
@@ -181,7 +185,9 @@ PANEL_HTML_FIELDS = ("domain_html", "general_html", "decomposition_html")
 class Item(models.Model):
     """One feature to judge, known to labellers only by its random code.
 
-    A regular item is part of the study. Quality-control items are not (results leave them out of every
+    A regular item is part of the study. A judge-only item is scored by the LLM judge alone (overlap 0, so the
+    slot constraint keeps it from every labeller): it widens the judge's sample for prediction-powered
+    results. Quality-control items are not (results leave them out of every
     breakdown): a repeat shows its original's panels again, byte for byte, under a new code, to labellers who
     judged the original; a gold item has answers an admin expects. Labellers are never told an item's kind.
     """
@@ -190,6 +196,7 @@ class Item(models.Model):
         REGULAR = "regular", "Regular"
         REPEAT = "repeat", "Repeat"
         GOLD = "gold", "Gold"
+        JUDGE = "judge", "Judge only"  # overlap 0: never leased to a labeller
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     source = models.ForeignKey(CampaignSAE, on_delete=models.PROTECT, related_name="items")
@@ -228,7 +235,9 @@ class Item(models.Model):
                 condition=Q(kind="repeat", repeat_of__isnull=False) | (~Q(kind="repeat") & Q(repeat_of__isnull=True)),
                 name="item_repeat_has_original",
             ),
-            models.CheckConstraint(condition=Q(kind__in=["regular", "repeat", "gold"]), name="item_kind_known"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["regular", "repeat", "gold", "judge"]), name="item_kind_known"
+            ),
             models.CheckConstraint(condition=Q(slots_taken__lte=models.F("overlap")), name="item_slots_at_most_k"),
             models.CheckConstraint(
                 condition=Q(judgment_count__lte=models.F("overlap")), name="item_judgments_at_most_k"

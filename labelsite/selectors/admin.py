@@ -18,12 +18,16 @@ def _median_s(values: list[int]) -> float | None:
 
 def campaign_progress(*, campaign: Campaign) -> dict:
     """Items done, judgments, and per labeller: judged, skipped, held and median seconds per item."""
-    items = Item.objects.filter(campaign=campaign).aggregate(
-        total=Count("pk"),
-        complete=Count("pk", filter=Q(judgment_count__gte=F("overlap"))),
-        needed=Sum("overlap"),  # an item's own k: every labeller judges each gold item
-        repeats=Count("pk", filter=Q(kind=Item.Kind.REPEAT)),
-        gold=Count("pk", filter=Q(kind=Item.Kind.GOLD)),
+    items = (
+        Item.objects.filter(campaign=campaign)
+        .exclude(kind=Item.Kind.JUDGE)
+        .aggregate(
+            total=Count("pk"),
+            complete=Count("pk", filter=Q(judgment_count__gte=F("overlap"))),
+            needed=Sum("overlap"),  # an item's own k: every labeller judges each gold item
+            repeats=Count("pk", filter=Q(kind=Item.Kind.REPEAT)),
+            gold=Count("pk", filter=Q(kind=Item.Kind.GOLD)),
+        )
     )
     times: dict[int, list[int]] = defaultdict(list)
     for labeller_id, ms in Judgment.objects.filter(campaign=campaign).values_list("labeller_id", "time_spent_ms"):

@@ -139,6 +139,7 @@ def campaign_create(
     panel_extras: Iterable[str] = (),
     repeat_share: float = 0.0,
     gold: Iterable[GoldSpec] = (),
+    judge_only_features: int = 0,
     created_by=None,
 ) -> Campaign:
     """Record a draft campaign after checking everything an admin could get wrong.
@@ -147,7 +148,8 @@ def campaign_create(
     accepted too); None asks the study's default questions. `rubric` is given to score questions that
     bring none. Quality control: `repeat_share` of each labeller's items are repeats of items they judged
     (0 to MAX_REPEAT_SHARE); `gold` items have expected answers (`gold_clean`). Both are sampled with the
-    items when the campaign opens and left out of the study's breakdowns.
+    items when the campaign opens and left out of the study's breakdowns. `judge_only_features` per SAE are
+    drawn at random besides the labellers' for the LLM judge alone (prediction-powered results).
     """
     from compute.models import SAE, Corpus
 
@@ -211,6 +213,13 @@ def campaign_create(
         raise LabelError(
             "Repeated items are compared on score, yes/no or choice answers; this campaign asks none of those."
         )
+    if judge_only_features < 0:
+        raise LabelError("Judge-only features are a number per SAE, 0 or more.")
+    if judge_only_features and sampling != Campaign.Sampling.RANDOM:
+        raise LabelError(
+            "Judge-only features need random sampling: prediction-powered results assume the labellers' features "
+            "are a random share of all the judge scored."
+        )
     gold = gold_clean(gold=gold, questions=questions, saes={s.sae_id: saes[s.sae_id] for s in sources})
     with transaction.atomic():
         campaign = Campaign.objects.create(
@@ -231,6 +240,7 @@ def campaign_create(
             panel_extras=panel_extras,
             repeat_share=repeat_share,
             gold=gold,
+            judge_only_features=judge_only_features,
             created_by=created_by,
         )
         CampaignSAE.objects.bulk_create(
@@ -433,6 +443,11 @@ def items_sample(*, campaign: Campaign) -> int:
         for source_pk, indices in chosen.items()
         for i in indices
     ]
+    items += [
+        Item(campaign=campaign, source_id=source_pk, feature_index=i, overlap=0, kind=Item.Kind.JUDGE)
+        for source_pk, indices in _judge_only_draw(campaign, sources, eligible, chosen).items()
+        for i in indices
+    ]
     random.Random(f"items:{campaign.seed}").shuffle(items)
     Item.objects.bulk_create(items, batch_size=1000)
     return len(items) + _quality_items(campaign, sources)
@@ -482,6 +497,25 @@ def _random_draw(campaign: Campaign, sources, eligible: dict[int, list[int]]) ->
     return {
         s.pk: sorted(random.Random(f"{campaign.seed}:{s.sae_id}").sample(eligible[s.pk], s.n_features)) for s in sources
     }
+
+
+def _judge_only_draw(campaign: Campaign, sources, eligible: dict, chosen: dict) -> dict[int, list[int]]:
+    """`judge_only_features` more per SAE, at random from the eligible features not chosen for labellers: the
+    labellers' features are then a random share of everything the judge scores."""
+    wanted = campaign.judge_only_features
+    if not wanted:
+        return {}
+    out = {}
+    for s in sources:
+        taken = set(chosen[s.pk])
+        rest = [i for i in eligible[s.pk] if i not in taken]
+        if len(rest) < wanted:
+            raise LabelError(
+                f'"{s.sae}" has {len(rest)} eligible features besides the labellers\' {len(taken)}; ask for at most '
+                f"{len(rest)} judge-only features."
+            )
+        out[s.pk] = sorted(random.Random(f"judge:{campaign.seed}:{s.sae_id}").sample(rest, wanted))
+    return out
 
 
 def _draw(campaign: Campaign, sources, freqs: dict, eligible: dict[int, list[int]]):

@@ -2,7 +2,7 @@
 panels labellers see (their text, with the same titles, guidelines, prompts and rubrics), never the source.
 
 `campaign_judge_start` queues one job of kind JUDGE_JOB_KIND (a double click finds it queued); its handler,
-`run_campaign_judge_job`, answers every regular item that has no JudgeAnswer yet, a batch at a time, so a
+`run_campaign_judge_job`, answers every regular and judge-only item that has no JudgeAnswer yet, a batch at a time, so a
 stopped or failed job resumes where it was. Answers are held to a JSON schema derived from the questions (a
 local model decodes under it). Each call is kept as an LLMCall. Judge answers are read by the results and
 the exports only, never by `labelsite.selectors.blind`.
@@ -22,6 +22,7 @@ from labelsite.services import LabelConflict, LabelError, LabelNotFound
 
 JUDGE_JOB_KIND = "judge_campaign"
 JUDGE_PURPOSE = "judge"
+JUDGED_KINDS = (Item.Kind.REGULAR, Item.Kind.JUDGE)  # the study's features; quality-control items are human-only
 STRONG_SHADE = 47  # class hNN with NN >= 47: the token fires at least half as strongly as the panel's strongest
 
 
@@ -131,7 +132,7 @@ def campaign_judge_start(*, campaign_id: int, user=None, **options):
             raise LabelNotFound("This campaign does not exist.")
         if not judged_questions(campaign.questions):
             raise LabelError("This campaign has no score or choice question for a judge to answer.")
-        if not campaign.items.filter(kind=Item.Kind.REGULAR).exists():
+        if not campaign.items.filter(kind__in=JUDGED_KINDS).exists():
             raise LabelConflict("This campaign has no items yet: open it first.")
         running = campaign.build_jobs.filter(
             kind=JUDGE_JOB_KIND, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
@@ -146,7 +147,8 @@ def campaign_judge_start(*, campaign_id: int, user=None, **options):
 
 
 def run_campaign_judge_job(ctx) -> dict:
-    """Job handler (kind JUDGE_JOB_KIND): answer every regular item without a judge answer, batch by batch."""
+    """Job handler (kind JUDGE_JOB_KIND): answer every regular and judge-only item without a judge answer,
+    batch by batch."""
     from compute.jobs import JobInputError
     from compute.ml.llm import LLMError
     from compute.services.llm import llm_client, llm_complete
@@ -163,7 +165,7 @@ def run_campaign_judge_job(ctx) -> dict:
     if not schema["required"]:
         raise JobInputError("This campaign has no score or choice question for a judge to answer.")
     pending = list(
-        Item.objects.filter(campaign=campaign, kind=Item.Kind.REGULAR, judge_answer__isnull=True)
+        Item.objects.filter(campaign=campaign, kind__in=JUDGED_KINDS, judge_answer__isnull=True)
         .order_by("pk")
         .values_list("pk", flat=True)
     )

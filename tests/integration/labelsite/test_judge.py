@@ -151,3 +151,30 @@ def test_the_prompt_follows_the_campaigns_guidelines_and_panels(campaign):
     assert "Prefer **specific** concepts." in system["content"]
     assert "Top activations on general web text" not in user["content"]  # no panel, no heading
     assert user["content"].count("- ") == 2  # the two score questions, not the text or yes/no ones
+
+
+def test_judge_only_features_are_drawn_besides_and_never_served_to_labellers(registry, bob, carol):
+    from labelsite.selectors.admin import campaign_progress
+    from tests.integration.labelsite.test_assignment import _drain
+
+    campaign = campaign_open_offline(
+        campaign_draft(registry=registry, labellers=[bob, carol], features=5, judge_only_features=7)
+    )
+    for source in campaign.sources.all():
+        regular = set(source.items.filter(kind=Item.Kind.REGULAR).values_list("feature_index", flat=True))
+        judge_only = set(source.items.filter(kind=Item.Kind.JUDGE).values_list("feature_index", flat=True))
+        assert len(regular) == 5 and len(judge_only) == 7 and not regular & judge_only
+    assert set(Item.objects.filter(kind=Item.Kind.JUDGE).values_list("overlap", flat=True)) == {0}
+    served = _drain(campaign, bob) + _drain(campaign, carol)
+    assert len(served) == 10
+    assert not Item.objects.filter(code__in=served, kind=Item.Kind.JUDGE).exists()
+    progress = campaign_progress(campaign=campaign)
+    assert progress["items"] == 10 and progress["items_complete"] == 10
+
+
+def test_judge_only_features_need_random_sampling_and_enough_features(registry, bob):
+    with pytest.raises(LabelError, match="random sampling"):
+        campaign_draft(registry=registry, labellers=[bob], judge_only_features=3, sampling="matched")
+    draft = campaign_draft(registry=registry, labellers=[bob], features=10, judge_only_features=60, name="Too many")
+    with pytest.raises(LabelError, match="at most 54 judge-only"):
+        campaign_open_offline(draft)
