@@ -242,6 +242,7 @@ class CampaignIn(serializers.Serializer):
     match_general = serializers.BooleanField(default=False)
     panel_extras = serializers.ListField(child=serializers.ChoiceField(choices=sorted(PANEL_EXTRAS)), default=list)
     repeat_share = serializers.FloatField(min_value=0.0, max_value=MAX_REPEAT_SHARE, default=0.0)
+    judge_only_features = serializers.IntegerField(min_value=0, default=0)
     gold = GoldIn(many=True, required=False, default=list)
 
 
@@ -268,7 +269,7 @@ class CampaignOut(serializers.ModelSerializer):
             "id", "name", "status", "guidelines", "questions", "domain_corpus_id", "general_corpus_id",
             "min_frequency", "seed", "panel_order", "overlap", "hide_mapping_until_closed", "mapping_visible",
             "lease_seconds", "max_skips", "sampling", "match_general", "panel_extras", "repeat_share", "gold",
-            "sampling_report", "audit",
+            "judge_only_features", "sampling_report", "audit",
             "labeller_ids", "build_job_ids", "prepare_error", "created_at", "sources",
         ]  # fmt: skip
         read_only_fields = fields

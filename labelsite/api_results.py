@@ -68,6 +68,24 @@ class ResultsView(AdminView):
         return Response(_with_autointerp(results_json(results), campaign))
 
 
+class JudgeView(AdminView):
+    """GET: the LLM judge's answers combined with the labellers' (prediction-powered means, intervals and
+    differences per source and score question; judge–human agreement). POST: queue the judge job (202, its
+    id in `job_id`; `max_tokens`, `batch_size` optional)."""
+
+    def get(self, request: Request, campaign_id: int) -> Response:
+        from labelsite.selectors.judge_results import judge_results
+
+        return Response(judge_results(campaign=self.campaign(campaign_id)))
+
+    def post(self, request: Request, campaign_id: int) -> Response:
+        from labelsite.services.judge import campaign_judge_start
+
+        options = {k: request.data[k] for k in ("max_tokens", "batch_size") if k in request.data}
+        job = campaign_judge_start(campaign_id=self.campaign(campaign_id).pk, user=request.user, **options)
+        return Response({"job_id": job.pk, "status": job.status}, status=202)
+
+
 class JudgmentListView(AdminView):
     """Per-judgment rows (as in the exports), one page at a time."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from labelsite import api, api_results
-from labelsite.views import autointerp, labelling, manage
+from labelsite.views import autointerp, judge, labelling, manage
 
 label_patterns = (
     [
@@ -32,6 +32,7 @@ manage_patterns = (
         path("campaigns/<int:campaign_id>/reopen/", manage.campaign_reopen_view, name="campaign-reopen"),
         path("campaigns/<int:campaign_id>/reassign/", manage.campaign_reassign_view, name="campaign-reassign"),
         path("campaigns/<int:campaign_id>/results/", manage.campaign_results_page, name="campaign-results"),
+        path("campaigns/<int:campaign_id>/judge/", judge.campaign_judge_start_view, name="campaign-judge-start"),
         path(
             "campaigns/<int:campaign_id>/autointerp/", autointerp.campaign_autointerp_page, name="campaign-autointerp"
         ),
@@ -74,6 +75,7 @@ api_manage_patterns = (
         path("campaigns/<int:campaign_id>/items/", api.manage_items, name="items"),
         path("campaigns/<int:campaign_id>/judgments/", api_results.JudgmentListView.as_view(), name="judgments"),
         path("campaigns/<int:campaign_id>/results/", api_results.ResultsView.as_view(), name="results"),
+        path("campaigns/<int:campaign_id>/judge/", api_results.JudgeView.as_view(), name="judge"),
         path(
             "campaigns/<int:campaign_id>/judgments.<str:fmt>", api_results.ExportView.as_view(), name="judgments-export"
         ),

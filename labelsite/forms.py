@@ -228,6 +228,14 @@ class CampaignForm(forms.Form):
         help_text="By default labellers see only the examples, with the feature's strongest tokens highlighted. "
         "Each extra can give away which SAE a feature comes from; the blinding audit measures it.",
     )
+    judge_only_features = forms.IntegerField(
+        required=False,
+        min_value=0,
+        initial=0,
+        label="Judge-only features per SAE",
+        help_text="Features drawn at random besides the labellers' for the LLM judge alone: its scores of them "
+        "narrow the prediction-powered intervals on the results page. Random sampling only.",
+    )
     repeat_percent = forms.IntegerField(
         required=False,
         min_value=0,

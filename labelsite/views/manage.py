@@ -70,6 +70,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 match_general=data["match_general"],
                 panel_extras=data["panel_extras"],
                 repeat_share=(data["repeat_percent"] or 0) / 100,
+                judge_only_features=data["judge_only_features"] or 0,
                 gold=data["gold"],
                 created_by=request.user,
             )
