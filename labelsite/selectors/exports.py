@@ -1,6 +1,7 @@
 """Per-judgment exports of a campaign (admins, mapping visible): CSV, JSON Lines and Parquet, streamed.
 
-One row per judgment, and one per skipped item (status "skipped", with its reason and no answers): the
+One row per judgment, one per answer of the LLM judge (status "judge", labeller "judge:<model>", its score
+and choice answers only), and one per skipped item (status "skipped", with its reason and no answers): the
 campaign, the item code, its kind (regular, or a quality-control repeat or gold item: filter on it), the unblinded source (SAE, method, feature index), a stable labeller pseudonym
 (the username only when the admin asks), one column per question, time spent, revisions, the panel order
 shown, ISO 8601 timestamps. Rows are read with a database iterator in chunks and written as they come, so
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from labelsite.models import FORMULA_PREFIXES, Assignment, Campaign, Judgment, JudgmentRevision
+from labelsite.models import FORMULA_PREFIXES, Assignment, Campaign, JudgeAnswer, Judgment, JudgmentRevision
 from labelsite.selectors.admin import require_mapping
 
 CHUNK_ROWS = 2000  # database rows fetched per round trip
@@ -118,6 +119,7 @@ def export_rows(
         return
     if history:
         yield from _earlier_versions(campaign, questions, who, name)
+    yield from _judge_rows(campaign, questions)
     skips = (
         Assignment.objects.filter(campaign=campaign, status=Assignment.Status.SKIPPED)
         .order_by("pk")
@@ -305,6 +307,29 @@ def _earlier_versions(campaign: Campaign, questions: list[dict], who: str, name)
     )
     for values in versions.iterator(chunk_size=CHUNK_ROWS):
         yield _answer_row(campaign, questions, name, "earlier version", *values)
+
+
+def _judge_rows(campaign: Campaign, questions: list[dict]) -> Iterator[dict]:
+    """The LLM judge's answers as export rows beside the labellers' (labelsite.services.judge)."""
+    answers = (
+        JudgeAnswer.objects.filter(campaign=campaign)
+        .order_by("item_id")
+        .values_list(
+            "item__code",
+            "item__kind",
+            "item__source__sae__name",
+            "item__source__sae__method",
+            "item__feature_index",
+            "model",
+            "answers",
+            "created_at",
+        )
+    )
+    for code, kind, sae, method, feature, model, data, created in answers.iterator(chunk_size=CHUNK_ROWS):
+        yield _answer_row(
+            campaign, questions, "judge:{}".format, "judge",
+            code, kind, sae, method, feature, model, data, None, None, None, created, created,
+        )  # fmt: skip
 
 
 def export_stream(

@@ -122,3 +122,29 @@ def test_no_judge_answers_yet(open_campaign, admin_client):
     assert results["judged_items"] == 0 and results["scores"] == []
     page = admin_client.get(f"/manage/campaigns/{open_campaign.pk}/results/").content.decode()
     assert "has not answered this campaign yet" in page
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_exports_carry_the_judges_answers_beside_the_labellers(judged, admin_client, fmt):
+    import io
+    import json
+
+    import pandas as pd
+
+    campaign, human, judge, items = judged
+    response = admin_client.get(f"/api/manage/campaigns/{campaign.pk}/judgments.{fmt}")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    if fmt == "csv":
+        frame = pd.read_csv(io.BytesIO(body))
+    elif fmt == "jsonl":
+        frame = pd.DataFrame([json.loads(line) for line in body.decode().splitlines()])
+    else:
+        frame = pd.read_parquet(io.BytesIO(body))
+    judge_rows = frame[frame["status"] == "judge"]
+    assert len(judge_rows) == len(items) and set(judge_rows["labeller"]) == {"judge:m"}
+    assert len(frame[frame["status"] == "judged"]) == 2 * len(human)
+    codes = {i.code: i.pk for i in items}
+    for _, row in judge_rows.iterrows():
+        assert int(row["domain_score"]) == judge[codes[row["item_code"]]]
+    assert set(judge_rows["item_kind"]) == {"regular", "judge"}
