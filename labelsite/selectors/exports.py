@@ -28,6 +28,14 @@ PARQUET_ROW_GROUP = 10_000  # rows per Parquet row group (what is held in memory
 HEAD = ("campaign", "item_code", "item_kind", "status", "sae", "method", "feature_index", "labeller")
 TAIL = ("time_spent_ms", "revisions", "panel_order", "skip_reason", "created_at", "updated_at")
 _INT_TAIL = ("time_spent_ms", "revisions")
+# What every row says about its item, read through a judgment, an assignment or a judge answer.
+ITEM_FIELDS = (
+    "item__code",
+    "item__kind",
+    "item__source__sae__name",
+    "item__source__sae__method",
+    "item__feature_index",
+)
 
 
 def labeller_pseudonym(user_id: int) -> str:
@@ -100,11 +108,7 @@ def export_rows(
     if judgment_ids is not None:
         judgments = judgments.filter(pk__in=judgment_ids)
     judgments = judgments.order_by("pk").values_list(
-        "item__code",
-        "item__kind",
-        "item__source__sae__name",
-        "item__source__sae__method",
-        "item__feature_index",
+        *ITEM_FIELDS,
         who,
         "answers",
         "time_spent_ms",
@@ -124,11 +128,7 @@ def export_rows(
         Assignment.objects.filter(campaign=campaign, status=Assignment.Status.SKIPPED)
         .order_by("pk")
         .values_list(
-            "item__code",
-            "item__kind",
-            "item__source__sae__name",
-            "item__source__sae__method",
-            "item__feature_index",
+            *ITEM_FIELDS,
             who,
             "skip_reason",
             "leased_at",
@@ -291,11 +291,7 @@ def _earlier_versions(campaign: Campaign, questions: list[dict], who: str, name)
         JudgmentRevision.objects.filter(judgment__campaign=campaign)
         .order_by("judgment_id", "version")
         .values_list(
-            "judgment__item__code",
-            "judgment__item__kind",
-            "judgment__item__source__sae__name",
-            "judgment__item__source__sae__method",
-            "judgment__item__feature_index",
+            *(f"judgment__{field}" for field in ITEM_FIELDS),
             f"judgment__{who}",
             "answers",
             "time_spent_ms",
@@ -315,11 +311,7 @@ def _judge_rows(campaign: Campaign, questions: list[dict]) -> Iterator[dict]:
         JudgeAnswer.objects.filter(campaign=campaign)
         .order_by("item_id")
         .values_list(
-            "item__code",
-            "item__kind",
-            "item__source__sae__name",
-            "item__source__sae__method",
-            "item__feature_index",
+            *ITEM_FIELDS,
             "model",
             "answers",
             "created_at",
