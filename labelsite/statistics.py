@@ -599,3 +599,105 @@ def judge_agreement(judge: Sequence[float] | np.ndarray, human: Sequence[float] 
     if len(judge) >= 2 and len(np.unique(both)) >= 2:
         out["alpha"] = _round(float(krippendorff.alpha(reliability_data=both, level_of_measurement="interval")))
     return out
+
+
+# --- planning a campaign ---------------------------------------------------------------------------
+
+
+def variance_components(values: Sequence[float] | np.ndarray, units: Sequence | np.ndarray) -> dict:
+    """From a pilot's judgments of one score question: the spread of features' true scores (`feature_sd`), of one
+    labeller's score around its feature's (`labeller_sd`, from features with ≥ 2 judgments) and the mean
+    labellers per feature, by the one-way random-effects method of moments (clipped at 0)."""
+    values = np.asarray(values, dtype=float)
+    uniques, codes = _codes(units)
+    counts = np.bincount(codes, minlength=len(uniques)).astype(float)
+    means = np.bincount(codes, weights=values, minlength=len(uniques)) / np.maximum(counts, 1)
+    within_ss = float(np.sum((values - means[codes]) ** 2))
+    within_df = float(np.sum(counts - 1))
+    labeller_var = within_ss / within_df if within_df > 0 else 0.0
+    between_var = float(np.var(means, ddof=1)) if len(means) > 1 else 0.0
+    feature_var = max(0.0, between_var - labeller_var * float(np.mean(1 / np.maximum(counts, 1))))
+    return {
+        "feature_sd": math.sqrt(feature_var),
+        "labeller_sd": math.sqrt(labeller_var),
+        "labellers_per_feature": float(counts.mean()) if len(counts) else 0.0,
+        "features": len(uniques),
+    }
+
+
+def _reliability(feature_sd: float, labeller_sd: float, labellers: float) -> float:
+    """Share of a human mean score's variance that is the feature's (not the labellers' noise)."""
+    total = feature_sd**2 + labeller_sd**2 / labellers
+    return feature_sd**2 / total if total > 0 else 0.0
+
+
+def plan_width(
+    *,
+    feature_sd: float,
+    labeller_sd: float,
+    rho: float,
+    rho_labellers: float,
+    items: int | np.ndarray,
+    labellers: int,
+    judge_only: int,
+    level: float = DEFAULT_LEVEL,
+) -> dict:
+    """Expected 95% interval widths of the difference between two sources with `items` human-scored features per
+    source, `labellers` per feature and `judge_only` features per source scored by the judge alone: human-only
+    and prediction-powered (power-tuned: the variance shrinks by ρ²·N/(N + n)). `rho` is the judge's correlation
+    with human mean scores of `rho_labellers` labellers; with more labellers per feature the human mean is less
+    noisy and the judge correlates better with it (ρ scales with the square root of the reliability)."""
+    true_rho = min(1.0, abs(rho) / math.sqrt(max(_reliability(feature_sd, labeller_sd, rho_labellers), 1e-12)))
+    rho_here = true_rho * math.sqrt(_reliability(feature_sd, labeller_sd, labellers))
+    items = np.asarray(items, dtype=float)
+    human_var = 2 * (feature_sd**2 + labeller_sd**2 / labellers) / items  # two sources
+    shrink = 1 - rho_here**2 * judge_only / (judge_only + items)
+    z = float(interval_quantile(level))
+    return {
+        "rho": rho_here,
+        "human_only_width": 2 * z * np.sqrt(human_var),
+        "ppi_width": 2 * z * np.sqrt(human_var * shrink),
+        "effective_items": items / shrink,
+    }
+
+
+def plan_campaign(
+    *,
+    feature_sd: float,
+    labeller_sd: float,
+    rho: float,
+    rho_labellers: float,
+    items: int,
+    labellers: int,
+    judge_only: int,
+    target_width: float | None = None,
+    max_items: int = 100_000,
+    level: float = DEFAULT_LEVEL,
+) -> dict:
+    """The planner: the widths at the given design, and for a `target_width` the fewest human-scored features per
+    source reaching it with 1 to 5 labellers per feature (None when `max_items` do not), with and without the judge."""
+    common = dict(feature_sd=feature_sd, labeller_sd=labeller_sd, rho=rho, rho_labellers=rho_labellers)
+    here = plan_width(**common, items=items, labellers=labellers, judge_only=judge_only, level=level)
+    out = {
+        "design": {"items_per_source": items, "labellers_per_item": labellers, "judge_only_per_source": judge_only},
+        "inputs": {**common, "level": level},
+        "rho_at_design": round(here["rho"], 4),
+        "human_only_width": round(float(here["human_only_width"]), 4),
+        "ppi_width": round(float(here["ppi_width"]), 4),
+        "effective_items_per_source": round(float(here["effective_items"]), 1),
+        "target_width": target_width,
+        "needed": [],
+    }
+    if target_width is None:
+        return out
+    grid = np.arange(2, max_items + 1)
+    for k in range(1, 6):
+        widths = plan_width(**common, items=grid, labellers=k, judge_only=judge_only, level=level)
+        row = {"labellers_per_item": k}
+        for name in ("ppi", "human_only"):
+            ok = np.nonzero(widths[f"{name}_width"] <= target_width)[0]
+            n = int(grid[ok[0]]) if len(ok) else None
+            row[f"{name}_items_per_source"] = n
+            row[f"{name}_judgments_per_source"] = n * k if n is not None else None
+        out["needed"].append(row)
+    return out

@@ -120,3 +120,33 @@ def judge_results(*, campaign: Campaign, level: float = st.DEFAULT_LEVEL) -> dic
         if judged
         else [],
     }
+
+
+def pilot_inputs(*, campaign: Campaign, question_key: str) -> dict:
+    """What the planner needs, measured on a pilot campaign's regular judgments of one score question: the
+    spread of features' scores and of labellers around them (`statistics.variance_components`), and, where the
+    judge answered, its Pearson correlation with the human mean scores and the labellers per feature it was
+    measured at. Raises LabelError when the question is not a score question or nothing was judged."""
+    from labelsite.services import LabelError
+
+    if question_key not in {q["key"] for q in score_questions(campaign.questions)}:
+        raise LabelError(f"{question_key!r} is not a score question of this campaign.")
+    everything = judgment_table(campaign=campaign)
+    table = everything.only(everything.kind == Item.Kind.REGULAR)
+    mask, answered = table.values(question_key)
+    if not mask.any():
+        raise LabelError(f"No judgments of {question_key!r} yet: a pilot needs some.")
+    values, items = np.array(answered, dtype=float), table.item[mask]
+    out = {"pilot": st.variance_components(values, items), "rho": None, "rho_labellers": None, "rho_features": 0}
+    features, means = st.unit_means(values, items)
+    judged, _ = _judge_table(campaign)
+    pairs = [(m, judged[f][1][question_key]) for f, m in zip(features.tolist(), means.tolist(), strict=True)
+             if f in judged and isinstance(judged[f][1].get(question_key), int | float)]  # fmt: skip
+    if len(pairs) >= 3:
+        human, judge = np.array(pairs, dtype=float).T
+        if np.std(human) > 0 and np.std(judge) > 0:
+            out["rho"] = float(np.corrcoef(human, judge)[0, 1])
+            counts = np.unique(items[np.isin(items, [f for f in features if f in judged])], return_counts=True)[1]
+            out["rho_labellers"] = float(counts.mean())
+        out["rho_features"] = len(pairs)
+    return out

@@ -139,3 +139,79 @@ def test_small_sample_intervals_are_scipys_t_and_welch_intervals_when_the_judge_
     welch = ttest_ind(HUMAN, HUMAN_B, equal_var=False).confidence_interval(0.95)
     assert (diff.low, diff.high) == pytest.approx((welch.low, welch.high), abs=1e-9)
     assert (diff.human_low, diff.human_high) == pytest.approx((welch.low, welch.high), abs=1e-9)
+
+
+def test_variance_components_hand_values():
+    out = st.variance_components([0, 1, 2, 3, 3, 3], [0, 0, 1, 1, 2, 2])
+    # within-feature: (0.25 * 4) / 3 judgments' degrees of freedom; between: var(0.5, 2.5, 3) - within / 2
+    assert out["labeller_sd"] == pytest.approx(np.sqrt(1 / 3))
+    assert out["feature_sd"] == pytest.approx(np.sqrt(1.75 - 1 / 6))
+    assert out["labellers_per_feature"] == 2 and out["features"] == 3
+
+
+def test_variance_components_recover_a_simulated_pilot():
+    rng = np.random.default_rng(2)
+    features = rng.normal(1.5, 0.8, 4000)
+    units = np.repeat(np.arange(4000), 3)
+    values = features[units] + rng.normal(0, 0.6, len(units))
+    out = st.variance_components(values, units)
+    assert out["feature_sd"] == pytest.approx(0.8, rel=0.04)
+    assert out["labeller_sd"] == pytest.approx(0.6, rel=0.03)
+
+
+def _simulated_widths(rng, *, n, k, big_n, feature_sd, labeller_sd, true_rho, campaigns=300):
+    """Median widths of the human-only and PPI differences over simulated two-source campaigns."""
+    ppi, human = [], []
+    for _ in range(campaigns):
+        samples = []
+        for shift in (0.0, 0.4):
+            truth = rng.normal(1.5 + shift, feature_sd, n + big_n)
+            y = truth[:n] + rng.normal(0, labeller_sd, (k, n)).mean(axis=0)
+            judge = true_rho * (truth - 1.5) / feature_sd + np.sqrt(1 - true_rho**2) * rng.normal(0, 1, n + big_n)
+            samples.append((y, judge[:n], judge[n:]))
+        diff = st.ppi_difference(*samples)
+        ppi.append(diff.high - diff.low)
+        human.append(diff.human_high - diff.human_low)
+    return float(np.median(ppi)), float(np.median(human))
+
+
+def test_planned_widths_match_simulated_campaigns():
+    rng = np.random.default_rng(4)
+    feature_sd, labeller_sd, true_rho = 0.8, 0.6, 0.9
+    # the judge's correlation as a pilot with 2 labellers per feature would measure it
+    stated = true_rho * np.sqrt(feature_sd**2 / (feature_sd**2 + labeller_sd**2 / 2))
+    for n, k in ((50, 2), (100, 1)):
+        plan = st.plan_width(
+            feature_sd=feature_sd, labeller_sd=labeller_sd, rho=stated, rho_labellers=2, items=n, labellers=k,
+            judge_only=1000,
+        )  # fmt: skip
+        ppi, human = _simulated_widths(
+            rng, n=n, k=k, big_n=1000, feature_sd=feature_sd, labeller_sd=labeller_sd, true_rho=true_rho
+        )
+        assert float(plan["ppi_width"]) == pytest.approx(ppi, rel=0.05)
+        assert float(plan["human_only_width"]) == pytest.approx(human, rel=0.05)
+
+
+def test_planner_needs_the_fewest_items_reaching_the_target():
+    inputs = dict(feature_sd=0.8, labeller_sd=0.6, rho=0.7, rho_labellers=2, judge_only=1000)
+    out = st.plan_campaign(**inputs, items=50, labellers=2, target_width=0.4)
+    assert out["ppi_width"] < out["human_only_width"]
+    for row in out["needed"]:
+        k = row["labellers_per_item"]
+        for name in ("ppi", "human_only"):
+            n = row[f"{name}_items_per_source"]
+            width = st.plan_width(**inputs, items=np.array([n - 1, n]), labellers=k)[f"{name}_width"]
+            assert width[1] <= 0.4 < width[0]
+            assert row[f"{name}_judgments_per_source"] == n * k
+        assert row["ppi_items_per_source"] < row["human_only_items_per_source"]
+    # human-only by hand, one labeller: 2 z sqrt(2 (0.64 + 0.36) / n) <= 0.4
+    z = norm.ppf(0.975)
+    assert out["needed"][0]["human_only_items_per_source"] == int(np.ceil(2 * (2 * z / 0.4) ** 2))
+    blind = st.plan_campaign(**{**inputs, "rho": 0.0}, items=50, labellers=2, target_width=0.4)
+    assert all(r["ppi_items_per_source"] == r["human_only_items_per_source"] for r in blind["needed"])
+    assert (
+        st.plan_campaign(**inputs, items=50, labellers=2, target_width=0.001, max_items=1000)["needed"][0][
+            "ppi_items_per_source"
+        ]
+        is None
+    )

@@ -148,3 +148,31 @@ def test_exports_carry_the_judges_answers_beside_the_labellers(judged, admin_cli
     for _, row in judge_rows.iterrows():
         assert int(row["domain_score"]) == judge[codes[row["item_code"]]]
     assert set(judge_rows["item_kind"]) == {"regular", "judge"}
+
+
+def test_plan_campaign_measures_a_pilot_and_its_judge(judged):
+    import io
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    campaign, human, judge, _ = judged
+    out = io.StringIO()
+    call_command(
+        "plan_campaign", "--pilot", str(campaign.pk), "--question", "domain_score", "--target-width", "0.5", stdout=out
+    )
+    plan = json.loads(out.getvalue())
+    both = sorted(human)
+    assert plan["measured"]["rho"] == pytest.approx(
+        np.corrcoef([human[i] for i in both], [judge[i] for i in both])[0, 1]
+    )
+    assert plan["measured"]["rho_labellers"] == 2 and plan["measured"]["rho_features"] == 12
+    assert plan["measured"]["pilot"]["features"] == 12 and plan["measured"]["pilot"]["labellers_per_feature"] == 2
+    assert plan["inputs"]["feature_sd"] == plan["measured"]["pilot"]["feature_sd"]
+    assert len(plan["needed"]) == 5 and plan["ppi_width"] <= plan["human_only_width"]
+    with pytest.raises(CommandError, match="--rho"):
+        call_command("plan_campaign", "--feature-sd", "0.8", "--labeller-sd", "0.6", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="not a score question"):
+        call_command("plan_campaign", "--pilot", str(campaign.pk), "--question", "nice", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="between -1 and 1"):
+        call_command("plan_campaign", "--feature-sd", "0.8", "--labeller-sd", "0.6", "--rho", "2", stdout=io.StringIO())
