@@ -62,6 +62,14 @@ def campaign_progress(*, campaign: Campaign) -> dict:
     }
 
 
+def campaign_by_ref(ref: str) -> Campaign | None:
+    """A campaign by its name, or by its id when no campaign has that name (the commands' CAMPAIGN argument)."""
+    campaign = Campaign.objects.filter(name=ref).first()
+    if campaign is None and ref.isdigit():
+        campaign = Campaign.objects.filter(pk=int(ref)).first()
+    return campaign
+
+
 def require_mapping(campaign: Campaign) -> None:
     if not campaign.mapping_visible:
         raise LabelConflict("This campaign hides which SAE each item came from until it is closed.")

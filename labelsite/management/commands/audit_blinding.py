@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labelsite.models import Campaign
+from labelsite.selectors.admin import campaign_by_ref
 from labelsite.services import LabelError
 from labelsite.services.audit import campaign_audit
 
@@ -19,9 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         ref = options["campaign"]
-        campaign = Campaign.objects.filter(name=ref).first()
-        if campaign is None and ref.isdigit():
-            campaign = Campaign.objects.filter(pk=int(ref)).first()
+        campaign = campaign_by_ref(ref)
         if campaign is None:
             raise CommandError(f"No campaign with id or name {ref!r}.")
         try:

@@ -8,7 +8,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from labelsite import statistics as st
-from labelsite.models import Campaign
+from labelsite.selectors.admin import campaign_by_ref
 from labelsite.services import LabelError
 
 
@@ -70,9 +70,7 @@ class Command(BaseCommand):
     def _pilot(self, ref: str, question: str) -> dict:
         from labelsite.selectors.judge_results import pilot_inputs
 
-        campaign = Campaign.objects.filter(name=ref).first()
-        if campaign is None and ref.isdigit():
-            campaign = Campaign.objects.filter(pk=int(ref)).first()
+        campaign = campaign_by_ref(ref)
         if campaign is None:
             raise CommandError(f"No campaign with id or name {ref!r}.")
         try:
