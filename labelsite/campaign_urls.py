@@ -25,6 +25,7 @@ manage_patterns = (
         path("campaigns/", manage.campaign_list, name="campaign-list"),
         path("campaigns/new/", manage.campaign_new, name="campaign-new"),
         path("campaigns/guidelines-preview/", manage.guidelines_preview, name="guidelines-preview"),
+        path("campaigns/plan/", judge.campaign_plan_preview, name="campaign-plan"),
         path("campaigns/<int:campaign_id>/", manage.campaign_detail, name="campaign"),
         path("campaigns/<int:campaign_id>/open/", manage.campaign_open_view, name="campaign-open"),
         path("campaigns/<int:campaign_id>/close/", manage.campaign_close_view, name="campaign-close"),

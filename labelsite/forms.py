@@ -329,3 +329,29 @@ class ReassignForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["from_user"].queryset = campaign.labellers.order_by("username")
         self.fields["to_user"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+
+
+class PlannerForm(forms.Form):
+    """The campaign form's planner (prefix "plan"): what the width of the interval on a difference between two
+    sources depends on besides the design (labelsite.statistics.plan_campaign)."""
+
+    rho = forms.FloatField(
+        min_value=-1.0,
+        max_value=1.0,
+        initial=0.6,
+        label="Judge–human correlation",
+        help_text="How well the LLM judge's scores follow the labellers' mean scores (from a pilot, or a guess; "
+        "0: no judge).",
+    )
+    feature_sd = forms.FloatField(
+        min_value=0.0, initial=0.8, label="Spread of features' scores", help_text="Standard deviation, rubric points."
+    )
+    labeller_sd = forms.FloatField(
+        min_value=0.0,
+        initial=0.6,
+        label="Spread of one labeller's score",
+        help_text="Around the feature's score (disagreement between labellers), rubric points.",
+    )
+    target_width = forms.FloatField(
+        min_value=0.001, required=False, initial=0.4, label="Target width", help_text="Of the 95% interval."
+    )

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from config.figures import svg_text
 from config.roles import admin_required
-from labelsite.forms import CampaignForm, ReassignForm
+from labelsite.forms import CampaignForm, PlannerForm, ReassignForm
 from labelsite.models import Campaign
 from labelsite.selectors.admin import campaign_items, campaign_progress
 from labelsite.selectors.result_figures import FIGURES
@@ -92,7 +92,8 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                     else f'Campaign "{campaign.name}" created; opening (job {job.pk} builds what is missing).',
                 )
             return redirect("manage:campaign", campaign_id=campaign.pk)
-    return render(request, "labelsite/manage/campaign_new.html", {"form": form})
+    planner = PlannerForm(prefix="plan")  # previewed by views.judge.campaign_plan_preview, never saved
+    return render(request, "labelsite/manage/campaign_new.html", {"form": form, "planner": planner})
 
 
 @admin_required

@@ -176,3 +176,31 @@ def test_plan_campaign_measures_a_pilot_and_its_judge(judged):
         call_command("plan_campaign", "--pilot", str(campaign.pk), "--question", "nice", stdout=io.StringIO())
     with pytest.raises(CommandError, match="between -1 and 1"):
         call_command("plan_campaign", "--feature-sd", "0.8", "--labeller-sd", "0.6", "--rho", "2", stdout=io.StringIO())
+
+
+def test_campaign_form_planner_estimates_the_design(admin_client, registry, bob):
+    form = admin_client.get("/manage/campaigns/new/").content.decode()
+    assert 'id="planner"' in form and 'hx-post="/manage/campaigns/plan/"' in form and 'name="plan-rho"' in form
+    data = {
+        "features_per_sae": "50",
+        "overlap": "2",
+        "judge_only_features": "1000",
+        "plan-rho": "0.7",
+        "plan-feature_sd": "0.8",
+        "plan-labeller_sd": "0.6",
+        "plan-target_width": "0.4",
+    }
+    page = admin_client.post("/manage/campaigns/plan/", data).content.decode()
+    # by hand: 2 z sqrt(2 (0.8² + 0.6²/2) / 50), and that times sqrt(1 - 0.7² · 1000/1050)
+    z = 1.959963984540054
+    human = 2 * z * np.sqrt(2 * (0.64 + 0.18) / 50)
+    assert f"<strong>{round(human, 4)}</strong>" in page
+    assert f"<strong>{round(human * np.sqrt(1 - 0.49 * 1000 / 1050), 4)}</strong>" in page
+    assert page.count("<tr>") == 1 + 5  # the needed features for 1 to 5 labellers
+    assert (
+        "less than or equal to 1"
+        in admin_client.post("/manage/campaigns/plan/", {**data, "plan-rho": "3"}).content.decode()
+    )
+    labeller = Client()
+    labeller.force_login(bob)
+    assert labeller.post("/manage/campaigns/plan/", data).status_code == 403
