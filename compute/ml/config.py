@@ -534,4 +534,4 @@ class JudgeJobConfig(JobConfig):
     (greedily: the same panels and model give the same answers)."""
 
     max_tokens: int = option(200, help="Tokens the judge may answer with, per item.", low=20, high=4000)
-    batch_size: int = option(20, help="Items answered per progress report and commit.", low=1, high=1000)
+    batch_size: int = option(20, help="Items read from the database at a time.", low=1, high=1000)

@@ -193,5 +193,6 @@ def run_campaign_judge_job(ctx) -> dict:
             )
             answered += 1
             retried += bool(completion.attempts)
-        ctx.progress(min(1.0, (start + config.batch_size) / len(pending)), f"{answered} of {len(pending)} answered")
+            # after every item: a cancel is seen within one answer (a local model takes seconds per item)
+            ctx.progress(answered / len(pending), f"{answered} of {len(pending)} answered")
     return {"campaign_id": campaign.pk, "answered": answered, "answered_after_a_retry": retried}
