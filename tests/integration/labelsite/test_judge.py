@@ -12,7 +12,7 @@ from labelsite.services import LabelError
 from labelsite.services.judge import answer_schema, campaign_judge_start, judge_messages, panel_text
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 from tests.integration.labelsite.test_blinding_crawl import _crawl, _text
-from tests.integration.labelsite.test_open_with_dashboards import world  # noqa: F401 - fixture
+from tests.integration.labelsite.test_open_with_dashboards import real_campaign, world  # noqa: F401 - fixture
 from tests.llm_server import GARBAGE, good
 
 pytestmark = pytest.mark.django_db
@@ -183,18 +183,9 @@ def test_judge_only_features_need_random_sampling_and_enough_features(registry, 
 
 def test_judge_only_items_get_rendered_blind_panels_when_a_campaign_opens_for_real(world, alice, bob):  # noqa: F811
     from compute.jobs import job_run as run
-    from labelsite.services.campaigns import OPEN_JOB_KIND, SourceSpec, campaign_create, campaign_open
+    from labelsite.services.campaigns import OPEN_JOB_KIND, campaign_open
 
-    campaign = campaign_create(
-        name="Judge-only, real dashboards",
-        domain_corpus_id=world["domain"].pk,
-        general_corpus_id=world["general"].pk,
-        sources=[SourceSpec(sae_id=s.pk, n_features=6) for s in world["saes"]],
-        labeller_ids=[bob.pk],
-        min_frequency=1e-6,
-        seed=5,
-        judge_only_features=4,
-    )
+    campaign = real_campaign(world, bob, name="Judge-only, real dashboards", judge_only_features=4)
     campaign = campaign_open(campaign_id=campaign.pk, user=alice)
     for job in campaign.build_jobs.all():
         assert run(job_id=job.pk, attempt=job.attempt) == JobStatus.SUCCEEDED, job.error

@@ -48,16 +48,22 @@ def world(tmp_path, artifacts):
     return {"lm": lm, "saes": saes, "domain": domain, "general": general}
 
 
-def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice, bob, client):
-    campaign = campaign_create(
-        name="Real dashboards",
+def real_campaign(world, labeller, *, name: str = "Real dashboards", **options) -> Campaign:
+    """A draft campaign of 6 live features per SAE of `world`, for `labeller`."""
+    return campaign_create(
+        name=name,
         domain_corpus_id=world["domain"].pk,
         general_corpus_id=world["general"].pk,
         sources=[SourceSpec(sae_id=s.pk, n_features=6) for s in world["saes"]],
-        labeller_ids=[bob.pk],
+        labeller_ids=[labeller.pk],
         min_frequency=1e-6,
         seed=5,
+        **options,
     )
+
+
+def test_campaign_prepares_dashboards_then_opens_with_blind_panels(world, alice, bob, client):
+    campaign = real_campaign(world, bob)
     campaign = campaign_open(campaign_id=campaign.pk, user=alice)
     assert campaign.status == Campaign.Status.PREPARING
     jobs = list(campaign.build_jobs.all())
