@@ -80,14 +80,17 @@ class _PanelText(HTMLParser):
             self.lines.append(text)
         self.line = []
 
+    def text(self) -> str:
+        self._flush()
+        return "\n".join(self.lines)
+
 
 def panel_text(html: str) -> str:
     """The text of a blind panel (what a labeller reads in it), for the judge's prompt."""
     parser = _PanelText()
     parser.feed(html)
     parser.close()
-    parser._flush()
-    return "\n".join(parser.lines)
+    return parser.text()
 
 
 def judge_messages(campaign: Campaign, item: Item) -> list[dict]:
