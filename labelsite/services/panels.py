@@ -221,6 +221,48 @@ def panel_html(
     return "".join(parts)
 
 
+@dataclass(frozen=True)
+class PanelContent:
+    """What one dashboard row says about a feature on one corpus: the content a panel is drawn from."""
+
+    data: dict[str, Any]  # compute's packed format: strings, top, quantiles, histogram, logits
+    n_firing: int
+    n_tokens: int
+    max_activation: float
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """Who an item is: its blind code, and its source and feature (which rendering must never read)."""
+
+    code: str
+    source_id: int
+    sae_id: int
+    feature_index: int
+
+
+NO_DASHBOARD = '<div class="dash blind-panel"><p class="muted">No dashboard for this feature.</p></div>'
+
+
+def item_panel(
+    *, campaign: Campaign, item: ItemRef, kind: str, content: PanelContent | None, filler: FillerPool
+) -> str:
+    """An item's blind panel on one corpus: a function of the content, the campaign's settings and seed and the
+    item's code only, never of its source or feature index (the swap test, labelsite.services.audit, proves it
+    by rendering every item as if it came from each other source)."""
+    if content is None:
+        return NO_DASHBOARD
+    return panel_html(
+        data=content.data,
+        n_firing=content.n_firing,
+        n_tokens=content.n_tokens,
+        max_activation=content.max_activation,
+        extras=campaign.panel_extras,
+        filler=filler,
+        rng=random.Random(f"panel:{campaign.seed}:{campaign.pk}:{item.code}:{kind}"),
+    )
+
+
 def _ready_rows(*, sae_id: int, corpus_id: int, feature_indices: Iterable[int]):
     """(dashboard set, rows streamed) of some features of one SAE on one corpus; (None, []) until built."""
     from compute.models import DashboardSet
@@ -245,27 +287,19 @@ def filler_pool(*, campaign: Campaign, corpus_id: int) -> FillerPool:
     return pool
 
 
-def blind_panels(
-    *, campaign: Campaign, sae_id: int, corpus_id: int, kind: str, features: Iterable[int], filler: FillerPool
-) -> Iterator[tuple[int, str]]:
-    """(feature index, blind panel) for features of one SAE on one corpus; two queries, rows streamed."""
+def panel_contents(
+    *, sae_id: int, corpus_id: int, features: Iterable[int]
+) -> Iterator[tuple[int, PanelContent | None]]:
+    """(feature index, its content or None) for features of one SAE on one corpus; two queries, rows streamed."""
     wanted = set(features)
     dset, rows = _ready_rows(sae_id=sae_id, corpus_id=corpus_id, feature_indices=wanted)
     for row in rows:
         wanted.discard(row.feature_index)
-        rng = random.Random(f"panel:{campaign.seed}:{campaign.pk}:{sae_id}:{row.feature_index}:{kind}")
         yield (
             row.feature_index,
-            panel_html(
-                data=row.data,
-                n_firing=row.n_firing,
-                n_tokens=dset.n_tokens,
-                max_activation=row.max_activation,
-                extras=campaign.panel_extras,
-                filler=filler,
-                rng=rng,
+            PanelContent(
+                data=row.data, n_firing=row.n_firing, n_tokens=dset.n_tokens, max_activation=row.max_activation
             ),
         )
-    missing = "Dashboards for this corpus are not built yet." if dset is None else "No dashboard for this feature."
     for index in sorted(wanted):
-        yield index, f'<div class="dash blind-panel"><p class="muted">{missing}</p></div>'
+        yield index, None
