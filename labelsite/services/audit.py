@@ -325,7 +325,8 @@ def swap_test(*, campaign: Campaign) -> SwapResult:
     # an item of another source has that source's feature index: any one of its items' will do
     some_feature = {ref.source_id: ref.feature_index for group in todo.values() for _, ref in group.values()}
     fillers = {
-        panel: filler_pool(campaign=campaign, corpus_id=panel_corpus(campaign, kinds[panel])) for panel, _ in todo
+        panel: filler_pool(campaign=campaign, corpus_id=panel_corpus(campaign, kinds[panel]))
+        for panel in {panel for panel, _ in todo}
     }
     differences: list[dict] = []
     renderings, items = 0, set()

@@ -557,8 +557,9 @@ def items_render_panels(*, campaign: Campaign, progress: Progress | None = None)
     todo = panel_work(campaign=campaign, only_missing=True)
     total, done = sum(len(v) for v in todo.values()), 0
     kinds = dict(PANEL_FIELDS)
+    fields = {field for field, _ in todo}
     fillers = {
-        field: filler_pool(campaign=campaign, corpus_id=panel_corpus(campaign, kinds[field])) for field, _ in todo
+        field: filler_pool(campaign=campaign, corpus_id=panel_corpus(campaign, kinds[field])) for field in fields
     }
     for (field, sae_id), items in todo.items():
         kind = kinds[field]

@@ -101,13 +101,14 @@ def test_blind_defaults_with_matched_sampling_keep_the_source_near_chance(client
     campaign = campaign_open(campaign_id=campaign.pk)
     assert campaign.status == Campaign.Status.OPEN, campaign.prepare_error
     assert not campaign.audit["leak"] and campaign.audit["ci_low"] <= campaign.audit["chance"]
+    assert campaign.audit["presentation"]["verdict"] == "pass"
     report = campaign.sampling_report
     assert report["ks"]["p_value"] > 0.05  # the drawn log frequencies match across sources
     taken = [s["contributed"] for s in report["per_source"]]
     assert taken[0] == taken[1] >= 30
     client.force_login(alice)  # the campaign page shows both
     page = client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
-    assert "Source predictable from what labellers see: " in page and "Could not contribute" in page
+    assert "Presentation blind: Swap test passed" in page and "Could not contribute" in page
     assert f'<td class="num">{N_PER_SOURCE - taken[0]}</td>' in page
     client.force_login(bob)
     received = _crawl(client, campaign)
@@ -127,10 +128,10 @@ def test_planted_leak_frequency_figures_are_caught(client, dense_and_rare, alice
     # the audit finds the leak before anyone sees an item: the campaign waits for confirmation
     assert campaign.status == Campaign.Status.DRAFT
     assert campaign.audit["leak"] and campaign.audit["accuracy"] > 0.8
-    assert (
-        "number" in campaign.audit["most_revealing"]["observable"]
-        or "highlight" in campaign.audit["most_revealing"]["observable"]
-    )
+    # the sentence's numbers, or the "rare" mark it carries: both are the platform's, not the feature's content
+    revealing = campaign.audit["presentation"]["most_revealing"]["observable"]
+    assert "number" in revealing or revealing.endswith("class.rare")
+    assert campaign.audit["presentation"]["swap_test"]["passed"]  # a function of content, but not of content shown
     assert "Blinding leak" in campaign.prepare_error
     client.force_login(alice)
     page = client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
