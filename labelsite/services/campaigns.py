@@ -143,6 +143,7 @@ def campaign_create(
     panel_extras: Iterable[str] = (),
     repeat_share: float = 0.0,
     gold: Iterable[GoldSpec] = (),
+    ask_source_guess: bool = True,
     created_by=None,
 ) -> Campaign:
     """Record a draft campaign after checking everything an admin could get wrong.
@@ -151,7 +152,9 @@ def campaign_create(
     accepted too); None asks the study's default questions. `rubric` is given to score questions that
     bring none. Quality control: `repeat_share` of each labeller's items are repeats of items they judged
     (0 to MAX_REPEAT_SHARE); `gold` items have expected answers (`gold_clean`). Both are sampled with the
-    items when the campaign opens and left out of the study's breakdowns.
+    items when the campaign opens and left out of the study's breakdowns. With `ask_source_guess` (and two
+    sources or more) labellers are also asked, optionally, which source they think each feature came from
+    (`questions.guess_question`: neutral letters or "don't know"), for the blinding indices of the results.
     """
     from compute.models import SAE, Corpus
 
@@ -194,6 +197,8 @@ def campaign_create(
         raise LabelError("The minimum firing frequency is a fraction of tokens, between 0 and 1.")
     try:
         questions = questions_validate(list(DEFAULT_GROUPS if questions is None else questions), rubric=rubric)
+        if ask_source_guess and len(sources) >= 2 and all(q["key"] != schema.GUESS_KEY for q in questions):
+            questions = questions_validate([*questions, schema.guess_question(len(sources))])
     except QuestionError as exc:
         raise LabelError(str(exc)) from None
     if lease_seconds < 60:
