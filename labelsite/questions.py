@@ -267,8 +267,9 @@ _YES, _NO = ("yes", "y", "true", "1"), ("no", "n", "false", "0")
 
 
 def checkable_questions(questions: Sequence[dict]) -> list[dict]:
-    """The questions whose answers can be checked against an expected one or a repeat (score, yes/no, choice)."""
-    return [q for q in questions if q["type"] in CHECKABLE_TYPES]
+    """The questions whose answers can be checked against an expected one or a repeat (score, yes/no, choice);
+    not the source guess, which measures blinding, not the feature."""
+    return [q for q in questions if q["type"] in CHECKABLE_TYPES and q["key"] != GUESS_KEY]
 
 
 def expected_clean(questions: Sequence[dict], expected: object) -> dict:

@@ -99,7 +99,8 @@ def source_labels(campaign: Campaign) -> dict[int, dict]:
 
 
 def _questions(campaign: Campaign, kind: str) -> list[dict]:
-    return [q for q in campaign.questions if q["type"] == kind]
+    """The study's questions of a type (the source guess has a section of its own: `_blinding`)."""
+    return [q for q in campaign.questions if q["type"] == kind and q["key"] != schema.GUESS_KEY]
 
 
 def _levels(question: dict) -> list[int]:

@@ -188,17 +188,19 @@ def _logits_html(logits: dict) -> str:
     return f'<div class="logits">{column("Promotes", logits.get("pos", []))}{column("Suppresses", logits.get("neg", []))}</div>'
 
 
-def panel_html(
-    *,
-    data: dict[str, Any],
-    n_firing: int,
-    n_tokens: int,
-    max_activation: float,
-    extras: Sequence[str],
-    filler: FillerPool,
-    rng: random.Random,
-) -> str:
-    """One blind panel from one dashboard row's data (compute's packed format)."""
+@dataclass(frozen=True)
+class PanelContent:
+    """What one dashboard row says about a feature on one corpus: the content a panel is drawn from."""
+
+    data: dict[str, Any]  # compute's packed format: strings, top, quantiles, histogram, logits
+    n_firing: int
+    n_tokens: int
+    max_activation: float
+
+
+def panel_html(*, content: PanelContent, extras: Sequence[str], filler: FillerPool, rng: random.Random) -> str:
+    """One blind panel from one dashboard row's content."""
+    data, n_firing, n_tokens, max_activation = content.data, content.n_firing, content.n_tokens, content.max_activation
     strings = data["strings"]
     top = _contexts(data["top"], strings, max_activation)
     spread = _contexts((ex for q in data["quantiles"] for ex in q["examples"]), strings, max_activation)
@@ -222,16 +224,6 @@ def panel_html(
 
 
 @dataclass(frozen=True)
-class PanelContent:
-    """What one dashboard row says about a feature on one corpus: the content a panel is drawn from."""
-
-    data: dict[str, Any]  # compute's packed format: strings, top, quantiles, histogram, logits
-    n_firing: int
-    n_tokens: int
-    max_activation: float
-
-
-@dataclass(frozen=True)
 class ItemRef:
     """Who an item is: its blind code, and its source and feature (which rendering must never read)."""
 
@@ -252,15 +244,8 @@ def item_panel(
     by rendering every item as if it came from each other source)."""
     if content is None:
         return NO_DASHBOARD
-    return panel_html(
-        data=content.data,
-        n_firing=content.n_firing,
-        n_tokens=content.n_tokens,
-        max_activation=content.max_activation,
-        extras=campaign.panel_extras,
-        filler=filler,
-        rng=random.Random(f"panel:{campaign.seed}:{campaign.pk}:{item.code}:{kind}"),
-    )
+    rng = random.Random(f"panel:{campaign.seed}:{campaign.pk}:{item.code}:{kind}")
+    return panel_html(content=content, extras=campaign.panel_extras, filler=filler, rng=rng)
 
 
 def _ready_rows(*, sae_id: int, corpus_id: int, feature_indices: Iterable[int]):

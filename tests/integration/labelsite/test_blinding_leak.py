@@ -43,19 +43,30 @@ def dense_and_rare(db):
     return registry
 
 
-def _crawl(client, campaign) -> dict[str, str]:
-    """Everything the labeller receives per item: the item page, its API view and the answer to the submit."""
+HEADERS_BY_CONTENT = {"Content-Length", "Date"}  # what varies with the content or the clock, not the source
+
+
+def _headers(*responses) -> tuple:
+    return tuple(sorted((k, v) for r in responses for k, v in r.headers.items() if k not in HEADERS_BY_CONTENT))
+
+
+def _crawl(client, campaign, headers: dict | None = None) -> dict[str, str]:
+    """Everything the labeller receives per item: the item page, its API view and the answer to the submit
+    (and, into `headers`, each item's response headers)."""
     received: dict[str, str] = {}
     while True:
         response = client.post(reverse("label:next", args=[campaign.pk]))
         if "/label/i/" not in response.get("Location", ""):
             break
         code = response["Location"].rstrip("/").rsplit("/", 1)[1]
-        page = client.get(response["Location"]).content.decode()
-        api = client.get(reverse("label-api:item", args=[code])).content.decode()
+        page_response = client.get(response["Location"])
+        api_response = client.get(reverse("label-api:item", args=[code]))
+        page, api = page_response.content.decode(), api_response.content.decode()
         answer = client.post(reverse("label:item", args=[code]), ANSWERS)
         assert answer.status_code == 302, answer.content.decode()[:500]
         received[code] = page + "\n" + api + "\n" + answer.get("Location", "")
+        if headers is not None:
+            headers[code] = _headers(page_response, api_response, answer)
     return received
 
 
@@ -111,8 +122,14 @@ def test_blind_defaults_with_matched_sampling_keep_the_source_near_chance(client
     assert "Presentation blind: Swap test passed" in page and "Could not contribute" in page
     assert f'<td class="num">{N_PER_SOURCE - taken[0]}</td>' in page
     client.force_login(bob)
-    received = _crawl(client, campaign)
+    headers: dict[str, tuple] = {}
+    received = _crawl(client, campaign, headers)
     assert len(received) == 2 * taken[0]
+    # response headers are the same whatever the source (only their lengths follow the content)
+    source = dict(Item.objects.filter(campaign=campaign).values_list("code", "source_id"))
+    by_source = {s: {h for c, h in headers.items() if source[c] == s} for s in set(source.values())}
+    first, second = by_source.values()
+    assert first == second and len(first) == 1, (first, second)
     # every item has the same sections and rows, whatever its source (two panels, in the page and the API)
     for text in received.values():
         assert text.count("Strongest activations") == 4 and text.count("Weaker activations") == 4
