@@ -94,7 +94,10 @@ PLANTS = {
         lambda h: h.replace('class="dash blind-panel"', 'class="dash blind-panel wide"', 1),
         'style class "wide"',
     ),
-    "rows": (lambda h: h.replace("</ul>", EXTRA_ROW + "</ul>", 1), "context rows: 15 instead of 16"),
+    "rows": (
+        lambda h: h.replace("</ul>", EXTRA_ROW + "</ul>", 1),
+        "context rows: 1",
+    ),  # 15 instead of 16, or the reverse
     "number format": (lambda h: re.sub(r"(\d),(\d)", r"\1\2", h), "from character"),
 }
 
