@@ -222,6 +222,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Each user gets the schema of the endpoints they may call: a labeller sees only /api/label/ (none of the
+    # admin endpoints, nor the method names their enums carry); admins see everything.
+    "SERVE_PUBLIC": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,

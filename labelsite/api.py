@@ -240,6 +240,7 @@ class CampaignIn(serializers.Serializer):
     max_skips = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
     sampling = serializers.ChoiceField(choices=Campaign.Sampling.choices, default=Campaign.Sampling.RANDOM)
     match_general = serializers.BooleanField(default=False)
+    ask_source_guess = serializers.BooleanField(default=True)
     panel_extras = serializers.ListField(child=serializers.ChoiceField(choices=sorted(PANEL_EXTRAS)), default=list)
     repeat_share = serializers.FloatField(min_value=0.0, max_value=MAX_REPEAT_SHARE, default=0.0)
     judge_only_features = serializers.IntegerField(min_value=0, default=0)

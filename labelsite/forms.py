@@ -220,6 +220,12 @@ class CampaignForm(forms.Form):
     match_general = forms.BooleanField(
         required=False, label="When drawing alike features, match how often they fire on everyday text too"
     )
+    ask_source_guess = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Ask labellers, optionally, which SAE they think each feature came from (by a neutral letter: "
+        "measures whether blinding held)",
+    )
     panel_extras = forms.MultipleChoiceField(
         choices=list(PANEL_EXTRAS.items()),
         required=False,

@@ -157,6 +157,15 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def source_letters(self) -> dict[int, str]:
+        """{source id: the neutral letter labellers guess it by}: A, B, ... in an order drawn with the campaign's
+        seed, so a letter does not follow the order in which the SAEs were chosen."""
+        import random
+
+        ids = list(self.sources.order_by("pk").values_list("pk", flat=True))
+        random.Random(f"letters:{self.seed}:{self.pk}").shuffle(ids)
+        return {pk: chr(ord("A") + i) for i, pk in enumerate(ids)}
+
     @property
     def mapping_visible(self) -> bool:
         """Whether admins may see which SAE an item came from."""

@@ -56,6 +56,23 @@ DEFAULT_GROUPS: dict[str, str] = {
 }
 
 
+# The blinding question: which source a labeller thinks the feature came from, as neutral letters (assigned per
+# campaign: `Campaign.source_letters`) or "don't know"; optional, never shown as right or wrong.
+GUESS_KEY = "source_guess"
+DONT_KNOW = "dont_know"
+GUESS_PROMPT = "Which source do you think this feature came from?"
+
+
+def guess_question(n_sources: int) -> dict:
+    """The guess question of a campaign with `n_sources` sources (letters A, B, ... then "don't know")."""
+    if not 2 <= n_sources < MAX_OPTIONS:
+        raise QuestionError(f"Labellers can guess among 2 to {MAX_OPTIONS - 1} sources; this campaign has {n_sources}.")
+    letters = [chr(ord("A") + i) for i in range(n_sources)]
+    options = [{"value": x, "label": x} for x in letters] + [{"value": DONT_KNOW, "label": "Don't know"}]
+    return {"key": GUESS_KEY, "type": CHOICE, "prompt": GUESS_PROMPT, "required": False, "options": options,
+            "panel": None}  # fmt: skip
+
+
 class QuestionError(ValueError):
     """A question list or an answer that does not fit the schema; the message is meant for a person."""
 
@@ -250,8 +267,9 @@ _YES, _NO = ("yes", "y", "true", "1"), ("no", "n", "false", "0")
 
 
 def checkable_questions(questions: Sequence[dict]) -> list[dict]:
-    """The questions whose answers can be checked against an expected one or a repeat (score, yes/no, choice)."""
-    return [q for q in questions if q["type"] in CHECKABLE_TYPES]
+    """The questions whose answers can be checked against an expected one or a repeat (score, yes/no, choice);
+    not the source guess, which measures blinding, not the feature."""
+    return [q for q in questions if q["type"] in CHECKABLE_TYPES and q["key"] != GUESS_KEY]
 
 
 def expected_clean(questions: Sequence[dict], expected: object) -> dict:

@@ -701,3 +701,94 @@ def plan_campaign(
             row[f"{name}_judgments_per_source"] = n * k if n is not None else None
         out["needed"].append(row)
     return out
+
+
+# --- blinding indices: whether labellers could tell the sources apart, from their own guesses -----------------
+# `counts` is a (k + 1) x k table: row i < k counts guesses "source i", the last row "don't know"; column j is the
+# source the item really came from (k >= 2 sources, as arms of a trial).
+
+Z95 = 1.959963984540054  # the two-sided 95% normal quantile
+
+
+def _interval(estimate: float, se: float) -> dict:
+    return {
+        "estimate": _round(estimate),
+        "se": _round(se),
+        "ci_low": _round(estimate - Z95 * se),
+        "ci_high": _round(estimate + Z95 * se),
+    }
+
+
+def _guess_table(counts) -> np.ndarray:
+    table = np.asarray(counts, dtype=np.float64)
+    k = table.shape[1]
+    if table.shape != (k + 1, k) or k < 2:
+        raise ValueError("A guess table has k >= 2 columns (sources) and k + 1 rows (guesses, then don't know).")
+    return table
+
+
+def bang_index(counts) -> list[dict | None]:
+    """Bang's blinding index per source (Bang, Ni & Davis 2004), with its 95% interval; None for a source nobody
+    guessed on.
+
+    For source j with n_j judged items, of which c were guessed right and w guessed as another source (the rest
+    "don't know"): BI_j = c / n_j - w / ((k - 1) n_j). With two sources this is Bang's (2 p_correct|guessed - 1)
+    x p_guessed = (c - w) / n_j; the 1 / (k - 1) keeps 0 at random guessing among k sources. 1: all guessed
+    right; -1 (two sources): all guessed wrong; within [-0.2, 0.2] blinding is usually deemed successful.
+    Its variance is the multinomial variance of p_c - p_w / (k - 1):
+    [p_c (1 - p_c) + p_w (1 - p_w) / (k - 1)^2 + 2 p_c p_w / (k - 1)] / n_j (Bang's, for k = 2).
+    """
+    table = _guess_table(counts)
+    k = table.shape[1]
+    m = k - 1
+    out: list[dict | None] = []
+    for j in range(k):
+        n = table[:, j].sum()
+        if n == 0:
+            out.append(None)
+            continue
+        p_c = table[j, j] / n
+        p_w = (table[:k, j].sum() - table[j, j]) / n
+        var = (p_c * (1 - p_c) + p_w * (1 - p_w) / m**2 + 2 * p_c * p_w / m) / n
+        out.append({**_interval(p_c - p_w / m, math.sqrt(max(var, 0.0))), "n": int(n)})
+    return out
+
+
+def james_index(counts) -> dict | None:
+    """James' blinding index over all sources (James, Bloch, Lee, Kraemer & Fuller 1996), with its 95% interval.
+
+    A weighted kappa of disagreement between guess and truth, with "don't know" counted as fully blind: cell
+    weights 0 for a right guess, 0.5 for a wrong one. With P the table's proportions, P_dk the share of "don't
+    know", r_i the share guessing source i and q_j the share of source j among those who guessed:
+    P_o = sum w_ij P_ij / (1 - P_dk), P_e = sum w_ij r_i q_j / (1 - P_dk)^2, K_d = (P_o - P_e) / P_e and
+    BI = (1 + P_dk + (1 - P_dk) K_d) / 2: 1 complete blinding, 0.5 random guessing, 0 complete unblinding
+    (unblinding is claimed when the interval's upper end is below 0.5). Its variance is James' (1996, eq. in
+    the appendix, as implemented by the R package BI). Everyone answering "don't know": 1 with no error;
+    None when undefined (nobody guessed, or P_e = 0).
+    """
+    table = _guess_table(counts)
+    k = table.shape[1]
+    total = table.sum()
+    if total == 0:
+        return None
+    p = table / total
+    p_dk = p[k].sum()
+    if not table[:k].any():
+        return {**_interval(1.0, 0.0), "n": int(total)}
+    weights = 0.5 * (1 - np.eye(k))  # [guess i, truth j]
+    guessed = p[:k]  # [guess i, truth j]
+    r = guessed.sum(axis=1)  # [guess i]
+    q = guessed.sum(axis=0)  # [truth j]: among those who guessed
+    expected = float((weights * np.outer(r, q)).sum())
+    if expected == 0:
+        return None
+    p_o = float((weights * guessed).sum()) / (1 - p_dk)
+    p_e = expected / (1 - p_dk) ** 2
+    kappa = (p_o - p_e) / p_e
+    estimate = (1 + p_dk + (1 - p_dk) * kappa) / 2
+    extra = (weights * r[:, None]).sum(axis=0)[None, :] + (weights * q[None, :]).sum(axis=1)[:, None]  # [i, j]
+    term1 = float((guessed * (1 - p_dk) ** 2 * ((1 - p_dk) * weights - (1 + kappa) * extra) ** 2).sum())
+    term1 /= 4 * expected**2
+    term2 = p_dk * (1 - p_dk) - (1 - p_dk) * (1 + kappa) * (p_dk + (1 - p_dk) * (1 + kappa) / 4)
+    var = (term1 + term2) / total
+    return {**_interval(estimate, math.sqrt(max(var, 0.0))), "n": int(total)}

@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Count, Max, Sum
 
+from labelsite import questions as schema
 from labelsite import statistics as st
 from labelsite.models import Assignment, Campaign, CampaignSAE, Item, Judgment
 from labelsite.selectors.admin import require_mapping
@@ -98,7 +99,8 @@ def source_labels(campaign: Campaign) -> dict[int, dict]:
 
 
 def _questions(campaign: Campaign, kind: str) -> list[dict]:
-    return [q for q in campaign.questions if q["type"] == kind]
+    """The study's questions of a type (the source guess has a section of its own: `_blinding`)."""
+    return [q for q in campaign.questions if q["type"] == kind and q["key"] != schema.GUESS_KEY]
 
 
 def _levels(question: dict) -> list[int]:
@@ -404,6 +406,8 @@ def _compute(campaign: Campaign, *, n_resamples: int, identities: bool) -> dict:
             campaign=campaign, names=names, n_resamples=min(n_resamples, AGREEMENT_RESAMPLES), seed=seed
         ),
         "n_resamples": n_resamples,
+        "blinding": _blinding(campaign, table, sources, scores),
+        "presentation": _audit_findings(campaign),
     }
     if campaign.overlap >= 2:
         for q in [*scores, *_questions(campaign, "choice"), *_questions(campaign, "per_component")]:
@@ -411,6 +415,64 @@ def _compute(campaign: Campaign, *, n_resamples: int, identities: bool) -> dict:
                 _agreement(table, q, names, n_resamples=min(n_resamples, AGREEMENT_RESAMPLES), seed=seed)
             )
     return results
+
+
+def _audit_findings(campaign: Campaign) -> dict | None:
+    """The blinding audit's verdict on the presentation and its content report (a finding, in plain words)."""
+    from labelsite.services.audit import stored_audit
+
+    audit = stored_audit(campaign)
+    if audit is None:
+        return None
+    return {"verdict": audit.verdict, "summary": audit.summary(), "content": audit.content_summary()}
+
+
+def _blinding(campaign: Campaign, table: JudgmentTable, sources: dict[int, dict], scores: list[dict]) -> dict | None:
+    """Whether blinding held, measured as trials do, from the labellers' own guesses of the source: the guess
+    table (letters by source), Bang's index per source and James' overall (95% intervals), and the mean of each
+    score by guess (do labellers who guess "A" score higher?). None when the campaign asks no guess."""
+    question = next((q for q in campaign.questions if q["key"] == schema.GUESS_KEY), None)
+    if question is None:
+        return None
+    letters = campaign.source_letters()  # {source id: letter}
+    order = list(sources)
+    k = len(order)
+    row_of = {letters[sid]: j for j, sid in enumerate(order)} | {schema.DONT_KNOW: k}
+    counts = np.zeros((k + 1, k), dtype=np.int64)  # [guess (letters, then don't know), true source]
+    answered, guesses = table.values(schema.GUESS_KEY)
+    column = {sid: j for j, sid in enumerate(order)}
+    for source, guess in zip(table.source[answered].tolist(), guesses, strict=True):
+        if guess in row_of:
+            counts[row_of[guess], column[source]] += 1
+    labels = {o["value"]: o["label"] for o in question["options"]}
+    by_guess = []
+    for q in scores:
+        picked: dict[str, list[float]] = defaultdict(list)
+        for answers in table.answers:
+            value, guess = answers.get(q["key"]), answers.get(schema.GUESS_KEY)
+            if value is not None and guess in labels:
+                picked[guess].append(float(value))
+        means = {label: {"mean": _round_mean(picked[v]), "n": len(picked[v])} for v, label in labels.items()}
+        by_guess.append({"key": q["key"], "prompt": q["prompt"], "by_guess": means})
+    bang = st.bang_index(counts) if k >= 2 else [None] * k
+    return {
+        "guesses": int(counts.sum()),
+        "table": [
+            {
+                "source": sources[sid]["label"],
+                "letter": letters[sid],
+                "counts": {labels[v]: int(counts[row_of[v], j]) for v in labels},
+                "bang": bang[j],
+            }
+            for j, sid in enumerate(order)
+        ],  # fmt: skip
+        "james": st.james_index(counts) if k >= 2 and counts.sum() else None,
+        "scores_by_guess": by_guess,
+    }
+
+
+def _round_mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
 
 
 def breakdown_rows(results: dict) -> list[dict]:

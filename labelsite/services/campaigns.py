@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -19,6 +20,9 @@ from labelsite.models import MAX_REPEAT_SHARE, PANEL_EXTRAS, Assignment, Campaig
 from labelsite.questions import DEFAULT_GROUPS, QuestionError, expected_clean, questions_validate, rubric_validate
 from labelsite.services import LabelConflict, LabelError, LabelNotFound
 from labelsite.services.sampling import log10_frequencies, matched_sample, sampling_report
+
+if TYPE_CHECKING:
+    from labelsite.services.panels import ItemRef
 
 OPEN_JOB_KIND = "open_campaign"
 PANEL_BATCH = 200  # panels rendered and written per UPDATE
@@ -140,6 +144,7 @@ def campaign_create(
     repeat_share: float = 0.0,
     gold: Iterable[GoldSpec] = (),
     judge_only_features: int = 0,
+    ask_source_guess: bool = True,
     created_by=None,
 ) -> Campaign:
     """Record a draft campaign after checking everything an admin could get wrong.
@@ -149,7 +154,10 @@ def campaign_create(
     bring none. Quality control: `repeat_share` of each labeller's items are repeats of items they judged
     (0 to MAX_REPEAT_SHARE); `gold` items have expected answers (`gold_clean`). Both are sampled with the
     items when the campaign opens and left out of the study's breakdowns. `judge_only_features` per SAE are
-    drawn at random besides the labellers' for the LLM judge alone (prediction-powered results).
+    drawn at random besides the labellers' for the LLM judge alone (prediction-powered results). With
+    `ask_source_guess` (and two sources or more) labellers are also asked, optionally, which source they think
+    each feature came from (`questions.guess_question`: neutral letters or "don't know"), for the blinding
+    indices of the results.
     """
     from compute.models import SAE, Corpus
 
@@ -192,6 +200,8 @@ def campaign_create(
         raise LabelError("The minimum firing frequency is a fraction of tokens, between 0 and 1.")
     try:
         questions = questions_validate(list(DEFAULT_GROUPS if questions is None else questions), rubric=rubric)
+        if ask_source_guess and len(sources) >= 2 and all(q["key"] != schema.GUESS_KEY for q in questions):
+            questions = questions_validate([*questions, schema.guess_question(len(sources))])
     except QuestionError as exc:
         raise LabelError(str(exc)) from None
     if lease_seconds < 60:
@@ -546,38 +556,60 @@ def _draw(campaign: Campaign, sources, freqs: dict, eligible: dict[int, list[int
     return sample.chosen, sample.strata
 
 
+PANEL_FIELDS = (("domain_html", "domain"), ("general_html", "general"))  # an item's panel fields and their kinds
+
+
+def panel_corpus(campaign: Campaign, kind: str) -> int:
+    return campaign.domain_corpus_id if kind == "domain" else campaign.general_corpus_id
+
+
+def panel_work(*, campaign: Campaign, only_missing: bool) -> dict[tuple[str, int], dict[int, tuple[int, ItemRef]]]:
+    """The campaign's panels to draw, grouped by (panel field, SAE): {feature index: (item id, ItemRef)}.
+
+    Repeats are left out (they are copies of their originals); with `only_missing`, panels already drawn too.
+    """
+    from labelsite.services.panels import ItemRef
+
+    todo: dict[tuple[str, int], dict[int, tuple[int, ItemRef]]] = defaultdict(dict)
+    for field, _ in PANEL_FIELDS:
+        items = campaign.items.exclude(kind=Item.Kind.REPEAT)
+        if only_missing:
+            items = items.filter(**{field: ""})
+        rows = items.values_list("pk", "code", "source_id", "source__sae_id", "feature_index")
+        for pk, code, source_id, sae_id, feature_index in rows:
+            todo[(field, sae_id)][feature_index] = (
+                pk,
+                ItemRef(code=code, source_id=source_id, sae_id=sae_id, feature_index=feature_index),
+            )
+    return todo
+
+
 def items_render_panels(*, campaign: Campaign, progress: Progress | None = None) -> int:
     """Cache each item's two blind panels on its row (the labelling page then reads one row).
 
     What a panel shows is chosen per campaign (labelsite.services.panels): highlighted contexts drawn with
-    the campaign's seed, the same rows and sections for every item, extras only where an admin chose them.
-    Dashboards are read in bulk: a constant number of queries per SAE and corpus, whatever the number of
-    items; panels are written in batches, so memory holds one batch of HTML at a time.
+    the campaign's seed and the item's code, the same rows and sections for every item, extras only where an
+    admin chose them. Dashboards are read in bulk: a constant number of queries per SAE and corpus, whatever
+    the number of items; panels are written in batches, so memory holds one batch of HTML at a time.
     """
-    from labelsite.services.panels import blind_panels, filler_pool
+    from labelsite.services.panels import filler_pool, item_panel, panel_contents
 
-    panels = (("domain_html", campaign.domain_corpus_id), ("general_html", campaign.general_corpus_id))
-    todo: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)  # (field, sae) -> {feature: item id}
-    for field, _ in panels:
-        rows = (
-            campaign.items.filter(**{field: ""})
-            .exclude(kind=Item.Kind.REPEAT)  # copied from their originals below
-            .values_list("pk", "source__sae_id", "feature_index")
-        )
-        for pk, sae_id, feature_index in rows:
-            todo[(field, sae_id)][feature_index] = pk
+    todo = panel_work(campaign=campaign, only_missing=True)
     total, done = sum(len(v) for v in todo.values()), 0
+    kinds = dict(PANEL_FIELDS)
     fields = {field for field, _ in todo}
-    fillers = {field: filler_pool(campaign=campaign, corpus_id=c) for field, c in panels if field in fields}
+    fillers = {
+        field: filler_pool(campaign=campaign, corpus_id=panel_corpus(campaign, kinds[field])) for field in fields
+    }
     for (field, sae_id), items in todo.items():
-        corpus_id = dict(panels)[field]
+        kind = kinds[field]
         batch: list[Item] = []
-        kind = field.removesuffix("_html")
-        for feature_index, html in blind_panels(
-            campaign=campaign, sae_id=sae_id, corpus_id=corpus_id, kind=kind, features=items, filler=fillers[field]
+        for feature_index, content in panel_contents(
+            sae_id=sae_id, corpus_id=panel_corpus(campaign, kind), features=items
         ):
-            # A byte-level token can be NUL, which PostgreSQL text cannot hold: show it as a replacement mark.
-            batch.append(Item(pk=items[feature_index], **{field: html.replace("\x00", "\ufffd")}))
+            pk, ref = items[feature_index]
+            html = item_panel(campaign=campaign, item=ref, kind=kind, content=content, filler=fillers[field])
+            batch.append(Item(pk=pk, **{field: stored_html(html)}))
             if len(batch) >= PANEL_BATCH:
                 Item.objects.bulk_update(batch, [field])
                 done += len(batch)
@@ -589,6 +621,11 @@ def items_render_panels(*, campaign: Campaign, progress: Progress | None = None)
     items_render_decompositions(campaign=campaign)
     items_copy_repeats(campaign=campaign)
     return done
+
+
+def stored_html(html: str) -> str:
+    """Panel HTML as stored: NUL (a byte-level token PostgreSQL text cannot hold) as a replacement mark."""
+    return html.replace("\x00", "\ufffd")
 
 
 REPEATED_FIELDS = ("domain_html", "general_html", "decomposition_html", "components")
@@ -612,7 +649,7 @@ def items_render_decompositions(*, campaign: Campaign) -> int:
     items = list(campaign.items.exclude(kind=Item.Kind.REPEAT).select_related("source").order_by("pk"))
     for item in items:
         html, names = decomposition_blind_panel(sae_id=item.source.sae_id, feature_index=item.feature_index)
-        item.decomposition_html, item.components = html.replace("\x00", "\ufffd"), names
+        item.decomposition_html, item.components = stored_html(html), names
     Item.objects.bulk_update(items, ["decomposition_html", "components"], batch_size=500)
     return sum(bool(item.components) for item in items)
 

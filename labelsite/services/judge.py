@@ -16,7 +16,7 @@ from django.db import transaction
 
 from compute.ml.config import ConfigError, JudgeJobConfig
 from labelsite.models import Campaign, Item, JudgeAnswer
-from labelsite.questions import CHOICE, SCORE
+from labelsite.questions import CHOICE, GUESS_KEY, SCORE
 from labelsite.selectors.blind import PANEL_TITLES
 from labelsite.services import LabelConflict, LabelError, LabelNotFound
 
@@ -27,8 +27,9 @@ STRONG_SHADE = 47  # class hNN with NN >= 47: the token fires at least half as s
 
 
 def judged_questions(questions: list[dict]) -> list[dict]:
-    """The questions a judge answers: scores and choices (free text, yes/no and per-component are human-only)."""
-    return [q for q in questions if q["type"] in (SCORE, CHOICE)]
+    """The questions a judge answers: scores and choices (free text, yes/no and per-component are human-only; the
+    labellers' guess of the source measures their blinding, not the feature)."""
+    return [q for q in questions if q["type"] in (SCORE, CHOICE) and q["key"] != GUESS_KEY]
 
 
 def answer_schema(questions: list[dict]) -> dict:

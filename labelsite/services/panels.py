@@ -188,17 +188,19 @@ def _logits_html(logits: dict) -> str:
     return f'<div class="logits">{column("Promotes", logits.get("pos", []))}{column("Suppresses", logits.get("neg", []))}</div>'
 
 
-def panel_html(
-    *,
-    data: dict[str, Any],
-    n_firing: int,
-    n_tokens: int,
-    max_activation: float,
-    extras: Sequence[str],
-    filler: FillerPool,
-    rng: random.Random,
-) -> str:
-    """One blind panel from one dashboard row's data (compute's packed format)."""
+@dataclass(frozen=True)
+class PanelContent:
+    """What one dashboard row says about a feature on one corpus: the content a panel is drawn from."""
+
+    data: dict[str, Any]  # compute's packed format: strings, top, quantiles, histogram, logits
+    n_firing: int
+    n_tokens: int
+    max_activation: float
+
+
+def panel_html(*, content: PanelContent, extras: Sequence[str], filler: FillerPool, rng: random.Random) -> str:
+    """One blind panel from one dashboard row's content."""
+    data, n_firing, n_tokens, max_activation = content.data, content.n_firing, content.n_tokens, content.max_activation
     strings = data["strings"]
     top = _contexts(data["top"], strings, max_activation)
     spread = _contexts((ex for q in data["quantiles"] for ex in q["examples"]), strings, max_activation)
@@ -219,6 +221,31 @@ def panel_html(
         parts.append(f"<h3>Output tokens</h3>{_logits_html(data.get('logits', {}))}")
     parts.append("</div>")
     return "".join(parts)
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """Who an item is: its blind code, and its source and feature (which rendering must never read)."""
+
+    code: str
+    source_id: int
+    sae_id: int
+    feature_index: int
+
+
+NO_DASHBOARD = '<div class="dash blind-panel"><p class="muted">No dashboard for this feature.</p></div>'
+
+
+def item_panel(
+    *, campaign: Campaign, item: ItemRef, kind: str, content: PanelContent | None, filler: FillerPool
+) -> str:
+    """An item's blind panel on one corpus: a function of the content, the campaign's settings and seed and the
+    item's code only, never of its source or feature index (the swap test, labelsite.services.audit, proves it
+    by rendering every item as if it came from each other source)."""
+    if content is None:
+        return NO_DASHBOARD
+    rng = random.Random(f"panel:{campaign.seed}:{campaign.pk}:{item.code}:{kind}")
+    return panel_html(content=content, extras=campaign.panel_extras, filler=filler, rng=rng)
 
 
 def _ready_rows(*, sae_id: int, corpus_id: int, feature_indices: Iterable[int]):
@@ -245,27 +272,19 @@ def filler_pool(*, campaign: Campaign, corpus_id: int) -> FillerPool:
     return pool
 
 
-def blind_panels(
-    *, campaign: Campaign, sae_id: int, corpus_id: int, kind: str, features: Iterable[int], filler: FillerPool
-) -> Iterator[tuple[int, str]]:
-    """(feature index, blind panel) for features of one SAE on one corpus; two queries, rows streamed."""
+def panel_contents(
+    *, sae_id: int, corpus_id: int, features: Iterable[int]
+) -> Iterator[tuple[int, PanelContent | None]]:
+    """(feature index, its content or None) for features of one SAE on one corpus; two queries, rows streamed."""
     wanted = set(features)
     dset, rows = _ready_rows(sae_id=sae_id, corpus_id=corpus_id, feature_indices=wanted)
     for row in rows:
         wanted.discard(row.feature_index)
-        rng = random.Random(f"panel:{campaign.seed}:{campaign.pk}:{sae_id}:{row.feature_index}:{kind}")
         yield (
             row.feature_index,
-            panel_html(
-                data=row.data,
-                n_firing=row.n_firing,
-                n_tokens=dset.n_tokens,
-                max_activation=row.max_activation,
-                extras=campaign.panel_extras,
-                filler=filler,
-                rng=rng,
+            PanelContent(
+                data=row.data, n_firing=row.n_firing, n_tokens=dset.n_tokens, max_activation=row.max_activation
             ),
         )
-    missing = "Dashboards for this corpus are not built yet." if dset is None else "No dashboard for this feature."
     for index in sorted(wanted):
-        yield index, f'<div class="dash blind-panel"><p class="muted">{missing}</p></div>'
+        yield index, None

@@ -68,6 +68,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 max_skips=data["max_skips"],
                 sampling=data["sampling"] or Campaign.Sampling.RANDOM,
                 match_general=data["match_general"],
+                ask_source_guess=data["ask_source_guess"],
                 panel_extras=data["panel_extras"],
                 repeat_share=(data["repeat_percent"] or 0) / 100,
                 judge_only_features=data["judge_only_features"] or 0,

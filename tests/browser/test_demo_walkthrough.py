@@ -94,9 +94,10 @@ def test_label_with_the_keyboard_then_see_the_study_results_and_download_them(
     expect(page.locator("#figure-rarity svg").first).to_contain_text("log10 firing frequency")
     page.locator("#study-figures").screenshot(path=str(shots / "study-figures.png"))
 
-    # The campaign opened because its blinding audit passed: the source is not predictable from the panels.
+    # The campaign opened because its presentation passed the swap test and the audit; the content report is shown.
     page.goto(f"/manage/campaigns/{campaign.pk}/")
-    expect(page.locator("#blinding-audit")).to_contain_text("Source predictable from what labellers see")
+    expect(page.locator("#blinding-audit")).to_contain_text("Presentation blind: Swap test passed")
+    expect(page.locator("#content-report")).to_contain_text("labellers see")
     expect(page.locator("#blinding-audit p.error")).to_have_count(0)
     assert campaign.audit and not campaign.audit["leak"]
 

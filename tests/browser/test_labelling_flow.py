@@ -113,6 +113,7 @@ def test_tab_goes_from_answer_to_answer(page, login, bob):
         "general_score",
         "nice",
         "comment",
+        "source_guess",  # the optional guess of the source, last
         "BUTTON.primary",
     ]
     expect(page.locator("form.judgment button[type=submit]")).to_be_focused()

@@ -150,4 +150,5 @@ def test_keys_follow_a_campaigns_own_questions(page, login, bob):
         "summary": "years",
         "kind": "concept",
         "dead": True,
+        "source_guess": None,  # the optional guess of the source, left unanswered
     }

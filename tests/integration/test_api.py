@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from compute.models import SAE, DashboardSet, Evaluation, FeatureDashboard
@@ -115,3 +116,23 @@ def test_every_list_is_paginated(admin_client):
     assert saes["count"] == SAE.objects.count() == 2
     evaluations = admin_client.get(f"/api/compute/evaluations/?sae={dset.sae_id}").json()
     assert [e["results"] for e in evaluations["results"]] == [{"mse": 0.1}]
+
+
+def test_a_labeller_gets_only_the_schema_of_their_own_api(admin_client, bob):
+    client = Client()
+    client.force_login(bob)
+    mine = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert mine.status_code == 200
+    text = mine.content.decode()
+    paths = set(mine.json()["paths"])
+    assert paths and all(p.startswith("/api/label/") for p in paths), sorted(paths)
+    # none of the admin endpoints, and none of the method names an admin's enums carry
+    for method in SAE.Method:
+        assert method.label not in text and f'"{method.value}"' not in text, method
+    everything = admin_client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    all_paths = set(everything.json()["paths"])
+    assert paths < all_paths and any(p.startswith("/api/manage/") for p in all_paths)
+    assert any(p.startswith("/api/compute/") for p in all_paths)
+    assert any(method.label in everything.content.decode() for method in SAE.Method)
+    # the docs page reads the schema at its URL, so a labeller's docs show their own endpoints only
+    assert client.get("/api/docs/").status_code == 200

@@ -345,7 +345,12 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 
 def _audit_line(audit: dict) -> str:
     try:
-        return f"source predictable {audit['accuracy']:.2f} [{audit['ci_low']:.2f}, {audit['ci_high']:.2f}], chance {audit['chance']:.2f}"
+        p, c = audit["presentation"], audit["content"]
+        swap = "passed" if p["swap_test"]["passed"] else "failed"
+        return (
+            f"presentation {p['verdict']}: swap test {swap}, source predicted {p['accuracy']:.2f}, chance "
+            f"{p['chance']:.2f}; content tells the sources apart at {c['accuracy']:.2f}, see the campaign page"
+        )
     except (KeyError, TypeError, ValueError):
         return "see the campaign page"
 

@@ -3,7 +3,11 @@ and records that only services write being read-only in Django's admin."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.test import RequestFactory
 
 from config.models import LoginFailure
@@ -103,3 +107,28 @@ def test_the_api_takes_no_passwords_so_the_login_throttle_cannot_be_bypassed(cli
     credentials = base64.b64encode(f"bob:{PASSWORD}".encode()).decode()
     response = client.get("/api/label/campaigns/", HTTP_AUTHORIZATION=f"Basic {credentials}")
     assert response.status_code == 401
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+INLINE_HANDLER = re.compile(r"""<[^>]*\s(on[a-z]+|hx-on[:\w-]*)\s*=\s*["']""", re.I)
+SCRIPT_URL = re.compile(r"""(?:href|src|action)\s*=\s*["']\s*javascript:""", re.I)
+
+
+def test_no_template_has_an_inline_script_or_event_handler():
+    """The Content-Security-Policy (script-src 'self') blocks them: a check written so would silently not run."""
+    root = Path(settings.BASE_DIR)
+    templates = [p for app in ("config", "labelsite", "compute") for p in (root / app).rglob("templates/**/*.html")]
+    assert len(templates) > 20
+    found = [
+        (str(path.relative_to(root)), match.group(0)[:80])
+        for path in templates
+        for pattern in (INLINE_SCRIPT, INLINE_HANDLER, SCRIPT_URL)
+        for match in pattern.finditer(path.read_text())
+    ]
+    assert not found, found
+    # the scan itself finds what it looks for
+    planted = '<form onsubmit="return confirm(1)"><script>alert(1)</script><a href="javascript:x"><b hx-on:click="y">'
+    assert all(p.search(planted) for p in (INLINE_SCRIPT, INLINE_HANDLER, SCRIPT_URL))
+    assert not INLINE_HANDLER.search('<button data-confirm="on=1" class="x">') and not INLINE_SCRIPT.search(
+        '<script src="/static/a.js" defer></script>'
+    )

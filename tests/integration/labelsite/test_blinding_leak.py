@@ -43,19 +43,33 @@ def dense_and_rare(db):
     return registry
 
 
-def _crawl(client, campaign) -> dict[str, str]:
-    """Everything the labeller receives per item: the item page, its API view and the answer to the submit."""
+# headers whose values follow the content, the clock or the next item's code (compared by name only)
+PER_RESPONSE = {"Content-Length", "Date", "Location", "Set-Cookie"}
+
+
+def _headers(*responses) -> tuple:
+    return tuple(
+        (i, k, "" if k in PER_RESPONSE else v) for i, r in enumerate(responses) for k, v in sorted(r.headers.items())
+    )
+
+
+def _crawl(client, campaign, headers: dict | None = None) -> dict[str, str]:
+    """Everything the labeller receives per item: the item page, its API view and the answer to the submit
+    (and, into `headers`, each item's response headers)."""
     received: dict[str, str] = {}
     while True:
         response = client.post(reverse("label:next", args=[campaign.pk]))
         if "/label/i/" not in response.get("Location", ""):
             break
         code = response["Location"].rstrip("/").rsplit("/", 1)[1]
-        page = client.get(response["Location"]).content.decode()
-        api = client.get(reverse("label-api:item", args=[code])).content.decode()
+        page_response = client.get(response["Location"])
+        api_response = client.get(reverse("label-api:item", args=[code]))
+        page, api = page_response.content.decode(), api_response.content.decode()
         answer = client.post(reverse("label:item", args=[code]), ANSWERS)
         assert answer.status_code == 302, answer.content.decode()[:500]
         received[code] = page + "\n" + api + "\n" + answer.get("Location", "")
+        if headers is not None:
+            headers[code] = _headers(page_response, api_response, answer)
     return received
 
 
@@ -101,17 +115,24 @@ def test_blind_defaults_with_matched_sampling_keep_the_source_near_chance(client
     campaign = campaign_open(campaign_id=campaign.pk)
     assert campaign.status == Campaign.Status.OPEN, campaign.prepare_error
     assert not campaign.audit["leak"] and campaign.audit["ci_low"] <= campaign.audit["chance"]
+    assert campaign.audit["presentation"]["verdict"] == "pass"
     report = campaign.sampling_report
     assert report["ks"]["p_value"] > 0.05  # the drawn log frequencies match across sources
     taken = [s["contributed"] for s in report["per_source"]]
     assert taken[0] == taken[1] >= 30
     client.force_login(alice)  # the campaign page shows both
     page = client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()
-    assert "Source predictable from what labellers see: " in page and "Could not contribute" in page
+    assert "Presentation blind: Swap test passed" in page and "Could not contribute" in page
     assert f'<td class="num">{N_PER_SOURCE - taken[0]}</td>' in page
     client.force_login(bob)
-    received = _crawl(client, campaign)
+    headers: dict[str, tuple] = {}
+    received = _crawl(client, campaign, headers)
     assert len(received) == 2 * taken[0]
+    # response headers are the same whatever the source (only lengths, cookies and the next code vary)
+    source = dict(Item.objects.filter(campaign=campaign).values_list("code", "source_id"))
+    by_source = {s: {h for c, h in headers.items() if source[c] == s} for s in set(source.values())}
+    first, second = by_source.values()
+    assert first == second and len(first) == 1, (first, second)
     # every item has the same sections and rows, whatever its source (two panels, in the page and the API)
     for text in received.values():
         assert text.count("Strongest activations") == 4 and text.count("Weaker activations") == 4
@@ -127,10 +148,10 @@ def test_planted_leak_frequency_figures_are_caught(client, dense_and_rare, alice
     # the audit finds the leak before anyone sees an item: the campaign waits for confirmation
     assert campaign.status == Campaign.Status.DRAFT
     assert campaign.audit["leak"] and campaign.audit["accuracy"] > 0.8
-    assert (
-        "number" in campaign.audit["most_revealing"]["observable"]
-        or "highlight" in campaign.audit["most_revealing"]["observable"]
-    )
+    # the sentence's numbers, or the "rare" mark it carries: both are the platform's, not the feature's content
+    revealing = campaign.audit["presentation"]["most_revealing"]["observable"]
+    assert "number" in revealing or revealing.endswith("class.rare")
+    assert campaign.audit["presentation"]["swap_test"]["passed"]  # a function of content, but not of content shown
     assert "Blinding leak" in campaign.prepare_error
     client.force_login(alice)
     page = client.get(reverse("manage:campaign", args=[campaign.pk])).content.decode()

@@ -38,6 +38,7 @@ def test_default_rubric_is_the_studys_subject_specificity_scale(registry, bob):
         "general_score",
         "nice",
         "comment",
+        "source_guess",  # two sources: labellers may guess which, by letter
     ]
     assert campaign.sources.get(sae=registry.saes[0]).n_features == 10
 

@@ -68,7 +68,8 @@ def test_labeller_answers_per_sub_component_blind(registry, bob, labeller_client
     assert Item.objects.get(pk=items[-1].pk).decomposition_html == ""  # no measured decomposition: no panel
     # The blinding audit looks at the sub-components panel too (its presence and content are observables).
     audit = campaign_audit(campaign_id=campaign.pk)
-    assert any(o["observable"].startswith("decomposition.") for o in audit.observables)
+    observables = audit.presentation.observables + audit.content.observables
+    assert any(o["observable"].startswith("decomposition.") for o in observables)
     code = labeller_client.post(reverse("label:next", args=[campaign.pk]))["Location"].rstrip("/").rsplit("/", 1)[1]
     with_parts = Item.objects.select_related("source").get(code=code)
     if not with_parts.components:  # the one item without a decomposition came first: take the next

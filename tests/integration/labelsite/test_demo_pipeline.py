@@ -137,6 +137,10 @@ def test_the_demo_runs_every_stage_once_and_a_second_run_reuses_everything(setup
     assert first["decompositions"] == 2 and measured.count() == 2
     campaign = Campaign.objects.get()
     assert campaign.status == Campaign.Status.OPEN
+    # it opened on its presentation: the swap test and the presentation audit passed; the content is reported
+    presentation = campaign.audit["presentation"]
+    assert presentation["swap_test"]["passed"] and presentation["verdict"] == "pass"
+    assert campaign.audit["content"]["summary"]
     assert campaign.sampling == Campaign.Sampling.MATCHED and campaign.overlap == 2
     assert campaign.sources.count() == 2 and campaign.items.exists()
     assert {s.sae.method for s in campaign.sources.select_related("sae")} == {"direct", "ssae"}

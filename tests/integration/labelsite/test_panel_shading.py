@@ -62,10 +62,12 @@ def test_peakedness_shows_only_with_the_intensity_extra(peaked_and_flat, bob, cl
             registry=peaked_and_flat, labellers=[bob], features=N_PER_SOURCE, panel_extras=["intensity"], name="i"
         ).pk
     )
-    # relative to the feature's max, the mean shade tells the sources apart: the audit says so
-    assert intensity.status == Campaign.Status.DRAFT and intensity.audit["leak"]
-    aucs = {o["observable"]: o["auc"] for o in intensity.audit["observables"]}
+    # relative to the feature's max, the mean shade tells the sources apart: the content report says so, and the
+    # campaign opens (shading by intensity is the feature's own activations, not something the platform adds)
+    assert intensity.status == Campaign.Status.OPEN and not intensity.audit["leak"]
+    aucs = {o["observable"]: o["auc"] for o in intensity.audit["content"]["observables"]}
     assert aucs["general.mean_highlight"] > 0.8 and aucs["domain.mean_highlight"] > 0.8
+    assert "how strongly the firing tokens are shaded" in intensity.audit["content"]["summary"]
     peaked, flat = (_mean_shades(intensity)[s.pk] for s in peaked_and_flat.saes)
     assert np.median(peaked) + 0.1 < np.median(flat)  # the planted difference, measured on the bytes
     ranked = campaign_open(
@@ -73,11 +75,10 @@ def test_peakedness_shows_only_with_the_intensity_extra(peaked_and_flat, bob, cl
     )
     assert ranked.status == Campaign.Status.OPEN, ranked.prepare_error
     assert not ranked.audit["leak"]
-    aucs = {o["observable"]: o["auc"] for o in ranked.audit["observables"]}
+    aucs = {o["observable"]: o["auc"] for o in ranked.audit["content"]["observables"]}
     assert aucs["general.mean_highlight"] < 0.7 and aucs["domain.mean_highlight"] < 0.7
 
     # the labelling page says what the shades mean, for each kind of shading
-    intensity = campaign_open(campaign_id=intensity.pk, confirm_leak=True)
     client.force_login(bob)
     for campaign, key in ((ranked, "shades rank the tokens"), (intensity, "closer its activation is to the feature")):
         page = client.get(client.post(reverse("label:next", args=[campaign.pk]))["Location"]).content.decode()

@@ -102,7 +102,9 @@ def test_the_labelling_page_and_its_keys_follow_the_questions(client, custom, bo
                                                                "dead": "on"})  # fmt: skip
     assert response.status_code == 302
     judgment = Judgment.objects.get(item__code=code, labeller=bob)
-    assert judgment.answers == {"summary": "years", "sharpness": 2, "kind": "concept", "dead": True, "split": {}}
+    assert judgment.answers == {
+        "summary": "years", "sharpness": 2, "kind": "concept", "dead": True, "split": {}, "source_guess": None
+    }  # fmt: skip
     mine = client.get(reverse("label:mine", args=[custom.pk])).content.decode()
     assert "years" in mine and "How sharp is it?" in mine
 
