@@ -4,20 +4,17 @@ are inline SVG without a <style> block)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
-
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 
 from labelsite.models import Item
 from labelsite.services.assignment import assignment_next
 from labelsite.services.judgments import judgment_submit
+from tests.browser.crawl import crawl
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 NAV = ["/", "/label/", "/manage/campaigns/", "/compute/", "/compute/jobs/"]
-SKIP = ("/accounts/logout", "/admin/", "/api/", "/static/", "/media/", "download", "export", ".csv", ".png", ".svg")
 MAX_PAGES = 40
 
 
@@ -43,27 +40,16 @@ def _judge_all(campaign, users) -> None:
             )
 
 
-def _crawl(page, start: list[str], prefixes: tuple[str, ...]) -> list[str]:
-    queue, seen, visited = list(start), set(start), []
-    while queue and len(visited) < MAX_PAGES:
-        path = queue.pop(0)
-        try:
-            response = page.goto(path)
-        except PlaywrightError as exc:  # a download, not a page
-            assert "Download is starting" in str(exc), exc
-            continue
-        if response is None or "text/html" not in response.headers.get("content-type", ""):
-            continue
-        assert response.status == 200, (path, response.status)
+def _visit(page, start: list[str], targets: tuple[str, ...]) -> list[str]:
+    """The pages visited from `start` (each must answer 200)."""
+    visited = []
+
+    def check(path: str, status: int) -> None:
+        assert status == 200, (path, status)
         page.wait_for_load_state("load")
         visited.append(path)
-        for href in page.eval_on_selector_all("a[href]", "els => els.map(a => a.getAttribute('href'))"):
-            target = urlparse(href)
-            if target.netloc or not target.path.startswith("/") or any(s in target.path for s in SKIP):
-                continue
-            if target.path not in seen and target.path.startswith(prefixes):
-                seen.add(target.path)
-                queue.append(target.path)
+
+    crawl(page, start, targets=targets, max_pages=MAX_PAGES, on_page=check)
     return visited
 
 
@@ -73,7 +59,7 @@ def test_no_page_logs_a_console_error(page, login, console_errors, alice, bob, c
     _judge_all(campaign, [bob, carol])
     page.set_default_timeout(60_000)  # the results page computes its statistics on the first visit
     login(alice)
-    visited = _crawl(page, NAV, ("/manage/", "/compute/"))
+    visited = _visit(page, NAV, ("/manage/", "/compute/"))
     results = f"/manage/campaigns/{campaign.pk}/results/"
     assert results in visited, visited
     page.goto(results)
@@ -86,7 +72,7 @@ def test_labeller_pages_log_no_console_error(page, login, console_errors, bob, c
     registry = registry_create()
     campaign = campaign_open_offline(campaign_draft(registry=registry, labellers=[bob, carol], features=2))
     login(bob)
-    visited = _crawl(page, ["/", "/label/", f"/label/c/{campaign.pk}/"], ("/label/",))
+    visited = _visit(page, ["/", "/label/", f"/label/c/{campaign.pk}/"], ("/label/",))
     page.goto(f"/label/c/{campaign.pk}/")
     page.get_by_role("button", name="Start labelling").click()
     page.wait_for_url("**/label/i/**")

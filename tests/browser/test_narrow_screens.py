@@ -3,21 +3,18 @@ the pages they link to (a campaign, an SAE, a job, ...), each measured in a real
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
-
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 
 from compute.jobs import job_create
 from compute.models import JobKind
 from labelsite.models import Item
 from labelsite.services.assignment import assignment_next
+from tests.browser.crawl import crawl
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 NAV = ["/", "/label/", "/manage/campaigns/", "/compute/", "/compute/jobs/", "/admin/"]
-SKIP = ("/accounts/logout", "/admin/", "/api/", "/static/", "/media/", "download", "export", ".csv", ".png", ".svg")
 MAX_PAGES = 60
 
 
@@ -31,26 +28,20 @@ def test_every_admin_page_fits_390px(page, login, alice, bob):
     login(alice)
 
     item_page = f"/label/i/{Item.objects.get(pk=held.item_id).code}/"  # the labelling page itself
-    queue, seen, measured = [*NAV, item_page], {*NAV, item_page}, {}
-    while queue and len(measured) < MAX_PAGES:
-        path = queue.pop(0)
-        try:
-            response = page.goto(path)
-        except PlaywrightError as exc:  # a download, not a page
-            assert "Download is starting" in str(exc), exc
-            continue
-        if response is None or response.status != 200 or "text/html" not in response.headers.get("content-type", ""):
-            continue
-        measured[path] = page.evaluate("document.documentElement.scrollWidth")
-        if path not in NAV and not path.startswith(("/manage/campaigns/", "/compute/")):
-            continue
-        for href in page.eval_on_selector_all("a[href]", "els => els.map(a => a.getAttribute('href'))"):
-            target = urlparse(href)
-            if target.netloc or not target.path.startswith("/") or any(s in target.path for s in SKIP):
-                continue
-            if target.path not in seen and (target.path.startswith(("/manage/", "/compute/", "/label/"))):
-                seen.add(target.path)
-                queue.append(target.path)
+    measured = {}
+
+    def measure(path: str, status: int) -> None:
+        if status == 200:
+            measured[path] = page.evaluate("document.documentElement.scrollWidth")
+
+    crawl(
+        page,
+        [*NAV, item_page],
+        targets=("/manage/", "/compute/", "/label/"),
+        max_pages=MAX_PAGES,
+        on_page=measure,
+        follow_from=lambda path: path in NAV or path.startswith(("/manage/campaigns/", "/compute/")),
+    )
     # the detail pages are among those measured
     assert any(p.startswith(f"/manage/campaigns/{campaign.pk}/") for p in measured)
     assert any("/saes/" in p for p in measured), sorted(measured)
