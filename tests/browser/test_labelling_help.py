@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.labelling import ITEM_URL
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -18,7 +17,7 @@ def test_question_mark_opens_visible_help_unless_it_is_being_typed(page, login, 
     login(bob)
     page.goto(f"/label/c/{campaign.pk}/")
     page.get_by_role("button", name="Start labelling").click()
-    page.wait_for_url(re.compile(r"/label/i/[\w-]+/$"))
+    page.wait_for_url(ITEM_URL)
     domain = page.locator("fieldset[data-question=domain] textarea")
     keys = page.locator("#keys")
     expect(domain).to_be_focused()
