@@ -220,7 +220,7 @@ def my_judgments(request: HttpRequest, campaign_id: int) -> HttpResponse:
     context = {
         "campaign": campaign,
         "columns": columns,
-        "judgments": [(j, [j["answers"].get(q["key"]) for q in columns]) for j in judgments],
+        "judgments": [(j, [(j["answers"].get(q["key"]), q) for q in columns]) for j in judgments],
         "progress": labeller_progress(campaign=campaign, labeller_id=request.user.pk),
     }
     return render(request, "labelsite/label_mine.html", context)

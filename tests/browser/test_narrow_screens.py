@@ -10,6 +10,7 @@ from compute.models import JobKind
 from labelsite.models import Item
 from labelsite.services.assignment import assignment_next
 from tests.browser.crawl import crawl
+from tests.browser.labelling import judge_all
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -50,3 +51,29 @@ def test_every_admin_page_fits_390px(page, login, alice, bob):
     assert len(measured) >= 20 and "/admin/" in measured, sorted(measured)
     too_wide = {p: w for p, w in measured.items() if w > 390}
     assert not too_wide, f"pages wider than 390 px: {too_wide}"
+
+
+def test_your_judgments_reads_as_cards_at_390px(page, login, bob):
+    campaign = campaign_open_offline(campaign_draft(registry=registry_create(), labellers=[bob], features=3))
+    judge_all(campaign, [bob])
+    codes = list(Item.objects.filter(campaign=campaign).values_list("code", flat=True))
+    assert len(codes) == 6
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(bob)
+    page.goto(f"/label/c/{campaign.pk}/mine/")
+    width, height = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    assert width <= 390
+    # each judgment is one card: the code and the Revise link on one line each, the labels beside the values
+    line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 24")
+    for code in codes:
+        box = page.locator("code", has_text=code).bounding_box()
+        assert box["height"] <= 1.5 * line, (code, box)
+    revise = page.get_by_role("link", name="Revise").first.bounding_box()
+    assert revise["width"] > revise["height"]
+    assert (
+        page.locator("table.stack td[data-label='Time']").first.evaluate(
+            "td => getComputedStyle(td, '::before').content"
+        )
+        == '"Time"'
+    )
+    assert height < 6 * 330, height
