@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.crawl import crawl
-from tests.browser.labelling import judge_all
-from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
+from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, judge_all, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

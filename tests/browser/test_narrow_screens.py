@@ -10,8 +10,7 @@ from compute.models import JobKind
 from labelsite.models import Item
 from labelsite.services.assignment import assignment_next
 from tests.browser.crawl import crawl
-from tests.browser.labelling import judge_all
-from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
+from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, judge_all, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
