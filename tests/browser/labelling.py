@@ -21,3 +21,14 @@ def next_item(page, previous: str) -> str:
     # the new item's first text box has the focus: ready for typing
     expect(page.locator("fieldset[data-question=domain] textarea")).to_be_focused()
     return item_code(page)
+
+
+def fill_campaign_form(page, registry, labeller, *, name: str, features: str) -> None:
+    """The new-campaign form filled with every SAE of `registry`, its two corpora and one labeller."""
+    page.fill("#id_name", name)
+    for sae in registry.saes:
+        page.get_by_label(sae.name, exact=False).check()
+    page.get_by_label("Subject text (domain corpus)").select_option(str(registry.domain.pk))
+    page.get_by_label("Everyday text (general corpus)").select_option(str(registry.general.pk))
+    page.get_by_label(labeller.username, exact=True).check()
+    page.fill("#id_features_per_sae", features)

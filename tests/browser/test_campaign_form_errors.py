@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from labelsite.models import Campaign
+from tests.browser.labelling import fill_campaign_form
 from tests.integration.labelsite.factories import registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -32,13 +33,7 @@ def test_every_problem_is_summarised_at_the_top_and_links_to_its_field(page, log
     expect(page.locator("#field-features_per_sae")).to_be_in_viewport()
 
     # the form is valid, the service's rules are not: both problems, in one round
-    page.fill("#id_name", "Too much")
-    for sae in registry.saes:
-        page.get_by_label(sae.name, exact=False).check()
-    page.get_by_label("Subject text (domain corpus)").select_option(str(registry.domain.pk))
-    page.get_by_label("Everyday text (general corpus)").select_option(str(registry.general.pk))
-    page.get_by_label(bob.username, exact=True).check()
-    page.fill("#id_features_per_sae", "1000")
+    fill_campaign_form(page, registry, bob, name="Too much", features="1000")
     page.get_by_label("Labellers per feature (overlap k)").fill("3")
     page.get_by_role("button", name="Create campaign").click()
     page.wait_for_load_state("load")
