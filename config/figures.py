@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
 # A palette that stays distinguishable for common colour-vision deficiencies (Okabe-Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+LINESTYLES = ("-", "--", ":")
 
 
 def new_figure(*, width: float = 6.4, height: float = 3.6, ncols: int = 1, nrows: int = 1) -> tuple[Figure, object]:
@@ -30,7 +31,8 @@ def new_figure(*, width: float = 6.4, height: float = 3.6, ncols: int = 1, nrows
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(nrows=nrows, ncols=ncols, squeeze=True)
     for ax in fig.axes:
-        ax.set_prop_cycle(color=PALETTE)
+        # past the palette's 8 colours, lines go on dashed then dotted: no two lines look the same
+        ax.set_prop_cycle(color=PALETTE * len(LINESTYLES), linestyle=[style for style in LINESTYLES for _ in PALETTE])
         ax.grid(True, alpha=0.25, linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
     return fig, axes

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from config.figures import _without_stylesheet, new_figure, svg_text
+from config.figures import PALETTE, _without_stylesheet, new_figure, svg_text
 from config.security import CONTENT_SECURITY_POLICY
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -44,3 +44,11 @@ def test_favicon_is_served(client):
     assert response.status_code == 301 and response["Location"].endswith("config/favicon.svg")
     page = client.get("/accounts/login/").content.decode()
     assert 'rel="icon"' in page and "favicon.svg" in page
+
+
+def test_ten_lines_never_share_a_colour_and_a_line_style():
+    fig, ax = new_figure()
+    lines = [ax.plot([0, 1], [i, i + 1])[0] for i in range(10)]
+    looks = {(line.get_color(), line.get_linestyle()) for line in lines}
+    assert len(looks) == 10
+    assert [line.get_color().lower() for line in lines[:8]] == [c.lower() for c in PALETTE]
