@@ -43,6 +43,7 @@ class KindSpec:
     handler: str  # dotted path to `def handler(ctx: JobContext) -> dict | None`
     queue: str
     abandon: str = ""  # dotted path to `def abandon(*, job: Job, reason: str)`: fail what a dead job had started
+    label: str = ""  # how pages name a kind another app registers (compute's own kinds: JobKind's labels)
 
 
 JOB_KINDS: dict[str, KindSpec] = {

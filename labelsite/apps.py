@@ -13,6 +13,14 @@ class LabelsiteConfig(AppConfig):
         from labelsite.services.campaigns import OPEN_JOB_KIND
         from labelsite.services.judge import JUDGE_JOB_KIND
 
-        job_kind_register(OPEN_JOB_KIND, KindSpec("labelsite.services.campaigns.run_campaign_open_job", DEFAULT_QUEUE))
+        job_kind_register(
+            OPEN_JOB_KIND,
+            KindSpec(
+                "labelsite.services.campaigns.run_campaign_open_job", DEFAULT_QUEUE, label="Open a labelling campaign"
+            ),
+        )
         # The judge may be the local instruct model, which wants the worker that has the accelerator.
-        job_kind_register(JUDGE_JOB_KIND, KindSpec("labelsite.services.judge.run_campaign_judge_job", GPU_QUEUE))
+        job_kind_register(
+            JUDGE_JOB_KIND,
+            KindSpec("labelsite.services.judge.run_campaign_judge_job", GPU_QUEUE, label="Judge a campaign's features"),
+        )

@@ -15,6 +15,7 @@ label_patterns = (
         path("c/<int:campaign_id>/mine/", labelling.my_judgments, name="mine"),
         path("i/<str:code>/", labelling.item_page, name="item"),
         path("i/<str:code>/skip/", labelling.skip_item, name="skip"),
+        path("i/<str:code>/unskip/", labelling.unskip_item, name="unskip"),
         path("i/<str:code>/probe/", labelling.item_probe, name="probe"),
     ],
     "label",

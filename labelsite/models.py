@@ -9,10 +9,12 @@ Services change the counters with F() updates inside the transaction that holds 
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from labelsite import questions as schema
 
@@ -278,12 +280,17 @@ class Assignment(models.Model):
         SKIPPED = "skipped", "Skipped"
         EXPIRED = "expired", "Lease expired"
 
+    SKIP_UNDO_S = 120  # how long a labeller can take back a skip
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
     labeller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD)
     reason = models.CharField(max_length=40, blank=True, help_text="Which stage picked the item.")
     skip_reason = models.CharField(max_length=500, blank=True)
+    skipped_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the labeller skipped it; kept when the skip is undone (it still counts)."
+    )
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
 
@@ -302,6 +309,13 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} · {self.labeller_id} · {self.status}"
+
+    def skip_undo_until(self):
+        """Until when this skip can be undone (None: not skipped, or too late)."""
+        if self.status != self.Status.SKIPPED or self.skipped_at is None:
+            return None
+        until = self.skipped_at + timedelta(seconds=self.SKIP_UNDO_S)
+        return until if until > timezone.now() else None
 
 
 class Judgment(models.Model):

@@ -18,6 +18,10 @@ import numpy as np
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
+# Fewer features than this behind a correlation, a comparison or an agreement: the figure is computed but
+# withheld on the page (flagged `below_minimum` in the data), since a handful of points gives ρ = ±1 or p
+# values that mean nothing.
+MIN_FEATURES = 5
 
 
 def _codes(labels: Sequence | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,28 @@ def byte_level_tokenizer() -> Any:
     return tokenizer
 
 
+MULTIBYTE_TEXT = "আমি বাংলায় গান গাই। 日本語のテキスト、東京。 Emoji 😀👍🏽 and ascii."
+
+
+def trained_byte_level_tokenizer(text: str = MULTIBYTE_TEXT, vocab_size: int = 290) -> Any:
+    """A GPT-2-style byte-level BPE trained offline on `text`: its merges make tokens that hold parts of
+    characters (e.g. the 2-byte prefix shared by Bengali letters), as real byte-level vocabularies do."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator([text] * 20, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
 def tiny_random_hf_model(
     *, d_model: int = 32, n_layers: int = 2, n_heads: int = 4, d_mlp: int = 64, n_ctx: int = 256, seed: int = 0
 ) -> tuple[Any, Any]:

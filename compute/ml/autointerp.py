@@ -26,10 +26,11 @@ import random
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from compute.ml.llm import ChatClient, Completion, LLMBadAnswer
+from compute.ml.tokens import merged_texts
 
 DETECTION = "detection"
 FUZZING = "fuzzing"
@@ -93,8 +94,10 @@ class AutoInterpConfig:
 class Context:
     """One window of text with this feature's activation on every token (0 where unknown or silent).
 
-    `seq` and `pos` place the window's centre token in the corpus (-1 when unknown); `quantile` is the
-    dashboard's quantile bin (-1 for a top example, None for a non-activating context).
+    `seq` and `pos` place the window's centre token in the corpus (-1 when unknown), `center` is that token's
+    offset in the window, `n_tokens` the window's length in model tokens (0: one per entry of `tokens`; an
+    entry is a whole character where several byte-level tokens spell it, see `compute.ml.tokens`);
+    `quantile` is the dashboard's quantile bin (-1 for a top example, None for a non-activating context).
     """
 
     tokens: tuple[str, ...]
@@ -103,6 +106,7 @@ class Context:
     seq: int = -1
     pos: int = -1
     quantile: int | None = -1
+    n_tokens: int = 0
 
     @property
     def max_value(self) -> float:
@@ -113,7 +117,7 @@ class Context:
         if self.seq < 0 or self.pos < 0:
             return None
         start = self.pos - self.center
-        return (self.seq, start, start + len(self.tokens))
+        return (self.seq, start, start + (self.n_tokens or len(self.tokens)))
 
     def key(self) -> tuple[Any, ...]:
         span = self.span()
@@ -125,9 +129,12 @@ def _overlaps(a: tuple[int, int, int] | None, b: tuple[int, int, int] | None) ->
 
 
 def _unpack(example: dict[str, Any], strings: list[str], quantile: int | None) -> Context:
+    """A stored dashboard example as a context, its tokens merged into whole characters."""
+    texts, values = merged_texts([strings[i] for i in example["t"]], [float(v) for v in example["v"]])
     return Context(
-        tokens=tuple(strings[i] for i in example["t"]),
-        values=tuple(float(v) for v in example["v"]),
+        tokens=tuple(texts),
+        values=tuple(values),
+        n_tokens=len(example["t"]),
         center=int(example["c"]),
         seq=int(example["s"]),
         pos=int(example["p"]),
@@ -146,10 +153,7 @@ def contexts_from_dashboard(data: dict[str, Any]) -> tuple[list[Context], list[l
 def negative_candidates(data: dict[str, Any]) -> list[Context]:
     """Windows of another feature's dashboard, as candidate non-activating contexts (values unknown: 0)."""
     top, bins = contexts_from_dashboard(data)
-    return [
-        Context(tokens=c.tokens, values=(0.0,) * len(c.tokens), center=c.center, seq=c.seq, pos=c.pos, quantile=None)
-        for c in [*top, *(c for b in bins for c in b)]
-    ]
+    return [replace(c, values=(0.0,) * len(c.tokens), quantile=None) for c in [*top, *(c for b in bins for c in b)]]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from compute.ml.tokens import merged_texts
+
 if TYPE_CHECKING:  # torch only inside measure_texts: the web process imports this module for its pure parts
     from torch import Tensor
 
@@ -112,10 +114,13 @@ def measure_texts(
 
 
 def text_stats(values: list[float], tokens: list[str], *, was_cut: bool = False) -> dict[str, Any]:
-    """Max, tokens active (> 0), total activation and the per-token values of one text."""
+    """Max, tokens active (> 0), total activation and the per-token values of one text (tokens as
+    `LoadedModel.to_str_tokens` gives them; those spelling one character are listed merged, with the
+    largest of their values)."""
+    texts, merged = merged_texts(tokens, values)
     return {
-        "tokens": tokens,
-        "values": [round(v, 5) for v in values],
+        "tokens": texts,
+        "values": [round(v, 5) for v in merged],
         "max": max(values, default=0.0),
         "n_active": sum(v > 0 for v in values),
         "total": float(sum(values)),

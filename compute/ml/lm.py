@@ -9,8 +9,10 @@ the Hugging Face Hub. Hook names follow TransformerLens (`blocks.N.hook_resid_po
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor
 
 from compute.ml.choices import default_hook_name
+from compute.ml.tokens import lossless
 
 
 class ModelLoadError(ValueError):
@@ -56,10 +59,45 @@ class LoadedModel:
         return hook_name in self.model.hook_dict
 
     def to_str_tokens(self, ids: Sequence[int] | Tensor) -> list[str]:
-        """Each token id decoded on its own (for showing tokens one by one)."""
+        """Each token id decoded on its own, losslessly (`compute.ml.tokens`): a token that holds only part of
+        a character keeps its bytes as lone surrogates instead of U+FFFD, so `tokens.merge` can join it to
+        its neighbours. Show these strings only through `compute.ml.tokens`."""
         if isinstance(ids, Tensor):
             ids = ids.tolist()
-        return [self.tokenizer.decode([int(i)]) for i in ids]
+        ids = [int(i) for i in ids]
+        texts = [self.tokenizer.decode([i]) for i in ids]
+        broken = [k for k, text in enumerate(texts) if "\ufffd" in text]
+        if broken:
+            symbols = self.tokenizer.convert_ids_to_tokens([ids[k] for k in broken])
+            for k, symbol in zip(broken, symbols, strict=True):
+                data = _symbol_bytes(symbol)
+                if data is not None:
+                    texts[k] = lossless(data)
+        return texts
+
+
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+@cache
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet (one printable character per byte) back to bytes."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {symbol: byte for byte, symbol in bytes_to_unicode().items()}
+
+
+def _symbol_bytes(symbol: str | None) -> bytes | None:
+    """The bytes of a vocabulary symbol: a byte-level BPE symbol (GPT-2, Llama 3, SmolLM2) or a SentencePiece
+    byte-fallback symbol `<0xNN>` (Llama 2, Gemma); None for any other kind of symbol."""
+    if not symbol:
+        return None
+    if match := _BYTE_FALLBACK.fullmatch(symbol):
+        return bytes([int(match[1], 16)])
+    decoder = _byte_decoder()
+    if all(ch in decoder for ch in symbol):
+        return bytes(decoder[ch] for ch in symbol)
+    return None
 
 
 def default_device() -> str:

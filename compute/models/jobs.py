@@ -67,7 +67,17 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Job {self.pk} ({self.get_kind_display()}, {self.status})"
+        return f"Job {self.pk} ({self.kind_label}, {self.status})"
+
+    @property
+    def kind_label(self) -> str:
+        """The kind in words, also for kinds other apps register (`compute.jobs.job_kind_register`)."""
+        from compute.jobs import JOB_KINDS
+
+        if self.kind in JobKind.values:
+            return self.get_kind_display()
+        spec = JOB_KINDS.get(self.kind)
+        return spec.label if spec is not None and spec.label else self.kind.replace("_", " ")
 
     @property
     def is_finished(self) -> bool:

@@ -9,7 +9,7 @@ where both exist. Rank correlations are Spearman's (scipy), over features that h
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from statistics import fmean
 from typing import Any
 
@@ -51,6 +51,31 @@ def _spearman(xs: list[float], ys: list[float]) -> dict[str, Any] | None:
     return {"rho": rho, "p": p, "n": len(xs)} if not math.isnan(rho) else None
 
 
+def _constant_answer(*, tp: int, fp: int, tn: int, fn: int) -> str:
+    """ "yes" or "no" when the scorer gave that answer to every sample of a score (its balanced accuracy is
+    then 0.5 whatever the explanation), else ""."""
+    if tp + fp + tn + fn == 0:
+        return ""
+    if tp + fp == 0:
+        return "no"
+    if tn + fn == 0:
+        return "yes"
+    return ""
+
+
+def left_out(result: dict[str, Any] | None) -> list[str]:
+    """Why an autointerp job explained fewer features than it was given, from its stats (`Job.result` or the
+    progress stats of a running job): one phrase per reason."""
+    if not result:
+        return []
+    reasons = {
+        "silent": "never fire on this corpus (nothing to explain from)",
+        "refused": "got no usable explanation (the explainer's answers were refused as non-explanations)",
+        "skipped": "already had an explanation from this model (kept, not redone)",
+    }
+    return [f"{result[key]:,} {text}" for key, text in reasons.items() if result.get(key)]
+
+
 def _feature_rows(
     *, sae_ids: list[int], corpus_ids: list[int] | None, campaign_id: int | None, features: dict[int, set[int]] | None
 ) -> dict[tuple[int, int, int], dict[str, Any]]:
@@ -66,10 +91,14 @@ def _feature_rows(
             Q(source=Explanation.Source.AUTO) | Q(source=Explanation.Source.HUMAN, campaign_id=campaign_id)
         )
     scores: dict[int, dict[str, float]] = defaultdict(dict)
-    for explanation_id, method, value in ExplanationScore.objects.filter(explanation__in=explanations).values_list(
-        "explanation_id", "method", "balanced_accuracy"
-    ):
+    constant: dict[int, dict[str, str]] = defaultdict(dict)
+    for explanation_id, method, value, tp, fp, tn, fn in ExplanationScore.objects.filter(
+        explanation__in=explanations
+    ).values_list("explanation_id", "method", "balanced_accuracy", "tp", "fp", "tn", "fn"):
         scores[explanation_id][method] = value
+        answer = _constant_answer(tp=tp, fp=fp, tn=tn, fn=fn)
+        if answer:
+            constant[explanation_id][method] = answer
     rows: dict[tuple[int, int, int], dict[str, Any]] = {}
     for e in explanations.order_by("id"):
         dset = e.feature.dashboard_set
@@ -77,7 +106,14 @@ def _feature_rows(
         if features is not None and e.feature.feature_index not in features.get(dset.sae_id, set()):
             continue
         row = rows.setdefault(key, {"auto": [], "human": []})
-        row[e.source].append({"text": e.text, "scores": scores.get(e.pk, {}), "human_score": e.human_score})
+        row[e.source].append(
+            {
+                "text": e.text,
+                "scores": scores.get(e.pk, {}),
+                "constant": constant.get(e.pk, {}),
+                "human_score": e.human_score,
+            }
+        )
     return rows
 
 
@@ -115,7 +151,8 @@ def autointerp_comparison(
     feature_rows = []
     for (sae_id, corpus_id), members in sorted(groups.items(), key=lambda kv: (saes[kv[0][0]].name, kv[0][1])):
         sae, corpus = saes[sae_id], corpora[corpus_id]
-        specificity, disagree = [], []
+        specificity, disagree, explained = [], [], []
+        n_scores, constant_answers = 0, Counter()
         paired_auto, paired_human, spec_x, spec_y = [], [], [], []
         for index, row in members:
             auto, human = _overall(row["auto"]), _overall(row["human"])
@@ -140,6 +177,18 @@ def autointerp_comparison(
                 spec_y.append(auto)
             if spec is not None:
                 specificity.append(spec)
+            for entry in [*row["auto"], *row["human"]]:
+                n_scores += len(entry["scores"])
+                constant_answers.update(entry["constant"].values())
+            if row["auto"]:
+                explained.append(
+                    {
+                        "feature_index": index,
+                        "url": url,
+                        "auto": row["auto"],
+                        "human_text": " | ".join(x["text"] for x in row["human"]),
+                    }
+                )
             feature_rows.append(
                 {
                     "sae": sae.name,
@@ -177,6 +226,13 @@ def autointerp_comparison(
                 "rho_human_vs_auto": _spearman(paired_human, paired_auto),
                 "rho_specificity_vs_auto": _spearman(spec_x, spec_y),
                 "disagree": disagree[:n_disagree],
+                "explained": explained,
+                "n_scores": n_scores,
+                "n_constant": sum(constant_answers.values()),
+                # every score came from one repeated answer: the scorer measured nothing
+                "degenerate": dict(constant_answers)
+                if n_scores and sum(constant_answers.values()) == n_scores
+                else None,
             }
         )
     return {"sources": sources, "features": feature_rows}

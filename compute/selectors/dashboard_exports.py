@@ -7,16 +7,21 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from compute.ml.tokens import merge, merged_values, piece_index, printable
 from compute.models import DashboardSet, FeatureDashboard
+from compute.selectors.dashboard_html import printable_logits
 
 EXPORT_FORMAT = "labelsite-dashboard/1"
 
 
 def _expand(example: dict[str, Any], strings: list[str]) -> dict[str, Any]:
+    """An example with its tokens spelled out, the tokens of one character merged into it (its value the
+    largest of theirs), so that every string is whole text."""
+    pieces = merge([strings[i] for i in example["t"]])
     return {
-        "tokens": [strings[i] for i in example["t"]],
-        "values": example["v"],
-        "max_index": example["c"],
+        "tokens": [printable(p.text) for p in pieces],
+        "values": merged_values(pieces, example["v"]),
+        "max_index": piece_index(pieces, example["c"]),
         "max_value": example["x"],
         "sequence": example["s"],
         "position": example["p"],
@@ -44,7 +49,7 @@ def dashboard_export(*, dset: DashboardSet, row: FeatureDashboard) -> dict[str, 
             {**{k: q[k] for k in ("lo", "hi", "count")}, "examples": [_expand(ex, strings) for ex in q["examples"]]}
             for q in data["quantiles"]
         ],
-        "logits": data["logits"],
+        "logits": {side: printable_logits(rows) for side, rows in data["logits"].items()},
     }
 
 

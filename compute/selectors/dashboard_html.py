@@ -15,6 +15,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from compute.ml.tokens import is_stray, merge, merged_values, printable, stray_byte
 from compute.models import DashboardSet, FeatureDashboard
 from compute.selectors.dashboards import ready_set
 
@@ -66,42 +67,56 @@ def _is_special(text: str) -> bool:
     return (text.startswith("<|") and text.endswith("|>")) or text in ("<s>", "</s>", "<pad>", "<bos>", "<eos>")
 
 
-def _char_html(ch: str) -> str:
-    """Whitespace as faint symbols; other control characters (NUL too) as faint escapes, never raw."""
+def char_html(ch: str) -> str:
+    """Whitespace as faint symbols; other control characters (NUL too) and bytes left over from a character
+    cut by the window's edge (`compute.ml.tokens`) as faint escapes, never raw."""
     if ch in _WS:
         return f'<span class="ws">{_WS[ch]}</span>' if _WS[ch] else ""
+    if is_stray(ch):
+        return f'<span class="ws">\\x{stray_byte(ch):02x}</span>'
     if not ch.isprintable() and ch != " ":
         return f'<span class="ws">\\x{ord(ch):02x}</span>'
     return escape(ch)
 
 
-def _token_html(text: str, value: float, scale: float, is_max: bool) -> str:
+def token_body_html(text: str) -> str:
+    """A token's (or a merged character's) text as HTML: special tokens faint, an empty token as ∅."""
     if _is_special(text):
-        body = f'<span class="ws">{escape(text)}</span>'
-    else:
-        body = "".join(_char_html(ch) for ch in text) or '<span class="ws">∅</span>'
+        return f'<span class="ws">{escape(text)}</span>'
+    return "".join(char_html(ch) for ch in text) or '<span class="ws">∅</span>'
+
+
+def _token_html(text: str, value: float, scale: float, is_max: bool) -> str:
+    body = token_body_html(text)
+    title = escape(repr(printable(text)))
     if value > 0:
         alpha = min(1.0, value / scale) if scale > 0 else 0.0
         cls = "tok max" if is_max else "tok"
         return (
             f'<span class="{cls}" style="background:rgba(255,120,0,{0.08 + 0.77 * alpha:.2f})" '
-            f'title="{escape(repr(text))}: {value:.3g}">{body}</span>'
+            f'title="{title}: {value:.3g}">{body}</span>'
         )
-    return f'<span class="tok" title="{escape(repr(text))}: 0">{body}</span>'
+    return f'<span class="tok" title="{title}: 0">{body}</span>'
+
+
+def _run_html(tokens: list[str], values: list[float], scale: float, marked: int) -> str:
+    """Tokens shaded by activation, the tokens of one character merged into it (its value the largest of
+    theirs); the piece holding token `marked` is outlined."""
+    pieces = merge(tokens)
+    return "".join(
+        _token_html(p.text, v, scale, p.covers(marked))
+        for p, v in zip(pieces, merged_values(pieces, values), strict=True)
+    )
 
 
 def tokens_html(tokens: list[str], values: list[float], scale: float) -> str:
     """Tokens shaded by activation (relative to `scale`, e.g. the feature's corpus max), the max outlined."""
     top = max(range(len(values)), key=values.__getitem__) if values and max(values) > 0 else -1
-    return "".join(_token_html(t, v, scale, i == top) for i, (t, v) in enumerate(zip(tokens, values, strict=True)))
+    return _run_html(tokens, values, scale, top)
 
 
 def _example(example: dict[str, Any], strings: list[str], scale: float) -> dict[str, Any]:
-    center = example["c"]
-    html = "".join(
-        _token_html(strings[t], v, scale, i == center)
-        for i, (t, v) in enumerate(zip(example["t"], example["v"], strict=True))
-    )
+    html = _run_html([strings[t] for t in example["t"]], example["v"], scale, example["c"])
     return {"value": _num(example["x"]), "html": mark_safe(html)}  # every token string escaped above
 
 
@@ -133,6 +148,11 @@ def _shaded_logits(pos: list, neg: list) -> dict[str, list[tuple[str, str, str]]
         return [(tok, f"{float(v):+.3g}", f"rgba({rgb},{0.15 + 0.6 * abs(float(v)) / top:.2f})") for tok, v in rows]
 
     return {"pos": shade(pos, "0,158,115"), "neg": shade(neg, "213,94,0")}
+
+
+def printable_logits(rows: list) -> list[list]:
+    """[token, value] rows with each token printable (a vocabulary token may be part of a character)."""
+    return [[printable(token), value] for token, value in rows]
 
 
 def _frequency_sentence(n_firing: int, n_tokens: int) -> str:
@@ -174,8 +194,8 @@ def dashboard_context(*, dset: DashboardSet, row: FeatureDashboard, blind: bool)
         "top": top,
         # A rare feature's top examples already show every firing; samples would only repeat them.
         "quantiles": quantiles if row.n_firing > len(top) and len(quantiles) > 1 else [],
-        "logits_pos": data["logits"].get("pos", []),
-        "logits_neg": data["logits"].get("neg", []),
+        "logits_pos": printable_logits(data["logits"].get("pos", [])),
+        "logits_neg": printable_logits(data["logits"].get("neg", [])),
     }
     if not blind:
         context.update(

@@ -39,6 +39,7 @@ from compute.ml.autointerp import (
     split_contexts,
 )
 from compute.ml.config import AutoInterpJobConfig, ConfigError
+from compute.ml.tokens import printable
 from compute.models import (
     AutoInterpFeature,
     DashboardSet,
@@ -216,7 +217,7 @@ def feature_material(
         [c for index, c in pool if index != feature_index], exclude=own, n=len(split.test), seed=config.seed
     )
     material = scoring_material(split.test, negatives, config)
-    logits = [token for token, _ in data.get("logits", {}).get("pos", [])][: config.n_logits]
+    logits = [printable(token) for token, _ in data.get("logits", {}).get("pos", [])][: config.n_logits]
     explain_contexts = {
         "contexts": [
             {"tokens": list(c.tokens), "values": list(c.values), "quantile": c.quantile} for c in split.explain

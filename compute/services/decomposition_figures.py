@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from compute.ml.decomposition import CLASS_LABELS, CLASSES
@@ -38,7 +39,7 @@ def decomposition_figure(decomposition: Decomposition) -> Figure:
     ax.axhline(threshold, color="#000000", linestyle="--", linewidth=1, label=f"threshold ({threshold:g} of max)")
     general = statistics.median([g["rel_max"] for g in m["general"]]) if m["general"] else 0.0
     ax.axhline(general, color=PALETTE[3], linestyle=":", linewidth=1.2, label="general controls (median)")
-    ax.set_xticks(xs, names, rotation=20, ha="right")
+    ax.set_xticks(xs, _tick_labels(names))
     ax.set_xlabel("sub-component")
     ax.set_ylabel("max activation / corpus max (fraction)")
     ax.set_title(
@@ -51,6 +52,11 @@ def decomposition_figure(decomposition: Decomposition) -> Figure:
     return fig
 
 
+def _tick_labels(names: list[str], width: int = 16) -> list[str]:
+    """Labels centred under their bars, long ones wrapped (a rotated, right-aligned label sits beside its bar)."""
+    return [textwrap.fill(name, width) for name in names]
+
+
 def summary_figure(rows: list[dict[str, Any]]) -> Figure:
     """Grouped bars: per SAE, how many measured features fall in each class."""
     fig, ax = new_figure(width=max(5.0, 1.4 * len(rows) + 2.5), height=3.4)
@@ -59,7 +65,7 @@ def summary_figure(rows: list[dict[str, Any]]) -> Figure:
         xs = [i + (k - (len(CLASSES) - 1) / 2) * width for i in range(len(rows))]
         ax.bar(xs, [row["counts"][cls] for row in rows], width=width, color=PALETTE[[2, 1, 5][k]],
                label=CLASS_LABELS[cls])  # fmt: skip
-    ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=15, ha="right")
+    ax.set_xticks(range(len(rows)), _tick_labels([row["label"] for row in rows]))
     ax.set_xlabel("SAE")
     ax.set_ylabel("features (count)")
     ax.set_title("Decomposition classes of measured features", fontsize=10)

@@ -9,16 +9,19 @@ from django.views.decorators.http import require_POST
 
 from compute.jobs import job_cancel, job_create, job_retry
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
+from compute.models.jobs import FINISHED_STATUSES
 from config.roles import admin_required
 
 
 @admin_required
 def index(request: HttpRequest) -> HttpResponse:
+    jobs = list(Job.objects.all()[:10])
     context = {
         "models": LanguageModel.objects.all(),
         "corpora": Corpus.objects.all(),
         "saes": SAE.objects.select_related("language_model", "train_corpus")[:200],
-        "jobs": Job.objects.all()[:10],
+        "jobs": jobs,
+        "active_jobs": any(job.status not in FINISHED_STATUSES for job in jobs),
     }
     return render(request, "compute/index.html", context)
 

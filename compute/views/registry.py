@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from compute.forms import EvaluationForm, TrainingForm
 from compute.jobs import JobInputError
-from compute.models import SAE, Corpus, LanguageModel
+from compute.models import SAE, Corpus, LanguageModel, Study
 from compute.services.evaluation import evaluation_start
 from compute.services.registry import DEFAULT_MODEL_NAME
 from compute.services.training import training_start
@@ -92,6 +93,11 @@ def _sae_context(sae: SAE, form: EvaluationForm) -> dict:
         "other_stats": sorted((k, v) for k, v in sae.stats.items() if k not in ("train", "eval", "curve")),
         "hyperparams": sorted(sae.hyperparams.items()),
         "evaluations": sae.evaluations.select_related("corpus", "general_corpus")[:50],
+        # studies that hold this SAE (as a domain SAE or as their GSAE), with how often each was evaluated
+        "studies": Study.objects.filter(Q(saes=sae) | Q(gsae=sae))
+        .distinct()
+        .annotate(n_evaluations=Count("evaluations", distinct=True))
+        .order_by("name"),
         "derived": sae.derived.all()[:200],
         "form": form,
         **_training_figures(sae),

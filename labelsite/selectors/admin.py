@@ -81,3 +81,11 @@ def campaign_items(*, campaign: Campaign, limit: int = 1000) -> list[dict]:
     if campaign.mapping_visible:
         fields += ["source__sae_id", "source__sae__name", "source__sae__method", "feature_index"]
     return list(Item.objects.filter(campaign=campaign).order_by("code").values(*fields)[:limit])
+
+
+def campaign_studies(*, campaign: Campaign):
+    """The studies that hold any of the campaign's SAEs (as a domain SAE or as their GSAE), by name."""
+    from compute.models import Study
+
+    sae_ids = list(campaign.sources.values_list("sae_id", flat=True))
+    return Study.objects.filter(Q(saes__in=sae_ids) | Q(gsae_id__in=sae_ids)).distinct().order_by("name")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 import markdown
 import nh3
 from django.conf import settings
 from django.db.models import Count, Exists, F, OuterRef, Q
+from django.utils import timezone
 
 from labelsite import questions as schema
 from labelsite.models import PANEL_HTML_FIELDS, Assignment, Campaign, Item, Judgment
@@ -226,3 +227,29 @@ def probe_target(*, item_code: str, labeller) -> tuple[int, int, int] | None:
     if row is None or "probe" not in (row["campaign__panel_extras"] or []):
         return None
     return row["item__source__sae_id"], row["item__feature_index"], row["campaign__domain_corpus_id"]
+
+
+@dataclass(frozen=True)
+class OwnSkip:
+    """A skip by this labeller, by item code only."""
+
+    code: str
+    reason: str
+    campaign_id: int
+    undo_until: datetime | None  # None once it can no longer be undone
+
+
+def own_skip(*, labeller, item_code: str | None = None, campaign_id: int | None = None) -> OwnSkip | None:
+    """The labeller's skip of `item_code`, or their latest skip in `campaign_id` that can still be undone."""
+    rows = Assignment.objects.filter(labeller=labeller, status=Assignment.Status.SKIPPED, campaign__labellers=labeller)
+    if item_code is not None:
+        rows = rows.filter(item__code=item_code)
+    else:
+        since = timezone.now() - timedelta(seconds=Assignment.SKIP_UNDO_S)
+        rows = rows.filter(campaign_id=campaign_id, skipped_at__gt=since)
+    skip = rows.select_related("item").order_by("-skipped_at").first()
+    if skip is None:
+        return None
+    return OwnSkip(
+        code=skip.item.code, reason=skip.skip_reason, campaign_id=skip.campaign_id, undo_until=skip.skip_undo_until()
+    )

@@ -5,6 +5,7 @@ Each builder takes the results dict and returns a matplotlib Figure, or None whe
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -16,11 +17,23 @@ def _sources(results: dict) -> list[str]:
     return [s["label"] for s in results["sources"]]
 
 
-def _bars_with_intervals(ax, sources: list[str], groups: list[dict], estimate: Callable, scale: float = 1.0) -> None:
-    """Grouped bars, one group per item of `groups` (labelled by its "key") and one bar per source, with the
-    estimate's 95% interval as error bars; `estimate(group, source)` gives {"mean", "low", "high"} (None = unknown)."""
+def _prompt(question: dict, width: int = 28) -> str:
+    """A question as people read it (its prompt, wrapped), never its key."""
+    return textwrap.fill(question.get("prompt") or question["key"], width)
+
+
+def _legend_below(ax, columns: int) -> None:
+    """The legend under the axes, where it hides no bar, interval or point."""
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=max(1, columns), frameon=False)
+
+
+def _bars_with_intervals(ax, sources: list[str], groups: list[dict], estimate: Callable, scale: float = 1.0) -> float:
+    """Grouped bars, one group per item of `groups` (labelled by its prompt) and one bar per source, with the
+    estimate's 95% interval as error bars; `estimate(group, source)` gives {"mean", "low", "high"} (None = unknown).
+    Returns the highest point drawn (an interval's top included), so the caller's axis limits clip nothing."""
     width = 0.8 / max(len(sources), 1)
     x = np.arange(len(groups))
+    top = 0.0
     for i, label in enumerate(sources):
         means, lows, highs = [], [], []
         for group in groups:
@@ -29,8 +42,10 @@ def _bars_with_intervals(ax, sources: list[str], groups: list[dict], estimate: C
             means.append(mean)
             lows.append(mean - scale * est["low"] if est["low"] is not None else 0.0)
             highs.append(scale * est["high"] - mean if est["high"] is not None else 0.0)
+            top = max(top, np.nan_to_num(mean) + highs[-1])
         ax.bar(x + (i - (len(sources) - 1) / 2) * width, means, width, yerr=[lows, highs], capsize=3, label=label)
-    ax.set_xticks(x, [g["key"] for g in groups])
+    ax.set_xticks(x, [_prompt(g) for g in groups], fontsize="small")
+    return float(top)
 
 
 def means_figure(results: dict):
@@ -39,14 +54,13 @@ def means_figure(results: dict):
     if not sections:
         return None
     sources = _sources(results)
-    fig, ax = new_figure(width=6.4, height=3.8)
-    _bars_with_intervals(ax, sources, sections, lambda section, label: section["per_source"][label]["estimate"])
+    fig, ax = new_figure(width=6.4, height=4.4)
+    drawn = _bars_with_intervals(ax, sources, sections, lambda section, label: section["per_source"][label]["estimate"])
     top = max((lv["score"] for s in sections for lv in s["levels"]), default=1)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("question")
+    ax.set_ylim(0, max(top, drawn) * 1.05)
     ax.set_ylabel("mean score (rubric points)")
     ax.set_title("Mean score per source, 95% bootstrap interval")
-    ax.legend(fontsize="small")
+    _legend_below(ax, len(sources))
     return fig
 
 
@@ -69,10 +83,10 @@ def breakdown_figure(results: dict):
                 x + (i - (len(sources) - 1) / 2) * width, shares, width, label=label, color=PALETTE[i % len(PALETTE)]
             )
         ax.set_xticks(x, levels)
-        ax.set_xlabel(f"{section['key']} (rubric score)")
+        ax.set_xlabel("rubric score")
         ax.set_ylabel("judgments (%)")
-        ax.set_title(f"Score breakdown: {section['key']}")
-        ax.legend(fontsize="small")
+        ax.set_title(_prompt(section, 40), fontsize="medium")
+        _legend_below(ax, len(sources))
     return fig
 
 
@@ -82,12 +96,12 @@ def flags_figure(results: dict):
     if not flags:
         return None
     sources = _sources(results)
-    fig, ax = new_figure(width=6.4, height=3.4)
-    _bars_with_intervals(ax, sources, flags, lambda flag, label: flag["per_source"][label]["share"], scale=100)
-    ax.set_xlabel("yes/no question")
+    fig, ax = new_figure(width=6.4, height=4.0)
+    drawn = _bars_with_intervals(ax, sources, flags, lambda flag, label: flag["per_source"][label]["share"], scale=100)
+    ax.set_ylim(0, max(100.0, drawn) * 1.05)
     ax.set_ylabel("judgments answering yes (%)")
     ax.set_title("Yes answers per source, 95% bootstrap interval")
-    ax.legend(fontsize="small")
+    _legend_below(ax, len(sources))
     return fig
 
 
@@ -99,9 +113,7 @@ def measured_figure(results: dict):
     if not sections or not any(f["log_odds"] is not None for f in features):
         return None
     sources = _sources(results)
-    rho = {
-        (c["source"], c["question"]): c["rho"] for c in results["measured"]["spearman"] if c["measure"] == "log_odds"
-    }
+    rho = {(c["source"], c["question"]): c for c in results["measured"]["spearman"] if c["measure"] == "log_odds"}
     fig, axes = new_figure(width=4.2 * len(sections), height=3.6, ncols=len(sections))
     axes = np.atleast_1d(axes)
     for ax, section in zip(axes, sections, strict=True):
@@ -109,16 +121,24 @@ def measured_figure(results: dict):
         for i, label in enumerate(sources):
             pts = [(f["log_odds"], f[key]) for f in features if f["source"] == label]
             pts = [(x, y) for x, y in pts if x is not None and y is not None]
-            r = rho.get((label, key))
-            legend = f"{label} (ρ = {r:.2f})" if r is not None else f"{label} (ρ n/a)"
+            legend = _rho_legend(label, rho.get((label, key)), len(pts), results["min_features"])
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 ax.scatter(xs, ys, s=14, alpha=0.7, label=legend, color=PALETTE[i % len(PALETTE)])
         ax.set_xlabel("log-odds of firing, domain vs general (nats)")
-        ax.set_ylabel(f"mean {key} (rubric points)")
-        ax.set_title(f"Measured vs rated: {key}")
-        ax.legend(fontsize="x-small")
+        ax.set_ylabel("mean score (rubric points)")
+        ax.set_title(_prompt(section, 40), fontsize="medium")
+        _legend_below(ax, 1)
     return fig
+
+
+def _rho_legend(label: str, correlation: dict | None, n_points: int, minimum: int) -> str:
+    """A source's legend entry: its number of features and Spearman's rho, withheld below `minimum` features."""
+    if correlation is None or correlation["rho"] is None:
+        return f"{label} (n = {n_points}, ρ n/a)"
+    if correlation["n"] < minimum:
+        return f"{label} (n = {correlation['n']} < {minimum}: ρ withheld)"
+    return f"{label} (n = {correlation['n']}, ρ = {correlation['rho']:.2f})"
 
 
 def labellers_figure(results: dict):
@@ -132,13 +152,16 @@ def labellers_figure(results: dict):
     for i, section in enumerate(sections):
         means = [r["questions"][section["key"]]["mean"] for r in rows]
         ax.scatter(
-            [m if m is not None else np.nan for m in means], y, label=section["key"], color=PALETTE[i % len(PALETTE)]
+            [m if m is not None else np.nan for m in means],
+            y,
+            label=_prompt(section, 40),
+            color=PALETTE[i % len(PALETTE)],
         )
     ax.set_yticks(y, [r["labeller"] for r in rows])
     ax.set_xlabel("mean score (rubric points)")
     ax.set_ylabel("labeller")
     ax.set_title("Mean score per labeller")
-    ax.legend(fontsize="small")
+    _legend_below(ax, 1)
     return fig
 
 

@@ -134,7 +134,14 @@ def _score_section(
     comparisons = []
     for a, b in combinations(sorted(feature_means), 2):
         result = st.compare(feature_means[a][1], feature_means[b][1], n_resamples=n_resamples, seed=seed)
-        comparisons.append({"a": sources[a]["label"], "b": sources[b]["label"], **result.as_dict()})
+        comparisons.append(
+            {
+                "a": sources[a]["label"],
+                "b": sources[b]["label"],
+                **result.as_dict(),
+                "below_minimum": min(result.n_a, result.n_b) < st.MIN_FEATURES,
+            }
+        )
     return {
         "key": question["key"],
         "prompt": question["prompt"],
@@ -322,9 +329,10 @@ def _measured(campaign: Campaign, sources: dict[int, dict], score_sections: list
             human = [r[section["key"]] if r[section["key"]] is not None else np.nan for r in rows]
             for measure in ("log_odds", "freq_domain", "freq_general", "max_cos_decoder", "max_cos_encoder"):
                 measured = [r[measure] if r[measure] is not None else np.nan for r in rows]
+                rho = st.spearman(measured, human)
                 correlations.append(
-                    {"source": info["label"], "question": section["key"], "measure": measure}
-                    | st.spearman(measured, human)
+                    {"source": info["label"], "question": section["key"], "prompt": section["prompt"]}
+                    | {"measure": measure, **rho, "below_minimum": rho["n"] < st.MIN_FEATURES}
                 )
     return {"features": features, "spearman": correlations}
 
@@ -349,7 +357,7 @@ def campaign_results(*, campaign: Campaign, n_resamples: int = st.DEFAULT_RESAMP
     `identities`: name labellers by username (the admin page) or by their export pseudonym. Cached until a
     judgment or skip changes, so the page and its chart downloads compute the bootstraps once."""
     require_mapping(campaign)
-    key = f"results:{campaign.pk}:{n_resamples}:{int(identities)}:{_fingerprint(campaign)}"
+    key = f"results:v2:{campaign.pk}:{n_resamples}:{int(identities)}:{_fingerprint(campaign)}"
     results = cache.get(key)
     if results is None:
         results = _compute(campaign, n_resamples=n_resamples, identities=identities)
@@ -408,6 +416,7 @@ def _compute(campaign: Campaign, *, n_resamples: int, identities: bool) -> dict:
         "n_resamples": n_resamples,
         "blinding": _blinding(campaign, table, sources, scores),
         "presentation": _audit_findings(campaign),
+        "min_features": st.MIN_FEATURES,
     }
     if campaign.overlap >= 2:
         for q in [*scores, *_questions(campaign, "choice"), *_questions(campaign, "per_component")]:

@@ -292,8 +292,11 @@ def assignment_skip(*, item_code: str, labeller, reason: str) -> Assignment:
             raise LabelConflict("You already skipped this item.")
         cap = item.campaign.max_skips
         if cap is not None:
+            # an undone skip still counts: skipped_at stays set
             used = Assignment.objects.filter(
-                campaign_id=campaign_id, labeller=labeller, status=Assignment.Status.SKIPPED
+                Q(status=Assignment.Status.SKIPPED) | Q(skipped_at__isnull=False),
+                campaign_id=campaign_id,
+                labeller=labeller,
             ).count()
             if used >= cap:
                 allowance = f"You have used all {cap} skip{'' if cap == 1 else 's'} of" if cap else "No skips in"
@@ -304,7 +307,32 @@ def assignment_skip(*, item_code: str, labeller, reason: str) -> Assignment:
             Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") - 1)
         assignment.status = Assignment.Status.SKIPPED
         assignment.skip_reason = reason[:500]
-        assignment.save(update_fields=["status", "skip_reason"])
+        assignment.skipped_at = timezone.now()
+        assignment.save(update_fields=["status", "skip_reason", "skipped_at"])
+    return assignment
+
+
+def assignment_skip_undo(*, item_code: str, labeller) -> Assignment:
+    """Take back a skip made less than `Assignment.SKIP_UNDO_S` ago: the item is the labeller's again, without a lease
+    (like an expired one: their judgment counts if a slot is still free when they submit). The skip still
+    counts against the campaign's `max_skips`."""
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update()
+            .select_related("campaign")
+            .filter(item__code=item_code, labeller=labeller, campaign__labellers=labeller)
+            .first()
+        )
+        if assignment is None or assignment.status != Assignment.Status.SKIPPED:
+            raise LabelConflict("You have not skipped this item, so there is no skip to undo.")
+        if assignment.campaign.status != Campaign.Status.OPEN:
+            raise LabelConflict("This campaign is not open.")
+        if assignment.skip_undo_until() is None:
+            raise LabelConflict(
+                f"A skip can be undone only within {Assignment.SKIP_UNDO_S // 60} minutes; this item stays skipped."
+            )
+        assignment.status = Assignment.Status.EXPIRED
+        assignment.save(update_fields=["status"])
     return assignment
 
 

@@ -162,74 +162,82 @@ def campaign_create(
     from compute.models import SAE, Corpus
 
     name = name.strip()
+    problems: list[str] = []  # every problem at once, not one per submit
     if not name:
-        raise LabelError("The campaign needs a name.")
+        problems.append("The campaign needs a name.")
     if Campaign.objects.filter(name=name).exists():
-        raise LabelError(f'A campaign named "{name}" already exists.')
+        problems.append(f'A campaign named "{name}" already exists.')
     corpora = Corpus.objects.in_bulk([domain_corpus_id, general_corpus_id])
     domain, general = corpora.get(domain_corpus_id), corpora.get(general_corpus_id)
     if domain is None or general is None:
-        raise LabelError("Choose an existing domain corpus and general corpus.")
-    if domain.kind != Corpus.Kind.DOMAIN:
-        raise LabelError(f'"{domain}" is a {domain.get_kind_display()} corpus; the domain panel needs a domain corpus.')
-    if general.kind != Corpus.Kind.GENERAL:
-        raise LabelError(f'"{general}" is a {general.get_kind_display()} corpus; the general panel needs web text.')
+        problems.append("Choose an existing domain corpus and general corpus.")
+    else:
+        if domain.kind != Corpus.Kind.DOMAIN:
+            problems.append(
+                f'"{domain}" is a {domain.get_kind_display()} corpus; the domain panel needs a domain corpus.'
+            )
+        if general.kind != Corpus.Kind.GENERAL:
+            problems.append(f'"{general}" is a {general.get_kind_display()} corpus; the general panel needs web text.')
     sources = list(sources)
     if not sources:
-        raise LabelError("Choose at least one SAE to sample features from.")
+        problems.append("Choose at least one SAE to sample features from.")
     if len({s.sae_id for s in sources}) != len(sources):
-        raise LabelError("Each SAE can be chosen once.")
+        problems.append("Each SAE can be chosen once.")
     saes = SAE.objects.in_bulk([s.sae_id for s in sources])
     for spec in sources:
         sae = saes.get(spec.sae_id)
         if sae is None:
-            raise LabelError(f"SAE {spec.sae_id} does not exist.")
+            problems.append(f"SAE {spec.sae_id} does not exist.")
+            continue
         if sae.status != SAE.Status.READY:
-            raise LabelError(f'SAE "{sae}" is {sae.get_status_display().lower()}, not ready.')
+            problems.append(f'SAE "{sae}" is {sae.get_status_display().lower()}, not ready.')
         if not 1 <= spec.n_features <= sae.d_sae:
-            raise LabelError(f'SAE "{sae}" has {sae.d_sae} features; sample between 1 and {sae.d_sae}.')
+            problems.append(f'SAE "{sae}" has {sae.d_sae} features; sample between 1 and {sae.d_sae}.')
     labeller_ids = sorted(set(labeller_ids))
     users = get_user_model().objects.filter(pk__in=labeller_ids, is_active=True)
     if len(users) != len(labeller_ids):
-        raise LabelError("Some chosen labellers do not exist or are inactive.")
+        problems.append("Some chosen labellers do not exist or are inactive.")
     if overlap < 1:
-        raise LabelError("Overlap k must be at least 1.")
+        problems.append("Overlap k must be at least 1.")
     if labeller_ids and overlap > len(labeller_ids):
-        raise LabelError(f"Overlap k = {overlap} needs at least {overlap} labellers; {len(labeller_ids)} chosen.")
+        problems.append(f"Overlap k = {overlap} needs at least {overlap} labellers; {len(labeller_ids)} chosen.")
     if min_frequency is not None and not 0.0 <= min_frequency <= 1.0:
-        raise LabelError("The minimum firing frequency is a fraction of tokens, between 0 and 1.")
+        problems.append("The minimum firing frequency is a fraction of tokens, between 0 and 1.")
     try:
         questions = questions_validate(list(DEFAULT_GROUPS if questions is None else questions), rubric=rubric)
         if ask_source_guess and len(sources) >= 2 and all(q["key"] != schema.GUESS_KEY for q in questions):
             questions = questions_validate([*questions, schema.guess_question(len(sources))])
     except QuestionError as exc:
-        raise LabelError(str(exc)) from None
+        problems.append(str(exc))
+        questions = None
     if lease_seconds < 60:
-        raise LabelError("A lease must last at least 60 seconds.")
+        problems.append("A lease must last at least 60 seconds.")
     if max_skips is not None and max_skips < 0:
-        raise LabelError("The skip limit is a number of items, 0 or more (empty: no limit).")
+        problems.append("The skip limit is a number of items, 0 or more (empty: no limit).")
     if sampling not in Campaign.Sampling.values:
-        raise LabelError(f"Sampling is one of {Campaign.Sampling.values}.")
+        problems.append(f"Sampling is one of {Campaign.Sampling.values}.")
     panel_extras = sorted(set(panel_extras))
     if set(panel_extras) - set(PANEL_EXTRAS):
-        raise LabelError(
+        problems.append(
             f"Unknown panel extras {sorted(set(panel_extras) - set(PANEL_EXTRAS))}; choose from {sorted(PANEL_EXTRAS)}."
         )
     if not 0.0 <= repeat_share <= MAX_REPEAT_SHARE:
-        raise LabelError(
+        problems.append(
             f"The share of repeated items is between 0 and {MAX_REPEAT_SHARE} (0.1: one item in ten is a repeat)."
         )
-    if repeat_share and not schema.checkable_questions(questions):
-        raise LabelError(
+    if repeat_share and questions is not None and not schema.checkable_questions(questions):
+        problems.append(
             "Repeated items are compared on score, yes/no or choice answers; this campaign asks none of those."
         )
     if judge_only_features < 0:
-        raise LabelError("Judge-only features are a number per SAE, 0 or more.")
+        problems.append("Judge-only features are a number per SAE, 0 or more.")
     if judge_only_features and sampling != Campaign.Sampling.RANDOM:
-        raise LabelError(
+        problems.append(
             "Judge-only features need random sampling: prediction-powered results assume the labellers' features "
             "are a random share of all the judge scored."
         )
+    if problems:
+        raise LabelError(" ".join(problems))
     gold = gold_clean(gold=gold, questions=questions, saes={s.sae_id: saes[s.sae_id] for s in sources})
     with transaction.atomic():
         campaign = Campaign.objects.create(

@@ -31,14 +31,13 @@ from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 
+from compute.ml.tokens import merge, merged_values, printable
+from compute.selectors.dashboard_html import token_body_html
 from labelsite.models import Campaign
 
 # (heading, rows): identical for every item of every campaign.
 SECTIONS: tuple[tuple[str, int], ...] = (("Strongest activations", 10), ("Weaker activations", 5))
 FILLER_FEATURES_PER_SOURCE = 24  # other features per source whose contexts complete short panels
-
-_WS = {"\n": "↵", "\t": "⇥", "\r": ""}
-_SPECIAL = ("<s>", "</s>", "<pad>", "<bos>", "<eos>")
 
 
 @dataclass(frozen=True)
@@ -59,20 +58,6 @@ class FillerPool:
     contexts: list[tuple[list[str], int, int]] = field(default_factory=list)  # (tokens, seq, start)
 
 
-def _char_html(ch: str) -> str:
-    if ch in _WS:
-        return f'<span class="ws">{_WS[ch]}</span>' if _WS[ch] else ""
-    if not ch.isprintable() and ch != " ":
-        return f'<span class="ws">\\x{ord(ch):02x}</span>'
-    return escape(ch)
-
-
-def _token_body(text: str) -> str:
-    if (text.startswith("<|") and text.endswith("|>")) or text in _SPECIAL:
-        return f'<span class="ws">{escape(text)}</span>'
-    return "".join(_char_html(ch) for ch in text) or '<span class="ws">∅</span>'
-
-
 def shade_class(rel: float) -> str:
     """The class of a token shaded at `rel` (0 < rel, relative to the feature's max): `hNN` is alpha 0.NN
     (0.08 to 0.85) in labelsite/static/labelsite/panels.css."""
@@ -83,10 +68,12 @@ def shade_class(rel: float) -> str:
 def context_html(ctx: Context, *, magnitudes: bool) -> str:
     """One row: tokens shaded by their activation relative to the feature's max; values only with `magnitudes`.
 
-    Markup is kept short (a row is most of a page's bytes): a token is a bare span, its shade a class."""
+    Markup is kept short (a row is most of a page's bytes): a token is a bare span, its shade a class. The
+    tokens of one character are merged into it (`compute.ml.tokens`), shaded as the strongest of them."""
     parts = []
-    for text, rel in zip(ctx.tokens, ctx.relative, strict=True):
-        body = _token_body(text)
+    pieces = merge(ctx.tokens)
+    for piece, rel in zip(pieces, merged_values(pieces, ctx.relative), strict=True):
+        body = token_body_html(piece.text)
         parts.append(f'<span class="{shade_class(rel)}">{body}</span>' if rel > 0 else f"<span>{body}</span>")
     value = f'<span class="val">{ctx.value:.3g}</span>' if magnitudes else ""
     return f'<li>{value}<span class="ctx">{"".join(parts)}</span></li>'
@@ -181,7 +168,8 @@ def _histogram_html(histogram: dict) -> str:
 def _logits_html(logits: dict) -> str:
     def column(title: str, rows: list) -> str:
         items = "".join(
-            f'<li title="{value}">{escape(token)} <span class="muted">{value}</span></li>' for token, value in rows
+            f'<li title="{value}">{escape(printable(token))} <span class="muted">{value}</span></li>'
+            for token, value in rows
         )
         return f'<div><div class="muted">{title}</div><ol>{items}</ol></div>'
 

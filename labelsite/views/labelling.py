@@ -28,10 +28,11 @@ from labelsite.selectors.blind import (
     blind_item,
     labeller_progress,
     own_judgments,
+    own_skip,
     probe_target,
 )
 from labelsite.services import LabelError
-from labelsite.services.assignment import assignment_next_code, assignment_skip
+from labelsite.services.assignment import assignment_next_code, assignment_skip, assignment_skip_undo
 from labelsite.services.judgments import judgment_submit
 
 SHOWN_IN_HISTORY = (schema.TEXT, schema.SCORE, schema.YESNO, schema.CHOICE)
@@ -87,6 +88,15 @@ def _item_or_404(request: HttpRequest, code: str) -> BlindItem:
     return item
 
 
+def _skipped_page(request: HttpRequest, code: str) -> HttpResponse | None:
+    """For the labeller's own skipped item, a 404 that says so (and offers the undo while it is allowed)."""
+    skip = own_skip(labeller=request.user, item_code=code)
+    if skip is None:
+        return None
+    campaign = blind_campaign(campaign_id=skip.campaign_id, labeller=request.user)
+    return render(request, "labelsite/item_skipped.html", {"skip": skip, "campaign": campaign}, status=404)
+
+
 def _render_item(
     request: HttpRequest,
     item: BlindItem,
@@ -116,6 +126,8 @@ def _render_item(
         "panel_questions": [(panel, groups.get(panel.kind, [])) for panel in item.panels],
         "feature_questions": groups.get(None, []),
         "skip_form": skip_form or SkipForm(),
+        "recent_skip": own_skip(labeller=request.user, campaign_id=item.campaign.id),
+        "partial": partial,
         "progress": labeller_progress(campaign=item.campaign, labeller_id=request.user.pk),
         "shown_at_ms": int(time.time() * 1000),
     }
@@ -127,6 +139,8 @@ def _render_item(
 
 @login_required
 def item_page(request: HttpRequest, code: str) -> HttpResponse:
+    if request.method != "POST" and (skipped := _skipped_page(request, code)) is not None:
+        return skipped
     item = _item_or_404(request, code)
     if request.method != "POST":
         return _render_item(request, item)
@@ -144,11 +158,11 @@ def item_page(request: HttpRequest, code: str) -> HttpResponse:
         except LabelError as exc:
             form.add_error(None, str(exc))
         else:
+            if revising:
+                messages.success(request, f"Your judgment of item {item.code} was revised.")
             if revising and request.POST.get("after") == "next":
-                messages.success(request, "Your judgment was revised.")
                 return _go_next(request, item.campaign.id)  # reopened with Backspace or from the recent list
             if revising:
-                messages.success(request, "Your judgment was revised.")
                 url = reverse("label:mine", args=[item.campaign.id])
                 return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
             return _go_next(request, item.campaign.id)
@@ -183,6 +197,20 @@ def skip_item(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def unskip_item(request: HttpRequest, code: str) -> HttpResponse:
+    """Undo one's own recent skip: back to that item."""
+    try:
+        assignment_skip_undo(item_code=code, labeller=request.user)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Skip undone: item {code} is yours to judge again.")
+    url = reverse("label:item", args=[code])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
 def my_judgments(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = blind_campaign(campaign_id=campaign_id, labeller=request.user)
     if campaign is None:
@@ -192,7 +220,7 @@ def my_judgments(request: HttpRequest, campaign_id: int) -> HttpResponse:
     context = {
         "campaign": campaign,
         "columns": columns,
-        "judgments": [(j, [j["answers"].get(q["key"]) for q in columns]) for j in judgments],
+        "judgments": [(j, [(j["answers"].get(q["key"]), q) for q in columns]) for j in judgments],
         "progress": labeller_progress(campaign=campaign, labeller_id=request.user.pk),
     }
     return render(request, "labelsite/label_mine.html", context)

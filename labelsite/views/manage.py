@@ -11,7 +11,7 @@ from config.figures import svg_text
 from config.roles import admin_required
 from labelsite.forms import CampaignForm, PlannerForm, ReassignForm
 from labelsite.models import Campaign
-from labelsite.selectors.admin import campaign_items, campaign_progress
+from labelsite.selectors.admin import campaign_items, campaign_progress, campaign_studies
 from labelsite.selectors.result_figures import FIGURES
 from labelsite.selectors.results import agreement_matrix, campaign_results
 from labelsite.services import LabelError
@@ -109,6 +109,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "build_jobs": campaign.build_jobs.all(),
         "reassign_form": ReassignForm(campaign=campaign),
         "audit": stored_audit(campaign),
+        "studies": campaign_studies(campaign=campaign),
     }
     template = "labelsite/manage/campaign_detail.html"
     return render(request, f"{template}#status-panel" if request.htmx else template, context)

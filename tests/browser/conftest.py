@@ -41,10 +41,25 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def page(browser, live_server) -> Iterator:
+def console_errors() -> list[str]:
+    """What the browser reported as errors while the test ran (console errors, uncaught exceptions,
+    Content-Security-Policy refusals), each prefixed with the page's path."""
+    return []
+
+
+@pytest.fixture
+def page(browser, live_server, console_errors) -> Iterator:
+    from urllib.parse import urlparse
+
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 800})
     page = context.new_page()
     page.set_default_timeout(10_000)
+
+    def where() -> str:
+        return urlparse(page.url).path
+
+    page.on("console", lambda msg: console_errors.append(f"{where()}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: console_errors.append(f"{where()}: {exc}"))
     yield page
     context.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from labelsite.models import Campaign
+from tests.browser.labelling import fill_campaign_form
 from tests.integration.labelsite.factories import registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -13,13 +14,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def _fill(page, registry, bob, gold: str) -> None:
     page.goto("/manage/campaigns/new/")
-    page.fill("#id_name", "Checked campaign")
-    for sae in registry.saes:
-        page.get_by_label(sae.name, exact=False).check()
-    page.get_by_label("Subject text (domain corpus)").select_option(str(registry.domain.pk))
-    page.get_by_label("Everyday text (general corpus)").select_option(str(registry.general.pk))
-    page.get_by_label(bob.username, exact=True).check()
-    page.fill("#id_features_per_sae", "10")
+    fill_campaign_form(page, registry, bob, name="Checked campaign", features="10")
     page.get_by_label("Repeated items (% of each labeller's items)").fill("10")
     page.get_by_label("Check items with known answers (gold items, optional)").fill(gold)
     page.get_by_role("button", name="Create campaign").click()

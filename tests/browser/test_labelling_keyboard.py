@@ -3,29 +3,14 @@ and a draft that survives a reload."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
 from labelsite.models import Assignment, Judgment
+from tests.browser.labelling import ITEM_URL, item_code, next_item
 from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ITEM_URL = re.compile(r"/label/i/[\w-]+/$")
-
-
-def _code(page) -> str:
-    return page.url.rstrip("/").rsplit("/", 1)[1]
-
-
-def _next_item(page, previous: str) -> str:
-    page.wait_for_function("code => !location.pathname.includes(code)", arg=previous)
-    expect(page.locator("#workspace")).not_to_have_attribute("data-item", previous)
-    # the new item's first text box has the focus: ready for typing
-    expect(page.locator("fieldset[data-question=domain] textarea")).to_be_focused()
-    return _code(page)
 
 
 def test_label_items_with_the_keyboard_only(page, login, bob):
@@ -39,7 +24,7 @@ def test_label_items_with_the_keyboard_only(page, login, bob):
     expect(domain).to_be_focused()
 
     # 1: type, Alt+digit scores and moves on, n = nice, Ctrl+Enter submits (HTMX swaps in the next item)
-    first = _code(page)
+    first = item_code(page)
     page.keyboard.type("base cases of induction")
     page.keyboard.press("Alt+3")
     expect(page.locator("fieldset[data-question=general] textarea")).to_be_focused()
@@ -47,7 +32,7 @@ def test_label_items_with_the_keyboard_only(page, login, bob):
     page.keyboard.press("Alt+1")
     page.keyboard.press("n")
     page.keyboard.press("Control+Enter")
-    second = _next_item(page, first)
+    second = next_item(page, first)
     expect(page.locator(".progress-text")).to_contain_text("1 judged")
 
     # 2: Esc leaves the text box; then a plain number key scores it
@@ -59,7 +44,7 @@ def test_label_items_with_the_keyboard_only(page, login, bob):
     page.keyboard.press("Escape")
     page.keyboard.press("0")
     page.keyboard.press("Control+Enter")
-    third = _next_item(page, second)
+    third = next_item(page, second)
 
     # 3: s opens the skip form with its reason field focused; Enter skips
     page.keyboard.press("Escape")
@@ -67,7 +52,7 @@ def test_label_items_with_the_keyboard_only(page, login, bob):
     expect(page.locator("#id_skip_reason")).to_be_focused()
     page.keyboard.type("examples unreadable")
     page.keyboard.press("Enter")
-    fourth = _next_item(page, third)
+    fourth = next_item(page, third)
 
     # 4: a draft survives closing the page
     page.keyboard.type("associativity")
@@ -82,7 +67,7 @@ def test_label_items_with_the_keyboard_only(page, login, bob):
     page.keyboard.type("brackets")
     page.keyboard.press("Alt+3")
     page.keyboard.press("Control+Enter")
-    _next_item(page, fourth)
+    next_item(page, fourth)
 
     judgments = {j.item.code: j for j in Judgment.objects.filter(labeller=bob).select_related("item")}
     assert set(judgments) == {first, second, fourth}
@@ -137,7 +122,7 @@ def test_keys_follow_a_campaigns_own_questions(page, login, bob):
     expect(page.get_by_role("button", name="Start labelling")).to_be_focused()
     page.keyboard.press("Enter")
     page.wait_for_url(ITEM_URL)
-    code = _code(page)
+    code = item_code(page)
     expect(page.locator("fieldset[data-question=domain] textarea")).to_be_focused()
     page.keyboard.type("years")
     page.keyboard.press("Alt+2")  # the second option of "kind"

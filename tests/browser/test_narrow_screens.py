@@ -3,21 +3,18 @@ the pages they link to (a campaign, an SAE, a job, ...), each measured in a real
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
-
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 
 from compute.jobs import job_create
 from compute.models import JobKind
 from labelsite.models import Item
 from labelsite.services.assignment import assignment_next
-from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, registry_create
+from tests.browser.crawl import crawl
+from tests.integration.labelsite.factories import campaign_draft, campaign_open_offline, judge_all, registry_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 NAV = ["/", "/label/", "/manage/campaigns/", "/compute/", "/compute/jobs/", "/admin/"]
-SKIP = ("/accounts/logout", "/admin/", "/api/", "/static/", "/media/", "download", "export", ".csv", ".png", ".svg")
 MAX_PAGES = 60
 
 
@@ -31,26 +28,20 @@ def test_every_admin_page_fits_390px(page, login, alice, bob):
     login(alice)
 
     item_page = f"/label/i/{Item.objects.get(pk=held.item_id).code}/"  # the labelling page itself
-    queue, seen, measured = [*NAV, item_page], {*NAV, item_page}, {}
-    while queue and len(measured) < MAX_PAGES:
-        path = queue.pop(0)
-        try:
-            response = page.goto(path)
-        except PlaywrightError as exc:  # a download, not a page
-            assert "Download is starting" in str(exc), exc
-            continue
-        if response is None or response.status != 200 or "text/html" not in response.headers.get("content-type", ""):
-            continue
-        measured[path] = page.evaluate("document.documentElement.scrollWidth")
-        if path not in NAV and not path.startswith(("/manage/campaigns/", "/compute/")):
-            continue
-        for href in page.eval_on_selector_all("a[href]", "els => els.map(a => a.getAttribute('href'))"):
-            target = urlparse(href)
-            if target.netloc or not target.path.startswith("/") or any(s in target.path for s in SKIP):
-                continue
-            if target.path not in seen and (target.path.startswith(("/manage/", "/compute/", "/label/"))):
-                seen.add(target.path)
-                queue.append(target.path)
+    measured = {}
+
+    def measure(path: str, status: int) -> None:
+        if status == 200:
+            measured[path] = page.evaluate("document.documentElement.scrollWidth")
+
+    crawl(
+        page,
+        [*NAV, item_page],
+        targets=("/manage/", "/compute/", "/label/"),
+        max_pages=MAX_PAGES,
+        on_page=measure,
+        follow_from=lambda path: path in NAV or path.startswith(("/manage/campaigns/", "/compute/")),
+    )
     # the detail pages are among those measured
     assert any(p.startswith(f"/manage/campaigns/{campaign.pk}/") for p in measured)
     assert any("/saes/" in p for p in measured), sorted(measured)
@@ -59,3 +50,29 @@ def test_every_admin_page_fits_390px(page, login, alice, bob):
     assert len(measured) >= 20 and "/admin/" in measured, sorted(measured)
     too_wide = {p: w for p, w in measured.items() if w > 390}
     assert not too_wide, f"pages wider than 390 px: {too_wide}"
+
+
+def test_your_judgments_reads_as_cards_at_390px(page, login, bob):
+    campaign = campaign_open_offline(campaign_draft(registry=registry_create(), labellers=[bob], features=3))
+    judge_all(campaign, [bob])
+    codes = list(Item.objects.filter(campaign=campaign).values_list("code", flat=True))
+    assert len(codes) == 6
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(bob)
+    page.goto(f"/label/c/{campaign.pk}/mine/")
+    width, height = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    assert width <= 390
+    # each judgment is one card: the code and the Revise link on one line each, the labels beside the values
+    line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 24")
+    for code in codes:
+        box = page.locator("code", has_text=code).bounding_box()
+        assert box["height"] <= 1.5 * line, (code, box)
+    revise = page.get_by_role("link", name="Revise").first.bounding_box()
+    assert revise["width"] > revise["height"]
+    assert (
+        page.locator("table.stack td[data-label='Time']").first.evaluate(
+            "td => getComputedStyle(td, '::before').content"
+        )
+        == '"Time"'
+    )
+    assert height < 6 * 330, height

@@ -130,9 +130,33 @@
     if (state.form.requestSubmit) state.form.requestSubmit(); else state.form.submit();
   }
 
+  // The keyboard help, opened where the labeller can see it (it sits below the panels) or closed again.
+  function toggleHelp() {
+    var k = document.getElementById("keys");
+    if (!k) return false;
+    k.open = !k.open;
+    if (k.open) {
+      k.scrollIntoView({ block: "nearest" });
+      k.querySelector("summary").focus({ preventScroll: true });
+    }
+    return true;
+  }
+
+  // "?" is help, unless it is part of what is being typed: in a text box it opens help only while the box is
+  // empty; Alt+/ opens it from anywhere.
+  function wantsHelp(event, typing) {
+    if (event.altKey && !event.ctrlKey && !event.metaKey && (event.code === "Slash" || event.key === "/")) return true;
+    if (event.key !== "?" || event.ctrlKey || event.metaKey || event.altKey) return false;
+    return !typing || !event.target.value;
+  }
+
   function onKey(event) {
     if (!state.form || event.defaultPrevented) return;
     var target = event.target;
+    if (wantsHelp(event, isTyping(target)) && toggleHelp()) {
+      event.preventDefault();
+      return;
+    }
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       if (target.closest && target.closest("form.skip-form")) return; // Enter there submits the skip
       event.preventDefault();
@@ -186,9 +210,6 @@
     } else if (event.key === "h") {
       var r = document.getElementById("recent");
       if (r) { event.preventDefault(); r.open = !r.open; if (r.open) { var a = r.querySelector("a"); if (a) a.focus(); } }
-    } else if (event.key === "?") {
-      var k = document.getElementById("keys");
-      if (k) { event.preventDefault(); k.open = !k.open; }
     }
   }
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from compute.models import SAE, Corpus, DashboardSet, FeatureDashboard, LanguageModel
 from labelsite.models import Campaign, Item
+from labelsite.services.assignment import assignment_next
 from labelsite.services.campaigns import SourceSpec, campaign_create, items_sample
+from labelsite.services.judgments import judgment_submit
 
 NEUTRAL_PANEL = '<div class="feature-dashboard"><ol class="examples"><li>the cat sat</li></ol></div>'
 
@@ -166,3 +168,25 @@ def synthetic_dashboards(
         )
     FeatureDashboard.objects.bulk_create(rows, batch_size=500)
     return dset
+
+
+def judge_all(campaign, users) -> None:
+    """Every item judged by every labeller, with scores that differ by source (so results draw figures)."""
+    for user in users:
+        while (held := assignment_next(campaign_id=campaign.pk, labeller=user)) is not None:
+            item = Item.objects.select_related("source__sae").get(pk=held.item_id)
+            score = (item.feature_index + len(item.source.sae.name)) % 4
+            judgment_submit(
+                item_code=item.code,
+                labeller=user,
+                answers={
+                    "domain_explanation": f"f{item.feature_index}",
+                    "domain_score": score,
+                    "general_explanation": "",
+                    "general_score": (score + 1) % 4,
+                    "nice": False,
+                    "comment": "",
+                },
+                time_spent_ms=1500,
+                panel_order="domain_first",
+            )
