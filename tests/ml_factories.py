@@ -10,6 +10,13 @@ import torch
 
 from compute.ml.lm import LoadedModel, wrap_hf_model
 
+# Three repeated paragraphs of astronomy, 120 documents: what the tiny models' SAEs are trained on.
+TRAINING_TEXTS = [
+    "The radio emission of the moon and planets is a new source of information about their atmospheres. " * 3,
+    "Thermal conductivity of the surface layer was derived from the variation in infrared emission. " * 3,
+    "Observations over three lunar cycles showed a phase lag between emission and illumination. " * 3,
+] * 40
+
 
 def byte_level_tokenizer() -> Any:
     """A tiny offline tokenizer: the 256 byte-level symbols after 3 SmolLM2-style special tokens (ids 0-2)."""

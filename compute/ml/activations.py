@@ -22,6 +22,57 @@ class ActivationBatch(NamedTuple):
         """The activations at the positions that count: [n_kept, d_in]."""
         return self.acts[self.mask]
 
+    def without_outliers(self, factor: float | None) -> tuple[ActivationBatch, int]:
+        """This batch with outlier-norm positions masked out too (see `outlier_mask`), and how many there were."""
+        if factor is None:
+            return self, 0
+        outliers = outlier_mask(self.acts, self.mask, factor)
+        return self._replace(mask=self.mask & ~outliers), int(outliers.sum())
+
+
+def outlier_mask(acts: Tensor, mask: Tensor, factor: float) -> Tensor:
+    """True at kept positions whose activation norm is above `factor` times the median norm of the kept positions
+    of the batch: [batch, seq] bool (acts [batch, seq, d_in], mask [batch, seq]).
+
+    Many language models put a few positions' residual stream at norms hundreds of times the rest ("massive
+    activations"); an SAE trained or measured on them spends itself on them, so they are left out and counted.
+    """
+    norms = acts.float().norm(dim=-1)  # [batch, seq]
+    kept = norms[mask]
+    if kept.numel() == 0:
+        return torch.zeros_like(mask)
+    return mask & (norms > factor * kept.median())
+
+
+class OutlierCount:
+    """Positions seen and left out for outlier norms over a stream of batches; `as_dict` reports them."""
+
+    def __init__(self, factor: float | None, seen: int = 0, excluded: int = 0) -> None:
+        self.factor = factor
+        self.seen = seen  # ordinary positions before the outlier rule
+        self.excluded = excluded
+
+    def filter(self, batch: ActivationBatch) -> ActivationBatch:
+        """The batch without its outlier positions, counted."""
+        self.seen += int(batch.mask.sum())
+        kept, excluded = batch.without_outliers(self.factor)
+        self.excluded += excluded
+        return kept
+
+    def filter_all(self, batches: Iterable[ActivationBatch]) -> Iterator[ActivationBatch]:
+        return (self.filter(batch) for batch in batches)
+
+    @property
+    def share(self) -> float:
+        return self.excluded / self.seen if self.seen else 0.0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "outlier_norm_factor": self.factor,
+            "excluded_positions": self.excluded,
+            "excluded_share": self.share,
+        }
+
 
 def token_mask(tokens: Tensor, special_token_ids: set[int], lengths: Tensor | None = None) -> Tensor:
     """True where a token is an ordinary token inside its window: [batch, seq] bool."""

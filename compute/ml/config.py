@@ -174,6 +174,18 @@ class JobConfig:
 # ----------------------------------------------------------------------------- training
 
 
+def outlier_norm_option() -> Any:
+    """The one declaration of the outlier-norm rule shared by training, evaluation and studies."""
+    return option(
+        10.0,
+        help="Leave out positions whose activation norm is above this multiple of the median norm of their batch "
+        "(massive activations, as BOS is left out); they are counted and reported. A large value keeps them all.",
+        label="Outlier norm factor",
+        low=1.0,
+        high=1e12,
+    )
+
+
 def sae_training_bytes(*, d_in: int, d_sae: int, minibatch_tokens: int) -> int:
     """Memory for training one SAE in float32: weights, gradients and Adam's two moments, plus a
     minibatch's pre-activations, activations and their gradients [minibatch_tokens, d_sae]."""
@@ -239,6 +251,24 @@ class TrainingConfig(JobConfig):
         2, help="Direct SAE and SSAE features per activation dimension.", low=1, high=1_000_000
     )
     lr: float = option(3e-3, help="Adam learning rate.", label="Learning rate", low=0.0, high=1.0)
+    lr_warm_up_percent: int = option(
+        2, help="Share of the run's tokens (%) over which the learning rate rises linearly to lr.", low=0, high=100
+    )
+    lr_decay_percent: int = option(
+        20,
+        help="Share of the run's tokens (%) at its end over which the learning rate falls linearly to 0.",
+        low=0,
+        high=100,
+    )
+    sparsity_warm_up_percent: int = option(
+        5,
+        help="Share of the run's tokens (%) over which the L1 / L0 coefficient rises linearly from 0.",
+        label="Sparsity warm-up percent",
+        low=0,
+        high=100,
+    )
+    grad_clip_norm: float = option(1.0, help="Gradients are clipped to this norm each step.", low=0.0, high=1e12)
+    outlier_norm_factor: float = outlier_norm_option()
     finetune_lr: float = option(1e-4, help="Learning rate of GSAE-finetune.", label="Fine-tune learning rate", low=0.0, high=1.0)  # fmt: skip
     gsae_tokens: int = option(100_000, help="Tokens to train the GSAE on.", low=1, high=MAX_TOKENS)
     domain_tokens: int = option(50_000, help="Tokens to train the domain SAEs on.", low=1, high=MAX_TOKENS)
@@ -311,6 +341,12 @@ class TrainingConfig(JobConfig):
             )
         return max(phases) if phases else (0, "nothing")
 
+    def check(self) -> None:
+        if self.lr_warm_up_percent + self.lr_decay_percent > 100:
+            raise ConfigError(
+                "lr_warm_up_percent and lr_decay_percent together must not exceed 100.", field="lr_decay_percent"
+            )
+
     def check_memory(self, *, d_in: int, limit_bytes: int, gsae_d_sae: int | None = None) -> None:
         """ConfigError naming the memory the run would need when it exceeds limit_bytes."""
         need, what = self.memory_bytes(d_in=d_in, gsae_d_sae=gsae_d_sae)
@@ -349,6 +385,7 @@ class EvaluationConfig(JobConfig):
     )
     context_size: int = option(128, help="Tokens per window (BOS included).", low=2, high=MAX_CONTEXT_SIZE)
     batch_size: int = option(8, help="Windows per model forward pass.", low=1, high=4096)
+    outlier_norm_factor: float = outlier_norm_option()
 
 
 @dataclass(frozen=True)
@@ -360,6 +397,7 @@ class StudyConfig(JobConfig):
     frequency_tokens: int = option(131_072, help="General-text tokens for feature frequencies.", low=1, high=MAX_TOKENS)
     context_size: int = option(128, help="Tokens per window (BOS included).", low=2, high=MAX_CONTEXT_SIZE)
     batch_size: int = option(8, help="Windows per model forward pass.", low=1, high=4096)
+    outlier_norm_factor: float = outlier_norm_option()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch
 from sae_lens import SAE
 from torch import Tensor
 
-from compute.ml.activations import ActivationBatch, pad_windows, token_mask
+from compute.ml.activations import ActivationBatch, OutlierCount, outlier_mask, pad_windows, token_mask
 from compute.ml.lm import LoadedModel
 
 
@@ -37,26 +37,38 @@ def stack_reconstruct(saes: Sequence[SAE], x: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class ReconstructionStats:
-    tokens: int
+    tokens: int  # ordinary positions measured (outliers left out)
     mse: float  # per token, summed over d_in, raw units
     fvu: float  # fraction of variance unexplained
     l0: float
+    excluded_positions: int = 0  # left out for outlier norms
+    excluded_share: float = 0.0  # of the ordinary positions read
+    outlier_norm_factor: float | None = None
 
-    def as_dict(self) -> dict[str, float | int]:
-        return dict(self.__dict__)
+    @property
+    def explained_variance(self) -> float:
+        return 1.0 - self.fvu
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {**self.__dict__, "explained_variance": self.explained_variance}
 
 
 @torch.no_grad()
-def reconstruction_stats(saes: Sequence[SAE], batches: Iterable[ActivationBatch]) -> ReconstructionStats:
-    """Streaming reconstruction figures over the kept positions of every batch."""
-    return reconstruction_stats_many({"stack": saes}, batches)["stack"]
+def reconstruction_stats(
+    saes: Sequence[SAE], batches: Iterable[ActivationBatch], *, outlier_norm_factor: float | None = None
+) -> ReconstructionStats:
+    """Streaming reconstruction figures over the kept positions of every batch (without outlier-norm positions
+    when `outlier_norm_factor` is given: see `compute.ml.activations.outlier_mask`)."""
+    return reconstruction_stats_many({"stack": saes}, batches, outlier_norm_factor=outlier_norm_factor)["stack"]
 
 
 @torch.no_grad()
 def reconstruction_stats_many(
-    stacks: dict[str, Sequence[SAE]], batches: Iterable[ActivationBatch]
+    stacks: dict[str, Sequence[SAE]], batches: Iterable[ActivationBatch], *, outlier_norm_factor: float | None = None
 ) -> dict[str, ReconstructionStats]:
     """reconstruction_stats for several stacks from one pass over the batches (one model pass for all)."""
+    outliers = OutlierCount(outlier_norm_factor)
+    batches = outliers.filter_all(batches)
     tokens = 0
     sq_err = dict.fromkeys(stacks, 0.0)
     l0_sum = dict.fromkeys(stacks, 0.0)
@@ -79,7 +91,13 @@ def reconstruction_stats_many(
     variance = max(x_sq - float(x_sum.pow(2).sum()) / tokens, 1e-12)
     return {
         key: ReconstructionStats(
-            tokens=tokens, mse=sq_err[key] / tokens, fvu=sq_err[key] / variance, l0=l0_sum[key] / tokens
+            tokens=tokens,
+            mse=sq_err[key] / tokens,
+            fvu=sq_err[key] / variance,
+            l0=l0_sum[key] / tokens,
+            excluded_positions=outliers.excluded,
+            excluded_share=outliers.share,
+            outlier_norm_factor=outlier_norm_factor,
         )
         for key in stacks
     }
@@ -122,11 +140,12 @@ def loss_recovered(
     gsae: SAE | None = None,
     batch_size: int = 8,
     device: str | None = None,
+    outlier_norm_factor: float | None = None,
 ) -> LossRecovered:
     """Next-token cross-entropy (mean over predicted ordinary tokens) clean, zero-ablated, and patched.
 
-    Only ordinary positions are patched; BOS / special / padding positions keep their activations,
-    as they are excluded from SAE training.
+    Only ordinary positions are patched; BOS / special / padding positions, and outlier-norm positions when
+    `outlier_norm_factor` is given, keep their activations, as they are excluded from SAE training.
     """
     device = device or loaded.device
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
@@ -146,7 +165,7 @@ def loss_recovered(
         target_mask = mask[:, 1:]
         count += int(target_mask.sum())
         for name, stack in variants.items():
-            hooks = [] if stack is None else [(hook_name, _patch_hook(stack, mask))]
+            hooks = [] if stack is None else [(hook_name, _patch_hook(stack, mask, outlier_norm_factor))]
             logits = loaded.model.run_with_hooks(tokens, fwd_hooks=hooks)  # [b, s, d_vocab]
             losses = torch.nn.functional.cross_entropy(
                 logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none"
@@ -171,13 +190,14 @@ def loss_recovered(
     )
 
 
-def _patch_hook(stack: Sequence[SAE], mask: Tensor):
+def _patch_hook(stack: Sequence[SAE], mask: Tensor, outlier_norm_factor: float | None = None):
     def hook(acts: Tensor, hook=None) -> Tensor:  # acts [b, s, d_in]
+        patch = mask if outlier_norm_factor is None else mask & ~outlier_mask(acts, mask, outlier_norm_factor)
         if stack:
             replacement, _ = stack_reconstruct(stack, acts)
         else:
             replacement = torch.zeros_like(acts)
-        return torch.where(mask[..., None], replacement.to(acts.dtype), acts)
+        return torch.where(patch[..., None], replacement.to(acts.dtype), acts)
 
     return hook
 

@@ -23,7 +23,7 @@ import torch
 from sae_lens import SAE
 from torch import Tensor
 
-from compute.ml.activations import ActivationBatch, iter_windows_in_batches, pad_windows, token_mask
+from compute.ml.activations import ActivationBatch, iter_windows_in_batches, outlier_mask, pad_windows, token_mask
 from compute.ml.lm import LoadedModel
 
 
@@ -39,12 +39,18 @@ class StackFigures:
 
 @dataclass
 class DomainPass:
-    tokens: int  # kept activation positions (reconstruction, frequencies)
+    tokens: int  # kept activation positions (reconstruction, frequencies): ordinary, outliers left out
     loss_tokens: int  # predicted ordinary tokens (losses)
     clean: float
     zero_ablation: float
     stacks: dict[str, StackFigures]
     fired: dict[str, Tensor]  # per SAE key: [d_sae] firing counts (float64)
+    excluded_positions: int = 0  # ordinary positions left out for outlier norms (never patched)
+    outlier_norm_factor: float | None = None
+
+    @property
+    def excluded_share(self) -> float:
+        return self.excluded_positions / max(self.tokens + self.excluded_positions, 1)
 
     def frequencies(self, key: str) -> Tensor:
         return self.fired[key] / max(self.tokens, 1)
@@ -68,19 +74,22 @@ def evaluate_domain(
     batch_size: int = 8,
     device: str | None = None,
     on_batch=None,
+    outlier_norm_factor: float | None = None,
 ) -> DomainPass:
     """Losses (clean, zero ablation, each stack patched in), reconstruction and firing counts in one pass.
 
     `saes` maps a key to an SAE; `stacks` maps a stack name to the keys whose outputs add up. Only ordinary
     positions are patched (BOS / special / padding keep their activations, as in training); loss counts only
-    targets that are ordinary tokens. `on_batch(tokens_done)` is called after each batch.
+    targets that are ordinary tokens. With `outlier_norm_factor`, positions whose norm is above that multiple of
+    their batch's median are measured nowhere and never patched, like BOS. `on_batch(tokens_done)` is called
+    after each batch.
     """
     device = device or loaded.device
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     fired = {key: torch.zeros(sae.cfg.d_sae, dtype=torch.float64) for key, sae in saes.items()}
     sums = {name: _Sums() for name in stacks}
     clean_sum = zero_sum = 0.0
-    tokens = loss_tokens = 0
+    tokens = loss_tokens = excluded = 0
     x_sum: Tensor | None = None
     x_sq = 0.0
     for batch in iter_windows_in_batches(windows, batch_size):
@@ -92,6 +101,10 @@ def evaluate_domain(
         logits = loaded.model.run_with_hooks(ids, fwd_hooks=[(hook_name, _capture_into(captured))])  # [b, s, d_vocab]
         clean_sum += _loss_sum(logits, ids, target_mask)
         acts = captured["acts"]  # [b, s, d_in]
+        if outlier_norm_factor is not None:
+            outliers = outlier_mask(acts, mask, outlier_norm_factor)
+            excluded += int(outliers.sum())
+            mask = mask & ~outliers
         x = acts[mask].float()  # [n, d_in]
         # Each SAE encodes once; stacks add the decoded outputs.
         recon: dict[str, Tensor] = {}
@@ -134,6 +147,8 @@ def evaluate_domain(
             for name, s in sums.items()
         },
         fired=fired,
+        excluded_positions=excluded,
+        outlier_norm_factor=outlier_norm_factor,
     )
 
 

@@ -34,7 +34,7 @@ from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEC
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from torch import Tensor
 
-from compute.ml.activations import ActivationBatch
+from compute.ml.activations import ActivationBatch, OutlierCount
 from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, K_ARCHITECTURES, PRECISIONS, SWEEP_FIELDS
 from compute.ml.config import TrainingConfig
 from compute.ml.saes import save_sparsity
@@ -235,6 +235,48 @@ def training_sae_from(sae: SAE, spec: SAESpec, *, device: str, metadata: dict[st
     return target
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How the learning rate and the sparsity coefficient move over a run, and the gradient-norm clip.
+
+    sae-lens's shapes (its `get_lr_scheduler` with a constant main phase, its `CoefficientScheduler`, its clip of
+    the gradient norm), measured in shares of the run's tokens rather than steps, since our minibatches vary in
+    size: the learning rate rises linearly over the first `lr_warm_up` of the tokens, stays at lr, and falls
+    linearly to 0 over the last `lr_decay`; the L1 / L0 coefficient rises linearly from 0 over the first
+    `sparsity_warm_up`.
+    """
+
+    lr_warm_up: float = DEFAULT.lr_warm_up_percent / 100
+    lr_decay: float = DEFAULT.lr_decay_percent / 100
+    sparsity_warm_up: float = DEFAULT.sparsity_warm_up_percent / 100
+    grad_clip_norm: float = DEFAULT.grad_clip_norm
+
+    @classmethod
+    def of(cls, config: TrainingConfig) -> Schedule:
+        return cls(
+            lr_warm_up=config.lr_warm_up_percent / 100,
+            lr_decay=config.lr_decay_percent / 100,
+            sparsity_warm_up=config.sparsity_warm_up_percent / 100,
+            grad_clip_norm=config.grad_clip_norm,
+        )
+
+    def lr_factor(self, *, done: int, step: int, total: int) -> float:
+        """The learning rate's multiplier for the step that trains on tokens done+1 .. done+step of total."""
+        factor = _ramp(done + step, self.lr_warm_up * total)
+        if self.lr_decay > 0:
+            factor = min(factor, (total - done) / (self.lr_decay * total))
+        return max(factor, 0.0)
+
+    def sparsity_factor(self, *, done: int, step: int, total: int) -> float:
+        """The sparsity coefficient's multiplier for that step."""
+        return _ramp(done + step, self.sparsity_warm_up * total)
+
+
+def _ramp(tokens: float, over: float) -> float:
+    """Linear from 0 to 1 over `over` tokens (1 from the start when over is 0)."""
+    return min(1.0, tokens / over) if over > 0 else 1.0
+
+
 @dataclass
 class TrainerStats:
     tokens: int = 0
@@ -283,11 +325,15 @@ class SAETrainer:
         scale: float,
         dead_window_tokens: int = 100_000,
         autocast: torch.dtype | None = None,
+        schedule: Schedule | None = None,
+        total_tokens: int = 0,
     ) -> None:
         self.spec = spec
         self.sae = sae
         self.scale = scale
         self.autocast = autocast
+        self.schedule = schedule or Schedule()
+        self.total_tokens = total_tokens  # the run's length the schedule is a share of (0: no schedule)
         self.dead_window_tokens = dead_window_tokens
         self.optimizer = torch.optim.Adam(sae.parameters(), lr=spec.lr, betas=(0.9, 0.999))
         coefficients = sae.get_coefficients()
@@ -306,13 +352,20 @@ class SAETrainer:
         """One optimiser step on a minibatch: x, target [n, d_in] in scaled units."""
         sae = self.sae
         sae.train()
+        lr_factor = sparsity_factor = 1.0
+        if self.total_tokens:
+            where = {"done": self.stats.tokens, "step": x.shape[0], "total": self.total_tokens}
+            lr_factor = self.schedule.lr_factor(**where)
+            sparsity_factor = self.schedule.sparsity_factor(**where)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.spec.lr * lr_factor
         with _autocast(x, self.autocast):  # the forward only: backward runs outside autocast
             feature_acts, hidden_pre = sae.encode_with_hidden_pre(x)  # [n, d_sae]
             out = sae.decode(feature_acts)  # [n, d_in]
             mse = (out.float() - target).pow(2).sum(dim=-1).mean()
             step_input = TrainStepInput(
                 sae_in=target,
-                coefficients=self.coefficients,
+                coefficients={name: value * sparsity_factor for name, value in self.coefficients.items()},
                 dead_neuron_mask=self.dead_mask(),
                 n_training_steps=self.stats.steps,
                 is_logging_step=False,
@@ -326,6 +379,7 @@ class SAETrainer:
             sae.update_topk_threshold(feature_acts.detach())  # what sae-lens's training_forward_pass does
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), self.schedule.grad_clip_norm)
         self.optimizer.step()
         with torch.no_grad():
             fired = (feature_acts > 0).any(dim=0)
@@ -381,6 +435,7 @@ class TrainingProgress:
     tokens_total: int
     elapsed_s: float
     saes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outliers: dict[str, Any] = field(default_factory=dict)  # positions left out for outlier norms (OutlierCount)
 
     @property
     def fraction(self) -> float:
@@ -403,22 +458,27 @@ class MinibatchStream:
         minibatch_tokens: int,
         seed: int = 0,
         position: StreamPosition | None = None,
+        outlier_norm_factor: float | None = DEFAULT.outlier_norm_factor,
     ) -> None:
         self.total_tokens = total_tokens
         self.minibatch_tokens = minibatch_tokens
         self.generator = torch.Generator().manual_seed(seed)
         self.batches_done = 0
         self.tokens_done = 0
+        self.outliers = OutlierCount(outlier_norm_factor)
         if position is not None:
             self.batches_done, self.tokens_done = position.batches_done, position.tokens_done
             self.generator.set_state(position.shuffle_state)
+            self.outliers.seen, self.outliers.excluded = position.seen, position.excluded
         self.at_batch_end = False
         self._chunks = self._iterate(iter(batches))
         self._peeked: list[Tensor] = []
 
     @property
     def position(self) -> StreamPosition:
-        return StreamPosition(self.batches_done, self.tokens_done, self.generator.get_state())
+        return StreamPosition(
+            self.batches_done, self.tokens_done, self.generator.get_state(), self.outliers.seen, self.outliers.excluded
+        )
 
     def peek(self) -> Tensor | None:
         """The next minibatch without consuming it (None at the end)."""
@@ -440,7 +500,7 @@ class MinibatchStream:
             if batch is None:
                 return
             self.batches_done += 1
-            x = batch.flat()  # [n_kept, d_in]
+            x = self.outliers.filter(batch).flat()  # [n_kept, d_in]
             if x.shape[0] == 0:
                 continue
             order = torch.randperm(x.shape[0], generator=self.generator).to(x.device)
@@ -461,6 +521,8 @@ class StreamPosition(NamedTuple):
     batches_done: int  # model batches consumed (a resumed stream starts after them)
     tokens_done: int
     shuffle_state: Tensor  # the minibatch shuffle generator's state
+    seen: int = 0  # ordinary positions read so far, before the outlier rule
+    excluded: int = 0  # of which left out for outlier norms
 
 
 @dataclass
@@ -510,7 +572,7 @@ class TrainingCheckpoint:
         position = self.position
         torch.save(
             {
-                "position": [position.batches_done, position.tokens_done, position.shuffle_state],
+                "position": list(position),
                 "scale": self.scale,
                 "rng_state": self.rng_state,
                 "trainers": self.trainers,
@@ -523,9 +585,9 @@ class TrainingCheckpoint:
     @classmethod
     def load(cls, path: Path, *, device: str) -> TrainingCheckpoint:
         data = torch.load(path, map_location=device, weights_only=True)
-        batches_done, tokens_done, shuffle_state = data["position"]
+        batches_done, tokens_done, shuffle_state, *counts = data["position"]  # older checkpoints have no counts
         return cls(
-            position=StreamPosition(int(batches_done), int(tokens_done), shuffle_state.cpu()),
+            position=StreamPosition(int(batches_done), int(tokens_done), shuffle_state.cpu(), *map(int, counts)),
             scale=float(data["scale"]),
             rng_state=data["rng_state"].cpu(),
             trainers=data["trainers"],
@@ -587,6 +649,7 @@ def train_saes(
             tokens_total=total_tokens,
             elapsed_s=elapsed_before_s + time.monotonic() - start,
             saes={t.spec.key: t.stats.as_dict() for t in trainers},
+            outliers=stream.outliers.as_dict(),
         )
         if on_progress is not None:
             on_progress(progress)
@@ -632,6 +695,8 @@ def build_trainer(
     metadata: dict[str, Any] | None = None,
     target_mean: Tensor | None = None,
     autocast: torch.dtype | None = None,
+    schedule: Schedule | None = None,
+    total_tokens: int = 0,
 ) -> SAETrainer:
     """A trainer for the spec; a fine-tune starts from the GSAE's weights, moved into scaled units.
 
@@ -649,7 +714,7 @@ def build_trainer(
             # with few steps, a zero bias leaves every feature to learn the mean first.
             with torch.no_grad():
                 sae.b_dec.data.copy_(target_mean.to(sae.b_dec.device, sae.b_dec.dtype))
-    return SAETrainer(spec, sae, scale=scale, autocast=autocast)
+    return SAETrainer(spec, sae, scale=scale, autocast=autocast, schedule=schedule, total_tokens=total_tokens)
 
 
 def run_training(
@@ -668,8 +733,13 @@ def run_training(
     on_progress: Callable[[TrainingProgress], None] | None = None,
     progress_every_s: float = 2.0,
     precision: str = DEFAULT.precision,
+    schedule: Schedule | None = None,
+    outlier_norm_factor: float | None = DEFAULT.outlier_norm_factor,
 ) -> tuple[list[SAETrainer], TrainingProgress]:
     """Train every spec from one stream of activation batches (one model pass for all of them).
+
+    Positions whose norm is above `outlier_norm_factor` times their batch's median are left out (None keeps
+    them); the progress's `outliers` says how many. `schedule` moves the learning rate and sparsity coefficient.
 
     `precision` is the matmul precision of SAE training (see `autocast_dtype`). `checkpoints` says when
     and how to save checkpoints; with `resume` (one of them), training continues from it, and `batches`
@@ -690,6 +760,7 @@ def run_training(
         minibatch_tokens=minibatch_tokens,
         seed=seed,
         position=resume.position if resume is not None else None,
+        outlier_norm_factor=outlier_norm_factor,
     )
     if resume is not None:
         scale = resume.scale
@@ -714,6 +785,8 @@ def run_training(
             metadata=metadata,
             target_mean=means["residual" if spec.method == "ssae" else "input"],
             autocast=autocast,
+            schedule=schedule,
+            total_tokens=total_tokens,
         )
         for i, spec in enumerate(specs)
     ]

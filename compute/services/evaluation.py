@@ -128,7 +128,9 @@ def _evaluate(ctx: JobContext, plan: EvaluationPlan, loaded, device: str, scratc
     results: dict[str, Any] = {"corpus": plan.corpus.name, "stack": [s.cfg.d_sae for s in stack]}
     ctx.progress(0.1, f"Reconstruction on {plan.corpus.name}")
     try:
-        results["reconstruction"] = reconstruction_stats(stack, batches(plan.corpus, config.eval_tokens)).as_dict()
+        results["reconstruction"] = reconstruction_stats(
+            stack, batches(plan.corpus, config.eval_tokens), outlier_norm_factor=config.outlier_norm_factor
+        ).as_dict()
         ctx.progress(0.3, f"Loss recovered on {plan.corpus.name}")
         recovered = loss_recovered(
             loaded,
@@ -137,6 +139,7 @@ def _evaluate(ctx: JobContext, plan: EvaluationPlan, loaded, device: str, scratc
             saes=stack,
             gsae=gsae,
             batch_size=config.batch_size,
+            outlier_norm_factor=config.outlier_norm_factor,
         )
     except ValueError as exc:
         raise JobInputError(f"Corpus {plan.corpus.name!r} has no evaluation tokens: {exc}") from exc

@@ -273,7 +273,7 @@ def run_study_evaluation_job(ctx: JobContext) -> dict[str, Any]:
 def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, fingerprint: str, inputs: dict):
     import numpy as np
 
-    from compute.ml.activations import activation_stream, window_stream
+    from compute.ml.activations import OutlierCount, activation_stream, window_stream
     from compute.ml.measures import alive_median, fraction_recovered, frequency_summary
     from compute.ml.study import evaluate_domain, firing_counts, novelty_per_feature, random_direction_baseline
 
@@ -310,6 +310,7 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
             stacks=stacks,
             batch_size=batch_size,
             device=device,
+            outlier_norm_factor=config.outlier_norm_factor,
             on_batch=lambda done: ctx.progress(
                 0.05 + 0.5 * min(done / eval_tokens, 1.0), f"{study.domain_corpus.name}: {done:,} tokens"
             ),
@@ -318,18 +319,21 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
         raise StudyError(f"Corpus {study.domain_corpus.name!r} has no held-out tokens: {exc}") from exc
     frequency_tokens = config.frequency_tokens
     ctx.progress(0.55, f"Feature frequencies on {study.general_corpus.name}")
+    general_outliers = OutlierCount(config.outlier_norm_factor)
     try:
         general_fired, general_tokens = firing_counts(
             saes,
-            activation_stream(
-                texts(study.general_corpus),
-                loaded,
-                study.gsae.hook_name,
-                split="all",
-                budget=frequency_tokens,
-                context_size=config.context_size,
-                batch_size=batch_size,
-                device=device,
+            general_outliers.filter_all(
+                activation_stream(
+                    texts(study.general_corpus),
+                    loaded,
+                    study.gsae.hook_name,
+                    split="all",
+                    budget=frequency_tokens,
+                    context_size=config.context_size,
+                    batch_size=batch_size,
+                    device=device,
+                )
             ),
             on_batch=lambda done: ctx.progress(
                 0.55 + 0.35 * min(done / frequency_tokens, 1.0), f"{study.general_corpus.name}: {done:,} tokens"
@@ -401,12 +405,16 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
                 "tokens": domain.tokens,
                 "loss_tokens": domain.loss_tokens,
                 "resolution": 1.0 / domain.tokens,
+                "excluded_positions": domain.excluded_positions,
+                "excluded_share": domain.excluded_share,
             },
             "general": {
                 "corpus": study.general_corpus.name,
                 "split": "all",
                 "tokens": general_tokens,
                 "resolution": 1.0 / general_tokens,
+                "excluded_positions": general_outliers.excluded,
+                "excluded_share": general_outliers.share,
             },
             "losses": {"clean": domain.clean, "zero_ablation": domain.zero_ablation, "gsae": gsae_loss},
             "baseline": {
@@ -443,9 +451,11 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
 
 
 def _sae_sort_key(sae: SAE) -> tuple:
+    """Method, then the sparsity setting whichever architecture names it (L1 or L0 coefficient, or k)."""
     hp = sae.hyperparams or {}
-    sparsity = hp.get("l1_coefficient") if hp.get("l1_coefficient") is not None else hp.get("k")
-    return (METHOD_ORDER.index(sae.method), sparsity if isinstance(sparsity, int | float) else 0, sae.pk)
+    values = [hp.get(name) for name in ("l1_coefficient", "l0_coefficient", "k")]
+    sparsity = next((v for v in values if isinstance(v, int | float)), 0)
+    return (METHOD_ORDER.index(sae.method), sparsity, sae.pk)
 
 
 def _save_npz(storage, key: str, arrays: dict) -> str:

@@ -421,7 +421,7 @@ class _Run:
         """Train one phase's SAEs from one model pass, resuming from its checkpoint when an earlier attempt
         left one, and saving checkpoints as TRAIN_CHECKPOINT_EVERY_TOKENS/_S say (and on a stop request).
         A phase an earlier attempt finished is not trained again. Returns the inference SAEs by spec key."""
-        from compute.ml.training import CheckpointPolicy, TrainingStopped, run_training
+        from compute.ml.training import CheckpointPolicy, Schedule, TrainingStopped, run_training
 
         config = self.plan.config
         if all(record.status == SAE.Status.READY for record in records.values()):
@@ -449,6 +449,8 @@ class _Run:
                 checkpoints=policy,
                 resume=resume,
                 precision=config.precision,
+                schedule=Schedule.of(config),
+                outlier_norm_factor=config.outlier_norm_factor,
                 on_progress=self.on_progress(label),
             )
         except TrainingStopped as exc:
@@ -550,7 +552,11 @@ class _Run:
             self.ctx.progress(fraction, f"Measuring on the eval split of {eval_corpus.name}")
             stacks = {key: ([gsae, sae] if key.startswith("ssae") else [sae]) for key, sae in saes.items()}
             try:
-                measured = reconstruction_stats_many(stacks, self.batches(eval_corpus, "eval", config.eval_tokens))
+                measured = reconstruction_stats_many(
+                    stacks,
+                    self.batches(eval_corpus, "eval", config.eval_tokens),
+                    outlier_norm_factor=config.outlier_norm_factor,
+                )
                 evaluations = {key: stats.as_dict() for key, stats in measured.items()}
             except ValueError:
                 evaluations = {key: {"note": "the eval split of this corpus is empty"} for key in saes}
@@ -561,6 +567,7 @@ class _Run:
                     "train": trainer.stats.as_dict(),
                     "curve": trainer.curve.points,
                     "activation_scale": trainer.scale,
+                    "outliers": progress.outliers,  # positions of the training stream left out for their norms
                     "train_tokens_per_s": round(progress.tokens_done / max(progress.elapsed_s, 1e-6)),
                     "device": self.device,
                 }

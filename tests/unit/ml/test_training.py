@@ -8,6 +8,7 @@ from compute.ml.activations import iter_activation_batches
 from compute.ml.corpora import token_windows
 from compute.ml.evaluation import reconstruction_stats
 from compute.ml.training import (
+    Schedule,
     TrainingInputError,
     build_trainer,
     gsae_spec,
@@ -16,14 +17,10 @@ from compute.ml.training import (
     save_trained_sae,
     sweep_specs,
 )
+from tests.ml_factories import TRAINING_TEXTS as TEXTS
 from tests.ml_factories import tiny_random_model
 
 HOOK = "blocks.0.hook_resid_post"
-TEXTS = [
-    "The radio emission of the moon and planets is a new source of information about their atmospheres. " * 3,
-    "Thermal conductivity of the surface layer was derived from the variation in infrared emission. " * 3,
-    "Observations over three lunar cycles showed a phase lag between emission and illumination. " * 3,
-] * 40
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +171,40 @@ def test_precision_is_validated():
     assert autocast_dtype("cpu", "bfloat16") is torch.bfloat16
     with pytest.raises(TrainingInputError, match="precision must be one of"):
         autocast_dtype("cpu", "fp8")
+
+
+def test_schedule_warms_up_holds_and_decays_as_shares_of_the_run():
+    schedule = Schedule(lr_warm_up=0.1, lr_decay=0.2, sparsity_warm_up=0.05, grad_clip_norm=1.0)
+    # 1,000 tokens: lr rises over the first 100, falls over the last 200; sparsity rises over the first 50.
+    assert schedule.lr_factor(done=0, step=50, total=1000) == pytest.approx(0.5)
+    assert schedule.lr_factor(done=50, step=50, total=1000) == pytest.approx(1.0)
+    assert schedule.lr_factor(done=500, step=50, total=1000) == pytest.approx(1.0)
+    assert schedule.lr_factor(done=850, step=50, total=1000) == pytest.approx(150 / 200)
+    assert schedule.lr_factor(done=950, step=50, total=1000) == pytest.approx(50 / 200)
+    assert schedule.sparsity_factor(done=0, step=10, total=1000) == pytest.approx(10 / 50)
+    assert schedule.sparsity_factor(done=60, step=10, total=1000) == pytest.approx(1.0)
+    flat = Schedule(lr_warm_up=0.0, lr_decay=0.0, sparsity_warm_up=0.0)
+    assert flat.lr_factor(done=0, step=1, total=10) == flat.sparsity_factor(done=0, step=1, total=10) == 1.0
+
+
+def test_a_step_uses_the_scheduled_learning_rate_sparsity_and_gradient_clip(tiny):
+    x = next(batches(tiny)).flat()[:100]  # [100, d_in]
+    spec = gsae_spec(architecture="standard", d_in=16, expansion=2, l1_coefficient=3.0)
+    warm = Schedule(lr_warm_up=0.5, lr_decay=0.0, sparsity_warm_up=0.5, grad_clip_norm=1e-3)
+    trainers = {
+        name: build_trainer(spec, d_in=16, scale=1.0, device="cpu", schedule=schedule, total_tokens=1000)
+        for name, schedule in {"warm": warm, "flat": Schedule(0.0, 0.0, 0.0, 1e6)}.items()
+    }
+    for trainer in trainers.values():
+        trainer.step(x, x)
+    # The first 100 of 1,000 tokens: lr at 100/500 of its value, and the L1 term at 100/500 of its weight.
+    assert trainers["warm"].optimizer.param_groups[0]["lr"] == pytest.approx(spec.lr * 0.2)
+    assert trainers["flat"].optimizer.param_groups[0]["lr"] == pytest.approx(spec.lr)
+    sparsity = {name: t.stats.loss - t.stats.mse for name, t in trainers.items()}
+    assert sparsity["flat"] > 0
+    assert sparsity["warm"] == pytest.approx(0.2 * sparsity["flat"], rel=1e-2)  # bfloat16 rounding
+    # The gradients the optimiser stepped with were clipped to the declared norm.
+    grads = [p.grad for p in trainers["warm"].sae.parameters() if p.grad is not None]
+    assert float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) <= 1e-3 * (1 + 1e-4)
+    grads = [p.grad for p in trainers["flat"].sae.parameters() if p.grad is not None]
+    assert float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) > 1e-3
