@@ -138,6 +138,12 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
 class SAESerializer(serializers.ModelSerializer):
     language_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
     train_corpus = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    health = serializers.SerializerMethodField(
+        help_text="Training health flags: {flags: [{flag, label, reason}], spikes}."
+    )
+
+    def get_health(self, sae: SAE) -> dict:
+        return sae.health()
 
     class Meta:
         model = SAE
@@ -155,6 +161,7 @@ class SAESerializer(serializers.ModelSerializer):
             "train_corpus",
             "hyperparams",
             "stats",
+            "health",
             "pretrained_release",
             "pretrained_id",
             "job",

@@ -6,6 +6,7 @@ quotes its figures with the machine they came from.
 
 BENCHMARKS: dict[str, str] = {
     "train": "compute.benchmarks.train",
+    "quality": "compute.benchmarks.quality",
     "dashboards": "compute.benchmarks.dashboards",
     "eval": "compute.benchmarks.eval",
     "autointerp": "compute.benchmarks.autointerp",

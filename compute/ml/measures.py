@@ -83,3 +83,99 @@ def convergence(points: list[dict], *, key: str = "fvu", min_steps: int = 1000, 
         "undertrained": bool(reasons),
         "reason": "; ".join(reasons),
     }
+
+
+@dataclass(frozen=True)
+class HealthRules:
+    """The stated thresholds of the training health flags (see `training_health`)."""
+
+    spike_factor: float = 3.0  # unstable: a point above this multiple of the median of the points before it
+    spike_floor: float = 0.1  # ... and above that median by at least this much (FVU is scale-free)
+    spike_window: int = 8  # points before it whose median it is compared with (at least 3 needed)
+    worse_factor: float = 1.5  # worse than its best: final above this multiple of the best of the second half
+    smooth: int = 5  # points in the running median that smooths a curve before best and final are read
+    collapsed_l0: float = 1.0  # collapsed: fewer active features per token than this...
+    collapsed_dead_share: float = 0.5  # ... or more than this share of the features dead
+    diverged_fvu: float = 1.0  # diverged: FVU on the eval split at least this (no better than the mean)
+    dense_share: float = 0.1  # dense: more active features per token than this share of d_sae
+    min_steps: int = 1000  # undertrained: fewer optimiser steps (see `convergence`)
+
+
+HEALTH = HealthRules()
+
+HEALTH_FLAGS: dict[str, str] = {
+    "undertrained": "undertrained",
+    "unstable": "unstable",
+    "worse_than_best": "worse than its best",
+    "collapsed": "collapsed",
+    "diverged": "diverged",
+    "dense": "dense",
+}
+
+
+def spikes(values: list[float], *, rules: HealthRules = HEALTH) -> list[int]:
+    """Indices of the values more than `spike_factor` times (and `spike_floor` above) the median of the
+    `spike_window` values before them."""
+    found = []
+    for i in range(3, len(values)):
+        median = float(np.median(values[max(0, i - rules.spike_window) : i]))
+        if values[i] > rules.spike_factor * median and values[i] - median > rules.spike_floor:
+            found.append(i)
+    return found
+
+
+def running_median(values: list[float], window: int) -> np.ndarray:
+    """Median of each value with the `window - 1` before it (fewer at the start)."""
+    return np.array([np.median(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))])
+
+
+def training_health(
+    points: list[dict],
+    *,
+    d_sae: int,
+    final: dict | None = None,
+    eval_fvu: float | None = None,
+    rules: HealthRules = HEALTH,
+) -> dict:
+    """Flags of a training run judged from its recorded curve (`points`: step, fvu, l0), its final training
+    statistics (`final`: l0, dead, as TrainerStats records them) and its FVU on an eval split.
+
+    Returns {"flags": [{"flag", "label", "reason"}], "spikes": count}; a flag is one of `HEALTH_FLAGS`:
+    undertrained (see `convergence`), unstable (a spike on the FVU curve), worse than its best (the smoothed final
+    FVU above `worse_factor` times the smoothed best of the curve's second half, after any warm-up), collapsed (L0
+    below `collapsed_l0` or most features dead), diverged (eval FVU at least `diverged_fvu`; the smoothed final
+    training FVU when there is no eval), dense (L0 above `dense_share` of d_sae).
+    """
+    final = final or {}
+    flags: list[dict[str, str]] = []
+
+    def flag(name: str, reason: str) -> None:
+        flags.append({"flag": name, "label": HEALTH_FLAGS[name], "reason": reason})
+
+    fvu = [float(p["fvu"]) for p in points if p.get("fvu") is not None and math.isfinite(p["fvu"])]
+    if points:
+        verdict = convergence(points, min_steps=rules.min_steps)
+        if verdict["undertrained"]:
+            flag("undertrained", verdict["reason"])
+    found = spikes(fvu, rules=rules)
+    if found:
+        worst = max(fvu[i] for i in found)
+        flag("unstable", f"{len(found)} spike{'s' if len(found) > 1 else ''} in FVU (up to {worst:.3g})")
+    smoothed = running_median(fvu, rules.smooth) if fvu else np.array([])
+    if len(smoothed) >= 2 * rules.smooth:
+        best = float(smoothed[len(smoothed) // 2 :].min())
+        last = float(smoothed[-1])
+        if last > rules.worse_factor * best:
+            flag("worse_than_best", f"FVU ends at {last:.3g}, its best was {best:.3g}")
+    l0, dead = final.get("l0"), final.get("dead")
+    if l0 is not None and l0 < rules.collapsed_l0:
+        flag("collapsed", f"L0 {l0:.3g}: fewer than {rules.collapsed_l0:g} active features per token")
+    elif dead is not None and d_sae and dead > rules.collapsed_dead_share * d_sae:
+        flag("collapsed", f"{dead:,} of {d_sae:,} features dead")
+    judged = eval_fvu if eval_fvu is not None else (float(smoothed[-1]) if len(smoothed) else None)
+    if judged is not None and judged >= rules.diverged_fvu:
+        where = "on its eval split" if eval_fvu is not None else "at the end of training"
+        flag("diverged", f"FVU {judged:.3g} {where}: no better than predicting the mean")
+    if l0 is not None and d_sae and l0 > rules.dense_share * d_sae:
+        flag("dense", f"L0 {l0:.3g}: more than {rules.dense_share:.0%} of its {d_sae:,} features per token")
+    return {"flags": flags, "spikes": len(found)}

@@ -160,6 +160,16 @@ class SAE(models.Model):
     def expansion(self) -> float:
         return self.d_sae / self.d_in if self.d_in else 0.0
 
+    def health(self, *, eval_fvu: float | None = None) -> dict:
+        """Training health flags (`compute.ml.measures.training_health`) from the recorded curve, the final
+        training statistics and the FVU on its eval split (or `eval_fvu`, measured elsewhere)."""
+        from compute.ml.measures import training_health
+
+        stats = self.stats or {}
+        if eval_fvu is None:
+            eval_fvu = (stats.get("eval") or {}).get("fvu")
+        return training_health(stats.get("curve") or [], d_sae=self.d_sae, final=stats.get("train"), eval_fvu=eval_fvu)
+
 
 class Evaluation(models.Model):
     """One evaluation of an SAE (alone, or added to its GSAE for an SSAE) on one corpus."""

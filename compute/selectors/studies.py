@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,7 @@ TABLE_COLUMNS: list[tuple[str, str]] = [
     ("name", "SAE"),
     ("method_label", "method"),
     ("sparsity", "sparsity"),
+    ("flags", "health flags"),
     ("d_sae", "features"),
     ("l0", "L0 on D (SSAE: incl. GSAE)"),
     ("l0_own", "own L0 on D"),
@@ -45,16 +49,31 @@ def evaluation_arrays(evaluation: StudyEvaluation, *, baseline: bool = False) ->
     return {m.sae_id: measurement_arrays(m.path) for m in evaluation.measurements.all()}
 
 
-def representatives(rows: list[dict[str, Any]], *, include_gsae: bool) -> list[dict[str, Any]]:
-    """One SAE per method for the histograms: the middle of its sweep ordered by L0 (the GSAE as itself)."""
-    chosen = []
-    for method in ("gsae", "finetune", "direct", "ssae"):
-        if method == "gsae" and not include_gsae:
-            continue
-        members = sorted((r for r in rows if r["method"] == method), key=lambda r: (r["l0"] is None, r["l0"]))
+def representatives(
+    rows: list[dict[str, Any]], *, include_gsae: bool, picks: Iterable[int] = ()
+) -> list[dict[str, Any]]:
+    """One SAE per method for the histograms (the GSAE as itself).
+
+    A method's SAE among `picks` (SAE ids) is shown; for the other methods, the sweep points closest in L0 to each
+    other (the smallest spread of log L0 over the methods, picks included), among each method's healthy points
+    (no health flag) where it has any.
+    """
+    picked = set(picks)
+    candidates: dict[str, list[dict[str, Any]]] = {}
+    for method in ("finetune", "direct", "ssae"):
+        members = [r for r in rows if r["method"] == method and r.get("l0")]
+        chosen = [r for r in members if r["sae_id"] in picked][:1]
+        healthy = [r for r in members if not r.get("health")]
         if members:
-            chosen.append(members[(len(members) - 1) // 2])
-    return chosen
+            candidates[method] = chosen or healthy or members
+    best: tuple[dict[str, Any], ...] = ()
+    if candidates:
+        best = min(
+            itertools.product(*candidates.values()),
+            key=lambda combo: np.ptp([math.log(r["l0"]) for r in combo]),
+        )
+    gsae = [r for r in rows if r["method"] == "gsae"] if include_gsae else []
+    return gsae[:1] + list(best)
 
 
 def evaluation_table(evaluation: StudyEvaluation) -> tuple[list[str], list[list[Any]]]:

@@ -364,6 +364,7 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
         own_l0 = float(domain.fired[key].sum()) / domain.tokens
         freq_d = frequency_summary(arrays["freq_domain"], domain.tokens)
         freq_g = frequency_summary(arrays["freq_general"], general_tokens)
+        health = record.health(eval_fvu=figures.fvu)  # judged on the study's own held-out measurement
         rows.append(
             {
                 "sae_id": record.pk,
@@ -371,6 +372,8 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
                 "method": record.method,
                 "method_label": record.get_method_display(),
                 "sparsity": (record.hyperparams or {}).get("sparsity") or "",
+                "flags": ", ".join(f["label"] for f in health["flags"]),
+                "health": health["flags"],
                 "d_sae": record.d_sae,
                 "includes_gsae": record.method == SAE.Method.SSAE,
                 "l0": figures.l0,
@@ -423,6 +426,10 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
                 "median_max_cos_encoder": float(np.median(baseline["encoder"])),
             },
             "rows": rows,
+            # The SAEs whose figures it would be unwise to compare with the others', and why.
+            "unwise": [
+                {"sae_id": row["sae_id"], "name": row["name"], "flags": row["health"]} for row in rows if row["health"]
+            ],
         }
     )
     ctx.progress(0.97, "Storing the per-feature measurements")

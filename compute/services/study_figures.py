@@ -5,7 +5,9 @@
   pinned at 1e-8 and counted in the legend, the resolution limit (one firing in the budget) drawn;
 - `novelty`: max cosine similarity to the GSAE, decoder and encoder panels, alive features only, with the
   random-direction baseline.
-Histograms show one SAE per method: the middle of its sweep by L0 (named in the legend).
+Histograms show one SAE per method: the researcher's picks, else the healthy sweep points closest in L0 to each
+other (`representatives`), named in the legend with their L0 and live features. Pareto points carry their sparsity
+setting; points with a health flag are ringed in red.
 """
 
 from __future__ import annotations
@@ -29,32 +31,57 @@ METHOD_COLOURS = {"gsae": PALETTE[7], "finetune": PALETTE[0], "direct": PALETTE[
 METHOD_NAMES = {"gsae": "GSAE", "finetune": "GSAE-finetune", "direct": "Direct SAE", "ssae": "SSAE"}
 
 
-def study_figure(evaluation: StudyEvaluation, name: str):
-    """The named figure (`pareto`, `rarity` or `novelty`) of a stored evaluation."""
+FLAG_COLOUR = "#c62828"
+
+
+def study_figure(evaluation: StudyEvaluation, name: str, *, picks: tuple[int, ...] = ()):
+    """The named figure (`pareto`, `rarity` or `novelty`) of a stored evaluation; `picks` (SAE ids) choose the
+    sweep points the histograms show (see `representatives`)."""
     if name not in FIGURES:
         raise KeyError(name)
-    return {"pareto": _pareto, "rarity": _rarity, "novelty": _novelty}[name](evaluation.results, evaluation)
+    return {"pareto": _pareto, "rarity": _rarity, "novelty": _novelty}[name](evaluation.results, evaluation, picks)
 
 
 def _label(row: dict[str, Any]) -> str:
     sparsity = f" ({row['sparsity']})" if row.get("sparsity") else ""
-    return f"{METHOD_NAMES.get(row['method'], row['method'])}{sparsity}"
+    l0 = f", L0 {row['l0']:.3g}" if row.get("l0") is not None else ""
+    return f"{METHOD_NAMES.get(row['method'], row['method'])}{sparsity}{l0}"
 
 
-def _pareto(results: dict[str, Any], evaluation: StudyEvaluation):
+def _pareto(results: dict[str, Any], evaluation: StudyEvaluation, picks: tuple[int, ...] = ()):
     fig, ax = new_figure(width=6.4, height=4.0)
     rows = results["rows"]
+    flagged_label = "health flag (see the table)"
     for method in ("finetune", "direct", "ssae"):
         points = sorted(
-            (r["l0"], r["fraction_recovered"])
-            for r in rows
-            if r["method"] == method and r["fraction_recovered"] is not None
+            (r for r in rows if r["method"] == method and r["fraction_recovered"] is not None), key=lambda r: r["l0"]
         )
         if not points:
             continue
-        xs, ys = zip(*points, strict=True)
+        xs, ys = [r["l0"] for r in points], [r["fraction_recovered"] for r in points]
         label = METHOD_NAMES[method] + (" (L0 = GSAE's + its own)" if method == "ssae" else "")
         ax.plot(xs, ys, marker="o", color=METHOD_COLOURS[method], label=label)
+        for row in points:
+            ax.annotate(
+                row.get("sparsity") or "",
+                (row["l0"], row["fraction_recovered"]),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color=METHOD_COLOURS[method],
+            )
+            if row.get("health"):
+                ax.plot(
+                    [row["l0"]],
+                    [row["fraction_recovered"]],
+                    marker="o",
+                    markersize=11,
+                    markerfacecolor="none",
+                    markeredgecolor=FLAG_COLOUR,
+                    linestyle="none",
+                    label=flagged_label,
+                )
+                flagged_label = "_nolegend_"
     gsae = next((r for r in rows if r["method"] == "gsae"), None)
     if gsae is not None:
         ax.axhline(0.0, color=METHOD_COLOURS["gsae"], linestyle="--", linewidth=1)
@@ -68,10 +95,10 @@ def _pareto(results: dict[str, Any], evaluation: StudyEvaluation):
     return fig
 
 
-def _rarity(results: dict[str, Any], evaluation: StudyEvaluation):
+def _rarity(results: dict[str, Any], evaluation: StudyEvaluation, picks: tuple[int, ...] = ()):
     fig, axes = new_figure(width=9.6, height=3.8, ncols=2)
     arrays = evaluation_arrays(evaluation)
-    chosen = representatives(results["rows"], include_gsae=True)
+    chosen = representatives(results["rows"], include_gsae=True, picks=picks)
     bins = np.arange(-8.25, 0.26, 0.25)
     for ax, (key, where) in zip(axes, (("freq_general", "general"), ("freq_domain", "domain")), strict=True):
         info = results[where]
@@ -86,7 +113,7 @@ def _rarity(results: dict[str, Any], evaluation: StudyEvaluation):
                 histtype="step",
                 linewidth=1.4,
                 color=METHOD_COLOURS.get(row["method"]),
-                label=f"{_label(row)}: {dead:,} dead",
+                label=f"{_label(row)}: {freq.size - dead:,} live, {dead:,} dead",
             )
         limit = math.log10(info["resolution"])
         ax.axvline(
@@ -104,11 +131,11 @@ def _rarity(results: dict[str, Any], evaluation: StudyEvaluation):
     return fig
 
 
-def _novelty(results: dict[str, Any], evaluation: StudyEvaluation):
+def _novelty(results: dict[str, Any], evaluation: StudyEvaluation, picks: tuple[int, ...] = ()):
     fig, axes = new_figure(width=9.6, height=3.8, ncols=2)
     arrays = evaluation_arrays(evaluation)
     baseline = evaluation_arrays(evaluation, baseline=True)
-    chosen = representatives(results["rows"], include_gsae=False)
+    chosen = representatives(results["rows"], include_gsae=False, picks=picks)
     bins = np.linspace(-0.2, 1.0, 49)
     for ax, part in zip(axes, ("decoder", "encoder"), strict=True):
         key = f"max_cos_{part}"
@@ -137,7 +164,7 @@ def _novelty(results: dict[str, Any], evaluation: StudyEvaluation):
                 histtype="step",
                 linewidth=1.4,
                 color=METHOD_COLOURS.get(row["method"]),
-                label=f"{_label(row)}: {median}, {int((~alive).sum()):,} dead left out",
+                label=f"{_label(row)}: {int(alive.sum()):,} live, {median}",
             )
         ax.set_xlabel(f"max cosine similarity of {part} direction to the GSAE's")
         ax.set_ylabel("density (features)")

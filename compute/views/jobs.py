@@ -79,6 +79,8 @@ def _job_context(job: Job) -> dict:
     """The job, its live figures in a readable order, and its training curve while it runs (or ran)."""
     stats = {k: v for k, v in (job.stats or {}).items() if k != "curves"}
     context = {"job": job, "stats": stats}
+    if job.is_finished:
+        context["trained"] = [(sae, sae.health()) for sae in job.saes.filter(status=SAE.Status.READY).order_by("pk")]
     curves = (job.stats or {}).get("curves")
     if curves:
         from compute.services.training_figures import training_curve_figure

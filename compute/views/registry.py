@@ -105,12 +105,12 @@ def _sae_context(sae: SAE, form: EvaluationForm) -> dict:
 
 
 def _training_figures(sae: SAE) -> dict:
-    """The recorded training curve with a convergence verdict, and the sweep's L0 against FVU."""
+    """The recorded training curve with a convergence verdict and the health flags, and the sweep's L0 against FVU."""
     from compute.ml.measures import convergence
     from compute.services.training_figures import sweep_figure, training_curve_figure
     from config.figures import svg_text
 
-    out: dict = {}
+    out: dict = {"health": sae.health()}
     curve = sae.stats.get("curve")
     if curve:
         out["convergence"] = convergence(curve)

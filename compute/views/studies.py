@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from compute.forms import StudyForm
 from compute.jobs import JobInputError
 from compute.models import Job, JobKind, JobStatus, Study, StudyEvaluation
-from compute.selectors.studies import evaluation_csv, evaluation_export, evaluation_table
+from compute.selectors.studies import evaluation_csv, evaluation_export, evaluation_table, representatives
 from compute.services.studies import study_create, study_create_from_job, study_evaluate_start, study_fingerprint
 from config.figures import figure_response, svg_text
 from config.roles import admin_required
@@ -57,21 +57,44 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     if evaluation is not None:
         from compute.services.study_figures import FIGURES
 
-        context["figures"] = [(name, title, _figure_svg(evaluation, name)) for name, title in FIGURES.items()]
+        picks = _picks(request)
+        context["figures"] = [(name, title, _figure_svg(evaluation, name, picks)) for name, title in FIGURES.items()]
         context["headings"], context["rows"] = evaluation_table(evaluation)
+        context["picks_query"] = request.GET.urlencode()
+        context["pick_choices"] = _pick_choices(evaluation, picks)
     return render(request, "compute/study_detail.html", context)
 
 
-def _figure_svg(evaluation: StudyEvaluation, name: str) -> str:
-    """Figures of a stored evaluation never change: render each once."""
+def _figure_svg(evaluation: StudyEvaluation, name: str, picks: tuple[int, ...] = ()) -> str:
+    """Figures of a stored evaluation never change: render each once (per choice of sweep points)."""
     from compute.services.study_figures import study_figure
 
-    key = f"study-figure:{evaluation.pk}:{evaluation.fingerprint}:{name}"
+    key = f"study-figure:{evaluation.pk}:{evaluation.fingerprint}:{name}:{','.join(map(str, picks))}"
     svg = cache.get(key)
     if svg is None:
-        svg = svg_text(study_figure(evaluation, name))
+        svg = svg_text(study_figure(evaluation, name, picks=picks))
         cache.set(key, svg, 24 * 3600)
     return svg
+
+
+def _picks(request: HttpRequest) -> tuple[int, ...]:
+    """The sweep points (SAE ids, `?show=`) the researcher chose for the histograms; other values are ignored."""
+    return tuple(sorted({int(v) for v in request.GET.getlist("show") if v.isdigit()}))
+
+
+def _pick_choices(evaluation: StudyEvaluation, picks: tuple[int, ...]) -> list[dict]:
+    """Per domain method, its sweep points and the one the histograms show."""
+    rows = evaluation.results.get("rows", [])
+    shown = {row["method"]: row["sae_id"] for row in representatives(rows, include_gsae=False, picks=picks)}
+    return [
+        {
+            "method": method,
+            "shown": shown.get(method),
+            "rows": [r for r in rows if r["method"] == method],
+        }
+        for method in ("finetune", "direct", "ssae")
+        if any(r["method"] == method for r in rows)
+    ]
 
 
 @admin_required
@@ -112,7 +135,8 @@ def study_figure_download(request: HttpRequest, study_id: int, evaluation_id: in
     evaluation = _evaluation(study_id, evaluation_id)
     if name not in FIGURES or fmt not in ("svg", "png"):
         raise Http404("No such figure.")
-    return figure_response(study_figure(evaluation, name), fmt=fmt, name=f"{evaluation.study.name}-{name}")
+    figure = study_figure(evaluation, name, picks=_picks(request))
+    return figure_response(figure, fmt=fmt, name=f"{evaluation.study.name}-{name}")
 
 
 @admin_required

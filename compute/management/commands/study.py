@@ -87,6 +87,9 @@ class Command(BaseCommand):
                 raise CommandError(f"Job {job.pk} {job.status}: {job.error or job.message}")
             evaluation = record.evaluations.get(pk=job.result["evaluation"])
         self.stdout.write(evaluation_csv(evaluation))
+        for item in evaluation.results.get("unwise", []):
+            reasons = "; ".join(f"{f['label']}: {f['reason']}" for f in item["flags"])
+            self.stdout.write(f"UNWISE TO COMPARE {item['name']}: {reasons}")
 
     def export(self, *, study, format, per_feature, output, **_) -> None:
         from compute.services.studies import study_evaluation_current

@@ -55,6 +55,9 @@ class Command(BaseCommand):
             fvu, l0 = stats.get("fvu"), stats.get("l0")
             figures = f"eval fvu {fvu:.3f} · L0 {l0:.1f}" if fvu is not None and l0 is not None else ""
             self.stdout.write(f"  SAE {sae.pk} {sae.name} [{sae.status}] {figures}")
+            if sae.status == SAE.Status.READY:
+                for flag in sae.health()["flags"]:
+                    self.stdout.write(f"    {flag['label'].upper()}: {flag['reason']}")
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"Job {job.pk} {job.status}: {job.error or job.message}")
 

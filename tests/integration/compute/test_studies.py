@@ -63,6 +63,18 @@ def test_study_from_a_run_is_evaluated_once_and_reused(setup, trained, admin_cli
         row = rows[saes[key].pk]
         assert row["includes_gsae"] and row["l0"] == pytest.approx(gsae_row["l0"] + row["l0_own"], rel=1e-5)
     assert results["domain"]["resolution"] == pytest.approx(1 / results["domain"]["tokens"])
+    assert results["domain"]["excluded_share"] < 0.05 and results["domain"]["excluded_positions"] >= 0
+
+    # Health: a few dozen steps each, so every SAE is undertrained and listed as unwise to compare; the other
+    # flags follow the row's own figures.
+    for row in rows.values():
+        record = SAE.objects.get(pk=row["sae_id"])
+        flags = {f["flag"] for f in row["health"]}
+        assert record.stats["train"]["steps"] < 1000 and "undertrained" in flags
+        assert ("diverged" in flags) == (row["fvu"] >= 1.0)
+        assert ("dense" in flags) == (record.stats["train"]["l0"] > 0.1 * record.d_sae)
+        assert row["flags"] == ", ".join(f["label"] for f in row["health"])
+    assert {item["sae_id"] for item in results["unwise"]} == set(rows)
     assert 0.9 * 992 < results["general"]["tokens"] <= 1024 - 1024 // 32  # BOS and EOS positions do not count
 
     # Per-feature measurements: what the selector returns is what the arrays hold, and matches the table.
@@ -85,6 +97,14 @@ def test_study_from_a_run_is_evaluated_once_and_reused(setup, trained, admin_cli
     page = admin_client.get(reverse("compute:study-detail", args=[study.pk])).content.decode()
     assert page.count("<svg") == 3 and "science" in page and "web" in page
     assert "resolution limit" in page and "random directions" in page and "GSAE-finetune" in page
+    assert 'id="study-unwise"' in page and "undertrained" in page and " live" in page
+    # The researcher picks the Direct SAE the default does not show: the histograms name it, with its L0.
+    directs = [saes["direct-standard-l1=0.3"], saes["direct-standard-l1=3"]]
+    picked = next(s for s in directs if f'<option value="{s.pk}" selected>' not in page)
+    page = admin_client.get(reverse("compute:study-detail", args=[study.pk]), {"show": picked.pk}).content.decode()
+    label = picked.hyperparams["sparsity"]
+    assert f"Direct SAE ({label}), L0 {rows[picked.pk]['l0']:.3g}" in page
+    assert f'<option value="{picked.pk}" selected>' in page
     for name in ("pareto", "rarity", "novelty"):
         png = admin_client.get(reverse("compute:study-figure", args=[study.pk, evaluation.pk, name, "png"]))
         assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
@@ -138,6 +158,10 @@ def test_training_pages_show_curves_results_and_readable_names(setup, trained, a
     assert 'id="training-curve"' in page and 'id="sweep-figure"' in page
     assert 'id="undertrained"' in page  # a few dozen steps: the page says so
     job_page = admin_client.get(reverse("compute:job-detail", args=[trained.pk])).content.decode()
+    assert 'class="data job-saes"' in job_page and job_page.count("health-undertrained") == 7
+    assert 'id="health-flags"' in page and "health-undertrained" in page
+    api = admin_client.get(f"/api/compute/saes/{ssae.pk}/").json()
+    assert "undertrained" in {f["flag"] for f in api["health"]["flags"]}
     assert "job-result" in job_page and "Create the study of this run" in job_page and 'id="training-curve"' in job_page
     # A failed record gives its name up for a re-run.
     SAE.objects.filter(pk=ssae.pk).update(status=SAE.Status.FAILED)
