@@ -90,6 +90,12 @@ def test_training_job_registers_ready_saes_that_reload_with_sae_lens(setup):
     stats = saes["direct-standard-l1=0.3"].stats
     assert stats["train"]["tokens"] == 4000 and stats["eval"]["tokens"] > 0
     assert stats["train"]["fvu"] < stats["train"]["fvu_initial"]
+    # The outlier rule is recorded with what it left out; the eval split's share is the same for every SAE.
+    assert stats["outliers"]["outlier_norm_factor"] == 10.0 and stats["outliers"]["excluded_share"] < 0.05
+    assert stats["eval"]["outlier_norm_factor"] == 10.0
+    assert stats["eval"]["explained_variance"] == pytest.approx(1 - stats["eval"]["fvu"])
+    shares = {s.stats["eval"]["excluded_share"] for k, s in saes.items() if not k.startswith("gsae")}
+    assert len(shares) == 1
     assert saes["ssae-standard-l1=0.3"].stats["eval"]["includes_gsae"] is True
     # Every artifact is an sae-lens folder in artifact storage.
     from config.storage import artifact_storage
