@@ -169,7 +169,8 @@ TRAINING_MEMORY_LIMIT_GIB = env_int("TRAINING_MEMORY_LIMIT_GIB", 0)
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", "filesystem://")
-BROKER_DIR = VAR_DIR / "broker"
+# The filesystem broker's folder: machines sharing it (a network file system) share the queue.
+BROKER_DIR = env_path("BROKER_DIR", VAR_DIR / "broker")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT = "config.broker:FilesystemTransport"  # atomic message files
     CELERY_BROKER_TRANSPORT_OPTIONS = {

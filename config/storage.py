@@ -71,7 +71,9 @@ def artifact_storage_entry(backend: str, *, root: Path, s3: dict[str, str], opti
             # MinIO and other self-hosted stores are addressed by path (http://host:9000/bucket/key).
             "addressing_style": "path" if endpoint else None,
             "max_memory_size": S3_SPOOL_MAX_BYTES,
-            "file_overwrite": True,  # artifact keys are chosen by the code; a rename would break them
+            # As on a file system: a new upload under a taken name gets a new key (corpus stamps rely on it);
+            # artifact_replace deletes first, so code-chosen keys stay exact.
+            "file_overwrite": False,
             "default_acl": None,
         }
     return {"BACKEND": path, "OPTIONS": {**base, **options}}

@@ -84,8 +84,11 @@ def artifacts(tmp_path, settings) -> Path:
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 HTTP endpoint on loopback (moto's server): boto3 and django-storages talk to it over HTTP."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -170,6 +170,12 @@ def test_an_uploaded_corpus_lives_in_the_bucket_and_is_read_from_it(s3_artifacts
     corpus = registry.corpus_register(name="planets", kind="domain", source="upload", upload=upload)
     assert corpus.upload.name in bucket_keys(s3_server, s3_artifacts)
     assert list(registry.corpus_texts(corpus=corpus, scratch=tmp_path / "scratch")) == documents
+    stamp = registry.corpus_stamp(corpus=corpus)
+    replacement = SimpleUploadedFile("planets.txt", b"Only this one now.")
+    again = registry.corpus_register(name="planets", kind="domain", source="upload", upload=replacement)
+    assert again.pk == corpus.pk and again.upload.name != corpus.upload.name  # a new key: the old one untouched
+    assert registry.corpus_stamp(corpus=again) != stamp  # so token counts of the old file are not reused
+    assert list(registry.corpus_texts(corpus=again, scratch=tmp_path / "scratch2")) == ["Only this one now."]
 
 
 def test_per_feature_arrays_round_trip_through_the_bucket(s3_artifacts, s3_server):
