@@ -90,9 +90,11 @@ def run_stages(
     context_size: int = 64,
     batch_size: int = 8,
     train_tokens: int = 8192,
+    precision: str = "float32",
     seed: int = 0,
 ) -> dict[str, StageRun]:
-    """Probe, study, dashboards and training of a small run on `device` (the model already there, in its dtype)."""
+    """Probe, study, dashboards and training of a small run on `device` (the model already there, in its dtype;
+    `precision` is the training matmuls', as in compute.ml.training)."""
     from compute.ml.activations import iter_activation_batches, window_stream
 
     windows = list(window_stream(iter(texts), loaded.tokenizer, split="all", budget=tokens, context_size=context_size))
@@ -110,7 +112,9 @@ def run_stages(
     )
     train_batches = iter_activation_batches(loaded, train_windows, hook_name=hook_name, batch_size=batch_size,
                                             device=device)  # fmt: skip
-    runs["train"] = _timed(lambda: _train(train_batches, batches(), loaded.d_model, train_tokens, device, seed), device)
+    runs["train"] = _timed(
+        lambda: _train(train_batches, batches(), loaded.d_model, train_tokens, device, seed, precision), device
+    )
     return runs
 
 
@@ -169,7 +173,7 @@ def _dashboards(batches, sae, device: str) -> tuple[dict[str, np.ndarray], int]:
     return outputs, int(chunks[0].n_tokens)
 
 
-def _train(train_batches, held_out, d_in: int, tokens: int, device: str, seed: int):
+def _train(train_batches, held_out, d_in: int, tokens: int, device: str, seed: int, precision: str):
     """A Direct SAE trained briefly; its FVU and L0 on the held-out activations."""
     import torch
 
@@ -177,7 +181,7 @@ def _train(train_batches, held_out, d_in: int, tokens: int, device: str, seed: i
 
     specs = sweep_specs(methods=["direct"], architecture="standard", d_in=d_in, expansion=4, l1_coefficients=[1.0])
     trainers, progress = run_training(batches=train_batches, specs=specs, d_in=d_in, total_tokens=tokens,
-                                      device=device, minibatch_tokens=256, seed=seed)  # fmt: skip
+                                      device=device, minibatch_tokens=256, seed=seed, precision=precision)  # fmt: skip
     sae = trainers[0].inference_sae()
     with torch.no_grad():
         acts = torch.cat([batch.flat().float() for batch in held_out]).to(device)  # [n_kept, d_in]

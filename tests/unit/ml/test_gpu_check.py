@@ -39,7 +39,7 @@ def tiny(dtype: torch.dtype):
 
 @pytest.fixture(scope="module")
 def float32_run():
-    return run_stages(tiny(torch.float32), TEXTS, hook_name=HOOK, device="cpu", **SIZES)
+    return run_stages(tiny(torch.float32), TEXTS, hook_name=HOOK, device="cpu", precision="float32", **SIZES)
 
 
 def test_every_stage_reports_outputs_and_a_throughput(float32_run):
@@ -54,13 +54,13 @@ def test_every_stage_reports_outputs_and_a_throughput(float32_run):
 
 
 def test_a_float32_rerun_passes_at_float32_tolerance(float32_run):
-    again = run_stages(tiny(torch.float32), TEXTS, hook_name=HOOK, device="cpu", **SIZES)
+    again = run_stages(tiny(torch.float32), TEXTS, hook_name=HOOK, device="cpu", precision="float32", **SIZES)
     report = check(float32_run, again, precision="float32")
     assert report["ok"], report
 
 
 def test_a_bfloat16_run_passes_at_bfloat16_tolerance_but_not_at_float32(float32_run):
-    low = run_stages(tiny(torch.bfloat16), TEXTS, hook_name=HOOK, device="cpu", **SIZES)
+    low = run_stages(tiny(torch.bfloat16), TEXTS, hook_name=HOOK, device="cpu", precision="bfloat16", **SIZES)
     assert check(float32_run, low, precision="bfloat16")["ok"]
     strict = check(float32_run, low, precision="float32")
     assert not strict["stages"]["probe"]["ok"]  # bfloat16 arithmetic shows at float32's bound
