@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_ARGS ?=
 
-.PHONY: install data peers system-deps demo serve worker test test-fast lint format clean
+.PHONY: install data peers system-deps demo serve worker test test-fast lint format clean gpu-check
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found); set PYTHON=/path/to/python3.11"; exit 1; }
@@ -54,6 +54,10 @@ test: install data peers system-deps
 
 test-fast: install
 	$(VENV)/bin/pytest -m "not slow and not browser"
+
+# On a CUDA machine: the compute paths on the GPU against the CPU, within stated tolerances (JSON); elsewhere a no-op.
+gpu-check: install data
+	$(PY) manage.py gpu_check
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -83,6 +83,18 @@ def _worker_starts(**_: object) -> None:
 @worker_init.connect
 def _command_line_worker(**_: object) -> None:
     _SWEEP.set()  # not for workers embedded in tests, which share the test's database
+    artifact_storage_must_take_writes()
+
+
+def artifact_storage_must_take_writes() -> None:
+    """A worker whose artifact storage is missing or read-only exits at start-up with the reason (SystemExit
+    passes through Celery's signal dispatch, which logs and swallows ordinary exceptions)."""
+    from config.storage import artifact_storage_problem
+
+    problem = artifact_storage_problem()
+    if problem:
+        log.critical("%s", problem)
+        raise SystemExit(f"Worker not started. {problem}")
 
 
 @worker_ready.connect

@@ -22,6 +22,7 @@ from config.env import (
     env_path,
     env_str,
 )
+from config.storage import artifact_storage_entry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("LABELSITE_VAR_DIR", BASE_DIR / "var")
@@ -129,19 +130,29 @@ STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
 WHITENOISE_USE_FINDERS = True
 
 # --- artifacts: SAE weights, activation caches, dashboards, plots --------------------------------
-# Filesystem by default; any Django storage backend (e.g. storages.backends.s3.S3Storage from
-# django-storages) by ARTIFACT_STORAGE_BACKEND + ARTIFACT_STORAGE_OPTIONS (JSON).
+# `filesystem` (under ARTIFACT_ROOT; a shared volume across machines), `s3` (any S3-compatible object store:
+# AWS, MinIO; bucket, endpoint, region and credentials below) or a dotted Django storage class;
+# ARTIFACT_STORAGE_OPTIONS (JSON) overrides the backend's options. config.storage builds the entry.
 ARTIFACT_ROOT = env_path("ARTIFACT_ROOT", VAR_DIR / "artifacts")
-_ARTIFACT_BACKEND = env_str("ARTIFACT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
-_ARTIFACT_OPTIONS = env_json("ARTIFACT_STORAGE_OPTIONS", {})
-if _ARTIFACT_BACKEND.endswith("FileSystemStorage"):
-    _ARTIFACT_OPTIONS = {"location": str(ARTIFACT_ROOT), **_ARTIFACT_OPTIONS}
+ARTIFACT_STORAGE_BACKEND = env_str("ARTIFACT_STORAGE_BACKEND", "filesystem")
+ARTIFACT_S3 = {
+    "bucket_name": env_str("ARTIFACT_S3_BUCKET", ""),
+    "endpoint_url": env_str("ARTIFACT_S3_ENDPOINT_URL", ""),  # empty: AWS itself
+    "region_name": env_str("ARTIFACT_S3_REGION", ""),
+    "access_key": env_str("ARTIFACT_S3_ACCESS_KEY_ID", ""),  # empty: boto3's own chain (instance role, ...)
+    "secret_key": env_str("ARTIFACT_S3_SECRET_ACCESS_KEY", ""),
+}
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(VAR_DIR / "media")},
     },
-    "artifacts": {"BACKEND": _ARTIFACT_BACKEND, "OPTIONS": _ARTIFACT_OPTIONS},
+    "artifacts": artifact_storage_entry(
+        ARTIFACT_STORAGE_BACKEND,
+        root=ARTIFACT_ROOT,
+        s3=ARTIFACT_S3,
+        options=env_json("ARTIFACT_STORAGE_OPTIONS", {}),
+    ),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG and env_bool("STATIC_MANIFEST", False)
@@ -158,7 +169,8 @@ TRAINING_MEMORY_LIMIT_GIB = env_int("TRAINING_MEMORY_LIMIT_GIB", 0)
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", "filesystem://")
-BROKER_DIR = VAR_DIR / "broker"
+# The filesystem broker's folder: machines sharing it (a network file system) share the queue.
+BROKER_DIR = env_path("BROKER_DIR", VAR_DIR / "broker")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT = "config.broker:FilesystemTransport"  # atomic message files
     CELERY_BROKER_TRANSPORT_OPTIONS = {

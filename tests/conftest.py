@@ -79,3 +79,63 @@ def artifacts(tmp_path, settings) -> Path:
     }
     settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
     return folder
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 HTTP endpoint on loopback (moto's server): boto3 and django-storages talk to it over HTTP."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+S3_CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+def s3_client(endpoint: str):
+    """A plain boto3 client: how tests look into the bucket without the code under test."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, **S3_CREDENTIALS)
+
+
+def s3_env(endpoint: str, bucket: str) -> dict[str, str]:
+    """The environment that puts a process's artifact storage in `bucket` on `endpoint`."""
+    return {
+        "ARTIFACT_STORAGE_BACKEND": "s3",
+        "ARTIFACT_S3_BUCKET": bucket,
+        "ARTIFACT_S3_ENDPOINT_URL": endpoint,
+        "ARTIFACT_S3_REGION": S3_CREDENTIALS["region_name"],
+        "ARTIFACT_S3_ACCESS_KEY_ID": S3_CREDENTIALS["aws_access_key_id"],
+        "ARTIFACT_S3_SECRET_ACCESS_KEY": S3_CREDENTIALS["aws_secret_access_key"],
+    }
+
+
+@pytest.fixture
+def s3_artifacts(s3_server, tmp_path, settings) -> str:
+    """Artifact storage in a fresh bucket on the loopback S3 server, scratch in this test's folder; the bucket."""
+    from config.storage import artifact_storage_entry
+
+    bucket = f"artifacts-{os.urandom(4).hex()}"
+    s3_client(s3_server).create_bucket(Bucket=bucket)
+    env = s3_env(s3_server, bucket)
+    s3 = {
+        "bucket_name": bucket,
+        "endpoint_url": s3_server,
+        "region_name": env["ARTIFACT_S3_REGION"],
+        "access_key": env["ARTIFACT_S3_ACCESS_KEY_ID"],
+        "secret_key": env["ARTIFACT_S3_SECRET_ACCESS_KEY"],
+    }
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": artifact_storage_entry("s3", root=tmp_path / "unused", s3=s3, options={}),
+    }
+    settings.WORKER_SCRATCH_DIR = tmp_path / "scratch"
+    return bucket

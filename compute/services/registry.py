@@ -24,7 +24,7 @@ from django.utils.text import slugify
 from compute.jobs import JobInputError
 from compute.ml.choices import corpus_file_suffix
 from compute.models import SAE, Corpus, LanguageModel
-from config.storage import artifact_storage
+from config.storage import artifact_fetch, artifact_replace, artifact_storage
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_MODEL = {
@@ -267,10 +267,7 @@ def corpus_location(corpus: Corpus, scratch: Path | None = None) -> str:
         return storage.path(corpus.upload.name)
     except NotImplementedError:
         target = Path(scratch or settings.WORKER_SCRATCH_DIR) / "corpora" / Path(corpus.upload.name).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open(corpus.upload.name, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        return str(target)
+        return str(artifact_fetch(corpus.upload.name, target))
 
 
 def corpus_texts(*, corpus: Corpus, scratch: Path | None = None, max_documents: int | None = None) -> Iterator[str]:
@@ -366,7 +363,6 @@ def sae_make_way(*, name: str) -> bool:
 
 def sae_save_artifacts(*, sae: SAE, folder: Path) -> str:
     """Copy a local sae-lens folder (cfg.json + safetensors) into artifact storage; returns the storage folder."""
-    storage = artifact_storage()
     target = sae_artifact_folder(sae)
     for name in SAE_FILES:
         path = folder / name
@@ -376,13 +372,8 @@ def sae_save_artifacts(*, sae: SAE, folder: Path) -> str:
         path = folder / name
         if not path.is_file():
             continue
-        key = f"{target}/{name}"
-        if storage.exists(key):
-            storage.delete(key)
         with path.open("rb") as handle:
-            saved = storage.save(key, File(handle, name=name))
-        if saved != key:
-            raise RuntimeError(f"Artifact storage renamed {key} to {saved}.")
+            artifact_replace(f"{target}/{name}", File(handle, name=name))
     return target
 
 
@@ -398,8 +389,7 @@ def sae_local_folder(*, sae: SAE, scratch: Path) -> Path:
             key = f"{sae.artifact_path}/{name}"
             if name in SAE_OPTIONAL_FILES and not storage.exists(key):
                 continue
-            with storage.open(key, "rb") as src, open(target / name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            artifact_fetch(key, target / name)
         return target
 
 

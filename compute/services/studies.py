@@ -34,7 +34,7 @@ from compute.models import (
 )
 from compute.services import registry
 from compute.services.evaluation import json_safe
-from config.storage import artifact_storage
+from config.storage import artifact_replace
 
 METHOD_ORDER = [m.value for m in SAE.Method]
 
@@ -346,7 +346,6 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
     gsae = saes[gkey]
     baseline = {k: v.numpy() for k, v in random_direction_baseline(gsae).items()}
     folder = f"studies/{study.pk}-{study.name}/{fingerprint[:12]}-job{ctx.job.pk}"
-    storage = artifact_storage()
     arrays_by_sae: dict[int, dict[str, np.ndarray]] = {}
     rows = []
     gsae_loss = domain.stacks[gkey].loss
@@ -433,9 +432,8 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
         }
     )
     ctx.progress(0.97, "Storing the per-feature measurements")
-    paths = {pk: _save_npz(storage, f"{folder}/sae-{pk}.npz", arrays) for pk, arrays in arrays_by_sae.items()}
+    paths = {pk: _save_npz(f"{folder}/sae-{pk}.npz", arrays) for pk, arrays in arrays_by_sae.items()}
     baseline_path = _save_npz(
-        storage,
         f"{folder}/baseline.npz",
         {"max_cos_decoder": baseline["decoder"], "max_cos_encoder": baseline["encoder"]},
     )
@@ -465,14 +463,9 @@ def _sae_sort_key(sae: SAE) -> tuple:
     return (METHOD_ORDER.index(sae.method), sparsity, sae.pk)
 
 
-def _save_npz(storage, key: str, arrays: dict) -> str:
+def _save_npz(key: str, arrays: dict) -> str:
     import numpy as np
 
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
-    if storage.exists(key):
-        storage.delete(key)
-    saved = storage.save(key, ContentFile(buffer.getvalue()))
-    if saved != key:
-        raise RuntimeError(f"Artifact storage renamed {key} to {saved}.")
-    return saved
+    return artifact_replace(key, ContentFile(buffer.getvalue()))

@@ -28,7 +28,7 @@ from compute.ml.choices import BLOCK_HOOK_RE, K_ARCHITECTURES, default_hook_name
 from compute.ml.config import GIB, ConfigError, TrainingConfig, machine_memory_bytes
 from compute.models import SAE, Corpus, Job, JobKind, LanguageModel
 from compute.services import registry
-from config.storage import artifact_storage
+from config.storage import artifact_fetch, artifact_replace, artifact_storage
 
 _CHECKPOINTS = "checkpoints"
 
@@ -488,9 +488,7 @@ class _Run:
         key = self.ctx.job.stats.get(f"checkpoint_{phase}")
         if not key or not artifact_storage().exists(key):
             return None
-        local = self.scratch / "resume.pt"
-        with artifact_storage().open(key, "rb") as source, local.open("wb") as target:
-            shutil.copyfileobj(source, target)
+        local = artifact_fetch(key, self.scratch / "resume.pt")
         checkpoint = TrainingCheckpoint.load(local, device=self.device)
         local.unlink()
         tokens = checkpoint.position.tokens_done
@@ -593,11 +591,8 @@ def _summary(stats: dict[str, Any]) -> str:
 
 def _checkpoint_store(local: Path, key: str) -> str:
     """Copy a local checkpoint file into artifact storage under `key` (replacing one there) and remove it."""
-    storage = artifact_storage()
-    if storage.exists(key):
-        storage.delete(key)
     with local.open("rb") as handle:
-        saved = storage.save(key, File(handle, name=local.name))
+        saved = artifact_replace(key, File(handle, name=local.name))
     local.unlink()
     return saved
 

@@ -35,22 +35,26 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2
 class World:
     """Subprocesses sharing one database and broker; everything is stopped by `close()`."""
 
-    def __init__(self, folder: Path, database_url: str, **settings: str) -> None:
+    def __init__(
+        self, folder: Path, database_url: str, *, driver: str = "tests.services.chaos_world", cwd: Path = ROOT,
+        **settings: str,
+    ) -> None:  # fmt: skip
         from tests.conftest import subprocess_env
 
         self.folder = folder
         broker = os.environ.get("CELERY_BROKER_URL", "")
         drop = () if broker.startswith("redis") else ("CELERY_BROKER_URL",)
         self.env = subprocess_env(
-            drop=drop, DATABASE_URL=database_url, LABELSITE_VAR_DIR=str(folder), LOG_LEVEL="INFO", **settings
+            drop=drop, DATABASE_URL=database_url, LOG_LEVEL="INFO", **{"LABELSITE_VAR_DIR": str(folder), **settings}
         )
         subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True
-        )
+            [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], cwd=cwd, env=self.env,
+            check=True,
+        )  # fmt: skip
         self.workers: list[subprocess.Popen] = []
         self.driver = subprocess.Popen(
-            [sys.executable, "-m", "tests.services.chaos_world"],
-            cwd=ROOT, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            [sys.executable, "-m", driver],
+            cwd=cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )  # fmt: skip
         self.call("purge")
 
@@ -71,13 +75,16 @@ class World:
     def job(self, job_id: int) -> dict[str, Any]:
         return self.call("job", job_id=job_id)
 
-    def start_worker(self, name: str) -> subprocess.Popen:
+    def start_worker(
+        self, name: str, *, queues: str = "default,gpu", cwd: Path = ROOT, **settings: str
+    ) -> subprocess.Popen:
+        """A `celery worker` process; `cwd` and `settings` (environment) make it a machine of its own."""
         log = open(self.folder / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "--concurrency", "1",
-             "--queues", "default,gpu", "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
+             "--queues", queues, "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
              "--without-heartbeat", "--loglevel", "INFO"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=cwd, env={**self.env, **settings}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
         self.workers.append(worker)
@@ -176,14 +183,14 @@ def _handle(request: dict[str, Any]) -> Any:
     raise ValueError(f"unknown command {command!r}")
 
 
-def main() -> None:
+def main(handle: Callable[[dict[str, Any]], Any] = _handle) -> None:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
     for line in sys.stdin:
         try:
-            answer = {"ok": _handle(json.loads(line))}
+            answer = {"ok": handle(json.loads(line))}
         except Exception as exc:  # noqa: BLE001 - reported to the test, which fails with it
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         sys.stdout.write(json.dumps(answer, default=str) + "\n")

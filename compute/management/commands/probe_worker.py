@@ -31,7 +31,10 @@ class Command(BaseCommand):
         **_,
     ) -> None:
         from compute.services.probe import ProbeWorker
+        from config.storage import artifact_storage_problem
 
+        if problem := artifact_storage_problem():
+            raise CommandError(f"Probe worker not started. {problem}")
         worker = ProbeWorker(device=device)
         for sae_id in warm:
             sae = SAE.objects.select_related("language_model").filter(pk=sae_id).first()
