@@ -573,3 +573,43 @@ class JudgeJobConfig(JobConfig):
 
     max_tokens: int = option(200, help="Tokens the judge may answer with, per item.", low=20, high=4000)
     batch_size: int = option(20, help="Items read from the database at a time.", low=1, high=1000)
+
+
+# ----------------------------------------------------------------------------- synthetic worlds
+
+
+@dataclass(frozen=True)
+class SyntheticWorldConfig(JobConfig):
+    """A synthetic world (sae-lens's `sae_lens.synthetic`): true feature directions in `hidden_dim` dimensions,
+    general features firing at Zipfian base rates everywhere, and domain features firing often on the domain
+    corpus D and (almost) never on the general corpus. Registered as a model and two corpora."""
+
+    general_features: int = option(2048, help="True features that fire on all text.", low=1, high=10**6)
+    domain_features: int = option(256, help="True features that fire on the domain corpus D.", low=1, high=10**6)
+    hidden_dim: int = option(128, help="Dimensions of the activations (the model's d_model).", low=2, high=65536)
+    general_max_prob: float = option(0.2, help="Firing probability of the commonest general feature.", low=0.0, high=1.0)  # fmt: skip
+    general_min_prob: float = option(0.002, help="Firing probability of the rarest general feature.", low=0.0, high=1.0)  # fmt: skip
+    zipf_exponent: float = option(1.0, help="Exponent of the general features' Zipfian rates.", low=0.0, high=10.0)
+    domain_prob: float = option(0.03, help="Firing probability of each domain feature on D.", low=0.0, high=1.0)
+    domain_prob_general: float = option(
+        1e-5, help="Firing probability of each domain feature on general text (almost never).", low=0.0, high=1.0
+    )
+    magnitude_mean: float = option(1.0, help="Mean magnitude of a firing feature.", low=0.0, high=1e3)
+    magnitude_std: float = option(0.25, help="Standard deviation of a firing feature's magnitude.", low=0.0, high=1e3)
+    general_documents: int = option(4096, help="Documents of the general corpus.", low=1, high=10**8)
+    domain_documents: int = option(2048, help="Documents of the domain corpus D.", low=1, high=10**8)
+    document_tokens: int = option(128, help="Samples (tokens) per document.", low=1, high=10**6)
+    seed: int = option(0, help="Seed of the feature directions and of every sample.", low=0, high=2**31 - 1)
+
+    def check(self) -> None:
+        if self.general_min_prob >= self.general_max_prob:
+            raise ConfigError("general_min_prob must be below general_max_prob.", field="general_min_prob")
+        if self.domain_prob_general > self.domain_prob:
+            raise ConfigError(
+                "domain_prob_general must not exceed domain_prob: domain features fire mostly on D.",
+                field="domain_prob_general",
+            )
+
+    @property
+    def num_features(self) -> int:
+        return self.general_features + self.domain_features

@@ -75,6 +75,7 @@ def evaluate_domain(
     device: str | None = None,
     on_batch=None,
     outlier_norm_factor: float | None = None,
+    observe=None,
 ) -> DomainPass:
     """Losses (clean, zero ablation, each stack patched in), reconstruction and firing counts in one pass.
 
@@ -82,8 +83,14 @@ def evaluate_domain(
     positions are patched (BOS / special / padding keep their activations, as in training); loss counts only
     targets that are ordinary tokens. With `outlier_norm_factor`, positions whose norm is above that multiple of
     their batch's median are measured nowhere and never patched, like BOS. `on_batch(tokens_done)` is called
-    after each batch.
+    after each batch; `observe(ids, mask, feature_acts)` sees each batch's token ids [b, s], kept positions [b, s]
+    and every SAE's feature activations.
+
+    A synthetic world has no next-token loss: there the "loss" is the squared error per token, clean 0 and zero
+    ablation replaced by mean ablation (the variance), so the fraction recovered against zero ablation is the
+    explained variance and the fraction of the GSAE's gap is the part of the GSAE's squared error removed.
     """
+    synthetic = bool(loaded.info.get("synthetic"))
     device = device or loaded.device
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     fired = {key: torch.zeros(sae.cfg.d_sae, dtype=torch.float64) for key, sae in saes.items()}
@@ -99,7 +106,8 @@ def evaluate_domain(
         target_mask = mask[:, 1:]
         captured: dict[str, Tensor] = {}
         logits = loaded.model.run_with_hooks(ids, fwd_hooks=[(hook_name, _capture_into(captured))])  # [b, s, d_vocab]
-        clean_sum += _loss_sum(logits, ids, target_mask)
+        if not synthetic:
+            clean_sum += _loss_sum(logits, ids, target_mask)
         acts = captured["acts"]  # [b, s, d_in]
         if outlier_norm_factor is not None:
             outliers = outlier_mask(acts, mask, outlier_norm_factor)
@@ -109,25 +117,38 @@ def evaluate_domain(
         # Each SAE encodes once; stacks add the decoded outputs.
         recon: dict[str, Tensor] = {}
         l0: dict[str, Tensor] = {}
+        observed: dict[str, Tensor] = {}
         for key, sae in saes.items():
             feature_acts = sae.encode(acts)  # [b, s, d_sae]
             active = feature_acts > 0
             fired[key] += active[mask].sum(dim=0).double().cpu()
             l0[key] = active.float().sum(dim=-1)  # [b, s]
             recon[key] = sae.decode(feature_acts)  # [b, s, d_in]
+            if observe is not None:
+                observed[key] = feature_acts
             del feature_acts, active
+        if observe is not None:
+            observe(ids, mask, observed)
+            observed.clear()
         for name, keys in stacks.items():
             out = torch.stack([recon[k] for k in keys]).sum(dim=0)  # [b, s, d_in]
-            sums[name].sq_err += float((out[mask].float() - x).pow(2).sum())
+            sq_err = float((out[mask].float() - x).pow(2).sum())
+            sums[name].sq_err += sq_err
             sums[name].l0 += float(sum(l0[k] for k in keys)[mask].sum())
+            if synthetic:
+                sums[name].loss += sq_err
+                continue
             patched = torch.where(mask[..., None], out.to(acts.dtype), acts)
             logits = loaded.model.run_with_hooks(ids, fwd_hooks=[(hook_name, _replace_with(patched))])
             sums[name].loss += _loss_sum(logits, ids, target_mask)
-        zeroed = torch.where(mask[..., None], torch.zeros_like(acts), acts)
-        logits = loaded.model.run_with_hooks(ids, fwd_hooks=[(hook_name, _replace_with(zeroed))])
-        zero_sum += _loss_sum(logits, ids, target_mask)
         tokens += x.shape[0]
-        loss_tokens += int(target_mask.sum())
+        if synthetic:
+            loss_tokens = tokens
+        else:
+            zeroed = torch.where(mask[..., None], torch.zeros_like(acts), acts)
+            logits = loaded.model.run_with_hooks(ids, fwd_hooks=[(hook_name, _replace_with(zeroed))])
+            zero_sum += _loss_sum(logits, ids, target_mask)
+            loss_tokens += int(target_mask.sum())
         x_sum = x.sum(dim=0) if x_sum is None else x_sum + x.sum(dim=0)
         x_sq += float(x.pow(2).sum())
         if on_batch is not None:
@@ -135,6 +156,8 @@ def evaluate_domain(
     if tokens == 0 or loss_tokens == 0:
         raise ValueError("No tokens to evaluate on.")
     variance = max(x_sq - float(x_sum.pow(2).sum()) / tokens, 1e-12)
+    if synthetic:
+        zero_sum = variance  # mean ablation: the squared error of predicting every activation by their mean
     return DomainPass(
         tokens=tokens,
         loss_tokens=loss_tokens,

@@ -49,6 +49,7 @@ class LanguageModel(models.Model):
         HUB = "hub", "Hugging Face name"
         LOCAL = "local", "Local path"
         PACKAGE = "package", "Python package (offline)"
+        SYNTHETIC = "synthetic", "Synthetic world (sae-lens synthetic data)"
 
     name = models.SlugField(max_length=100, unique=True)
     source = models.CharField(max_length=10, choices=Source.choices)
@@ -75,6 +76,7 @@ class Corpus(models.Model):
         FILES = "files", "Local files"
         UPLOAD = "upload", "Uploaded file"
         DEMO = "demo", "Offline demo corpus"
+        SYNTHETIC = "synthetic", "Synthetic world's samples"
 
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)

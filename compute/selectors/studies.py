@@ -36,6 +36,32 @@ TABLE_COLUMNS: list[tuple[str, str]] = [
     ("median_max_cos_encoder", "median max cos encoder (alive)"),
 ]
 
+# On a synthetic world, the SAEs against the true features (compute.ml.synthetic.StudyTruth): decoder cosine
+# figures per subset of true features, firing figures on the held-out domain tokens.
+TRUTH_COLUMNS: list[tuple[str, str]] = [
+    *(
+        (f"{name}_{subset}", f"{heading} ({subset} true features)")
+        for subset in ("all", "domain", "general")
+        for name, heading in (("mcc", "MCC"), ("uniqueness", "uniqueness"), ("f1", "F1"), ("recovered", "recovered"))
+    ),
+    ("gsae_missed_recovered", "domain features the GSAE misses, recovered"),
+]
+# Where the world has no next-token loss, the loss columns hold squared errors (see compute.ml.study).
+EXPLAINED_VARIANCE_HEADINGS = {
+    "loss": "squared error on D (per token)",
+    "fraction_recovered": "fraction of GSAE squared error removed",
+    "fraction_vs_zero": "explained variance (no LM loss in a synthetic world)",
+}
+
+
+def table_columns(evaluation: StudyEvaluation) -> list[tuple[str, str]]:
+    """The columns of this evaluation: the study's, renamed where a synthetic world has no loss, and its truth."""
+    results = evaluation.results
+    if results.get("loss_kind") != "explained_variance":
+        return TABLE_COLUMNS
+    renamed = [(key, EXPLAINED_VARIANCE_HEADINGS.get(key, heading)) for key, heading in TABLE_COLUMNS]
+    return renamed + (TRUTH_COLUMNS if "truth" in results else [])
+
 
 def study_latest_evaluation(study: Study) -> StudyEvaluation | None:
     return study.evaluations.select_related("job").first()
@@ -78,8 +104,9 @@ def representatives(
 
 def evaluation_table(evaluation: StudyEvaluation) -> tuple[list[str], list[list[Any]]]:
     """Headings and rows of every number of the evaluation."""
-    headings = [heading for _, heading in TABLE_COLUMNS]
-    rows = [[row.get(key) for key, _ in TABLE_COLUMNS] for row in evaluation.results.get("rows", [])]
+    columns = table_columns(evaluation)
+    headings = [heading for _, heading in columns]
+    rows = [[row.get(key) for key, _ in columns] for row in evaluation.results.get("rows", [])]
     return headings, rows
 
 
@@ -94,8 +121,9 @@ def evaluation_csv(evaluation: StudyEvaluation) -> str:
         "clean_loss": results["losses"]["clean"],
         "zero_ablation_loss": results["losses"]["zero_ablation"],
         "gsae_loss": results["losses"]["gsae"],
+        "loss_kind": results.get("loss_kind", "cross_entropy"),
     }
-    keys = [key for key, _ in TABLE_COLUMNS] + ["sae_id", "method", "includes_gsae"]
+    keys = [key for key, _ in table_columns(evaluation)] + ["sae_id", "method", "includes_gsae"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=keys + list(shared), extrasaction="ignore")
     writer.writeheader()

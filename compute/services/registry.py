@@ -72,6 +72,8 @@ def language_model_register(
     """Create or update a language model record (by name)."""
     if source not in LanguageModel.Source.values:
         raise RegistryError(f"Unknown model source {source!r}: use {', '.join(LanguageModel.Source.values)}.")
+    if source == LanguageModel.Source.SYNTHETIC:
+        raise RegistryError("A synthetic world is registered with its corpora: use `python manage.py world add`.")
     model, _ = LanguageModel.objects.update_or_create(
         name=slugify(name),
         defaults={
@@ -108,13 +110,23 @@ def language_model_load(*, language_model: LanguageModel, device: str, hook_name
             while _LOADED and len(_LOADED) >= MODELS_KEPT:  # free memory before loading, not after
                 _LOADED.popitem(last=False)
             try:
-                loaded = load_language_model(
-                    source=language_model.source,
-                    location=language_model.location,
-                    gguf_file=language_model.gguf_file,
-                    device=device,
-                    dtype=dtype,
-                )
+                if language_model.source == LanguageModel.Source.SYNTHETIC:
+                    from compute.ml.synthetic import load_synthetic_model
+
+                    from .worlds import world_local_folder
+
+                    folder = world_local_folder(
+                        language_model=language_model, scratch=Path(settings.WORKER_SCRATCH_DIR)
+                    )
+                    loaded = load_synthetic_model(folder, name=language_model.name, device=device)
+                else:
+                    loaded = load_language_model(
+                        source=language_model.source,
+                        location=language_model.location,
+                        gguf_file=language_model.gguf_file,
+                        device=device,
+                        dtype=dtype,
+                    )
             except ModelLoadError as exc:
                 raise RegistryError(str(exc)) from exc
             _LOADED[key] = loaded
@@ -130,6 +142,8 @@ def _model_identity(language_model: LanguageModel) -> tuple:
     fields = (language_model.source, language_model.location, language_model.gguf_file)
     if language_model.source == LanguageModel.Source.HUB:
         return fields  # the hub cache is content-addressed: a name loads the same weights
+    if language_model.source == LanguageModel.Source.SYNTHETIC:
+        return (*fields, str(language_model.info.get("options")))  # re-registering a world changes its options
     try:
         folder, gguf = resolve_model_files(
             source=language_model.source, location=language_model.location, gguf_file=language_model.gguf_file
@@ -218,6 +232,8 @@ def corpus_register(
         raise RegistryError(f"Unknown corpus kind {kind!r}: use general or domain.")
     if source not in Corpus.Source.values:
         raise RegistryError(f"Unknown corpus source {source!r}: use {', '.join(Corpus.Source.values)}.")
+    if source == Corpus.Source.SYNTHETIC:
+        raise RegistryError("A synthetic world's corpora are registered with it: use `python manage.py world add`.")
     if source == Corpus.Source.UPLOAD and upload is None:
         raise RegistryError("An uploaded corpus needs a file.")
     if source != Corpus.Source.UPLOAD and not location.strip():
@@ -274,6 +290,11 @@ def corpus_texts(*, corpus: Corpus, scratch: Path | None = None, max_documents: 
     """The corpus's documents, streamed (raises compute.ml.corpora.CorpusError for unreadable input)."""
     from compute.ml.corpora import iter_texts
 
+    if corpus.source == Corpus.Source.SYNTHETIC:
+        from .worlds import world_documents
+
+        return world_documents(corpus=corpus, scratch=scratch, max_documents=max_documents)
+
     return iter_texts(
         corpus.source,
         corpus_location(corpus, scratch),
@@ -304,6 +325,10 @@ def corpus_count_tokens(
     from compute.ml.corpora import count_tokens
     from compute.ml.lm import load_tokenizer
 
+    if tokenizer is None and language_model.source == LanguageModel.Source.SYNTHETIC:
+        from compute.ml.synthetic import SyntheticTokenizer
+
+        tokenizer = SyntheticTokenizer()
     if tokenizer is None:
         tokenizer = load_tokenizer(
             source=language_model.source, location=language_model.location, gguf_file=language_model.gguf_file

@@ -293,6 +293,12 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
     def texts(corpus: Corpus):
         return registry.corpus_texts(corpus=corpus, scratch=scratch)
 
+    truth = None
+    if loaded.info.get("synthetic"):  # a synthetic world: every SAE is also checked against the true features
+        from compute.ml.synthetic import StudyTruth
+
+        truth = StudyTruth(loaded.model.world, {key: sae.W_dec for key, sae in saes.items()}, gsae=gkey)
+
     eval_tokens = config.eval_tokens
     ctx.progress(0.05, f"Losses and reconstruction on {study.domain_corpus.name} (held-out split)")
     try:
@@ -314,6 +320,7 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
             on_batch=lambda done: ctx.progress(
                 0.05 + 0.5 * min(done / eval_tokens, 1.0), f"{study.domain_corpus.name}: {done:,} tokens"
             ),
+            observe=truth.observe if truth is not None else None,
         )
     except ValueError as exc:
         raise StudyError(f"Corpus {study.domain_corpus.name!r} has no held-out tokens: {exc}") from exc
@@ -396,8 +403,15 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
                 else None,
             }
         )
+    extra: dict[str, Any] = {"loss_kind": "cross_entropy"}
+    if truth is not None:
+        checked = truth.rows()
+        for row in rows:
+            row.update(checked["rows"][str(row["sae_id"])])
+        extra = {"loss_kind": "explained_variance", "truth": {k: v for k, v in checked.items() if k != "rows"}}
     results = json_safe(
         {
+            **extra,
             "model": study.gsae.language_model.name,
             "hook_name": study.gsae.hook_name,
             "options": config.to_params(),

@@ -8,6 +8,8 @@
 Histograms show one SAE per method: the researcher's picks, else the healthy sweep points closest in L0 to each
 other (`representatives`), named in the legend with their L0 and live features. Pareto points carry their sparsity
 setting; points with a health flag are ringed in red.
+On a synthetic world, `recovery` adds the domain true features each SAE recovers (decoder cosine at or above the
+stated threshold) against L0, per method, with the number the GSAE misses.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ FIGURES = {
     "pareto": "Loss recovered against L0",
     "rarity": "Feature rarity (log10 firing frequency)",
     "novelty": "Novelty (max cosine similarity to the GSAE)",
+    "recovery": "Domain features recovered against L0 (synthetic world: against truth)",
 }
 METHOD_COLOURS = {"gsae": PALETTE[7], "finetune": PALETTE[0], "direct": PALETTE[1], "ssae": PALETTE[2]}
 METHOD_NAMES = {"gsae": "GSAE", "finetune": "GSAE-finetune", "direct": "Direct SAE", "ssae": "SSAE"}
@@ -34,12 +37,18 @@ METHOD_NAMES = {"gsae": "GSAE", "finetune": "GSAE-finetune", "direct": "Direct S
 FLAG_COLOUR = "#c62828"
 
 
+def study_figures_of(evaluation: StudyEvaluation) -> dict[str, str]:
+    """The figures an evaluation has (name -> title): `recovery` only on a synthetic world."""
+    return {name: title for name, title in FIGURES.items() if name != "recovery" or "truth" in evaluation.results}
+
+
 def study_figure(evaluation: StudyEvaluation, name: str, *, picks: tuple[int, ...] = ()):
-    """The named figure (`pareto`, `rarity` or `novelty`) of a stored evaluation; `picks` (SAE ids) choose the
-    sweep points the histograms show (see `representatives`)."""
-    if name not in FIGURES:
+    """The named figure (`pareto`, `rarity`, `novelty`, `recovery`) of a stored evaluation; `picks` (SAE ids)
+    choose the sweep points the histograms show (see `representatives`)."""
+    if name not in study_figures_of(evaluation):
         raise KeyError(name)
-    return {"pareto": _pareto, "rarity": _rarity, "novelty": _novelty}[name](evaluation.results, evaluation, picks)
+    draw = {"pareto": _pareto, "rarity": _rarity, "novelty": _novelty, "recovery": _recovery}[name]
+    return draw(evaluation.results, evaluation, picks)
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -88,7 +97,10 @@ def _pareto(results: dict[str, Any], evaluation: StudyEvaluation, picks: tuple[i
         ax.plot([gsae["l0"]], [0.0], marker="s", color=METHOD_COLOURS["gsae"], linestyle="none", label="GSAE")
     ax.set_xscale("log")
     ax.set_xlabel("L0 (active features per token, log scale)")
-    ax.set_ylabel("fraction of the GSAE's loss gap recovered")
+    explained = results.get("loss_kind") == "explained_variance"
+    ax.set_ylabel(
+        "fraction of the GSAE's squared error removed" if explained else "fraction of the GSAE's loss gap recovered"
+    )
     domain = results["domain"]
     ax.set_title(f"Loss recovered on {domain['corpus']} (held-out, {domain['loss_tokens']:,} tokens)", fontsize=10)
     ax.legend(fontsize=8, loc="best")
@@ -173,4 +185,29 @@ def _novelty(results: dict[str, Any], evaluation: StudyEvaluation, picks: tuple[
     fig.suptitle(
         f"Novelty of domain features (alive on {results['domain']['corpus']}; dead = never fired there)", fontsize=11
     )
+    return fig
+
+
+def _recovery(results: dict[str, Any], evaluation: StudyEvaluation, picks: tuple[int, ...] = ()):
+    fig, ax = new_figure(width=6.4, height=4.0)
+    truth = results["truth"]
+    for method in ("finetune", "direct", "ssae"):
+        points = sorted((r["l0"], r["recovered_domain"]) for r in results["rows"] if r["method"] == method)
+        if not points:
+            continue
+        xs, ys = zip(*points, strict=True)
+        label = METHOD_NAMES[method] + (" (L0 = GSAE's + its own)" if method == "ssae" else "")
+        ax.plot(xs, ys, marker="o", color=METHOD_COLOURS[method], label=label)
+    gsae = next((r for r in results["rows"] if r["method"] == "gsae"), None)
+    if gsae is not None:
+        ax.plot([gsae["l0"]], [gsae["recovered_domain"]], marker="s", color=METHOD_COLOURS["gsae"], linestyle="none",
+                label=f"GSAE (misses {truth['gsae_missed']:,})")  # fmt: skip
+    total = truth["true_features"]["domain"]
+    ax.axhline(total, color="0.5", linestyle=":", linewidth=1, label=f"all {total:,} domain features")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("L0 (active features per token, log scale)")
+    ax.set_ylabel(f"domain features recovered (decoder cos >= {truth['threshold']:g})")
+    ax.set_title("Recovery of the planted domain features", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
     return fig

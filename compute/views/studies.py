@@ -55,10 +55,11 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
         "running": running,
     }
     if evaluation is not None:
-        from compute.services.study_figures import FIGURES
+        from compute.services.study_figures import study_figures_of
 
         picks = _picks(request)
-        context["figures"] = [(name, title, _figure_svg(evaluation, name, picks)) for name, title in FIGURES.items()]
+        figures = study_figures_of(evaluation)
+        context["figures"] = [(name, title, _figure_svg(evaluation, name, picks)) for name, title in figures.items()]
         context["headings"], context["rows"] = evaluation_table(evaluation)
         context["picks_query"] = request.GET.urlencode()
         context["pick_choices"] = _pick_choices(evaluation, picks)
@@ -130,10 +131,10 @@ def _evaluation(study_id: int, evaluation_id: int) -> StudyEvaluation:
 
 @admin_required
 def study_figure_download(request: HttpRequest, study_id: int, evaluation_id: int, name: str, fmt: str):
-    from compute.services.study_figures import FIGURES, study_figure
+    from compute.services.study_figures import study_figure, study_figures_of
 
     evaluation = _evaluation(study_id, evaluation_id)
-    if name not in FIGURES or fmt not in ("svg", "png"):
+    if name not in study_figures_of(evaluation) or fmt not in ("svg", "png"):
         raise Http404("No such figure.")
     figure = study_figure(evaluation, name, picks=_picks(request))
     return figure_response(figure, fmt=fmt, name=f"{evaluation.study.name}-{name}")
