@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, str] = {
     "autointerp": "compute.benchmarks.autointerp",
     "probe": "compute.benchmarks.probe",
     "render": "compute.benchmarks.render",
+    "synthetic": "compute.benchmarks.synthetic",
 }
