@@ -179,3 +179,38 @@ def training_health(
     if l0 is not None and d_sae and l0 > rules.dense_share * d_sae:
         flag("dense", f"L0 {l0:.3g}: more than {rules.dense_share:.0%} of its {d_sae:,} features per token")
     return {"flags": flags, "spikes": len(found)}
+
+
+def seed_claims(rows: list[dict]) -> dict:
+    """Whether the domain-SAE study's claims hold, row by row: each SSAE against the GSAE-finetune and the Direct SAE
+    nearest to it in L0 (log distance; an SSAE's L0 includes its GSAE's). An SSAE's features should be rarer on
+    general text (lower median log10 frequency), newer (lower median max decoder cosine to the GSAE) and recover
+    more of the domain features the GSAE misses. A claim holds when it holds in every comparison made."""
+    comparisons = []
+    for ssae in (r for r in rows if r["method"] == "ssae" and r.get("l0")):
+        for method in ("finetune", "direct"):
+            others = [r for r in rows if r["method"] == method and r.get("l0")]
+            if not others:
+                continue
+            other = min(others, key=lambda r: abs(math.log(r["l0"] / ssae["l0"])))
+            comparisons.append(
+                {
+                    "ssae": ssae["name"],
+                    "ssae_l0": ssae["l0"],
+                    "other": other["name"],
+                    "other_method": method,
+                    "other_l0": other["l0"],
+                    "rarer": _below(ssae.get("median_log10_freq_general"), other.get("median_log10_freq_general")),
+                    "newer": _below(ssae.get("median_max_cos_decoder"), other.get("median_max_cos_decoder")),
+                    "covers_missed": ssae.get("gsae_missed_recovered", 0) > other.get("gsae_missed_recovered", 0),
+                }
+            )
+    claims = ("rarer", "newer", "covers_missed")
+    return {
+        "comparisons": comparisons,
+        **{claim: bool(comparisons) and all(c[claim] for c in comparisons) for claim in claims},
+    }
+
+
+def _below(value: float | None, other: float | None) -> bool:
+    return value is not None and other is not None and value < other

@@ -408,7 +408,12 @@ def _evaluate(ctx: JobContext, study: Study, loaded, device: str, scratch, finge
         checked = truth.rows()
         for row in rows:
             row.update(checked["rows"][str(row["sae_id"])])
-        extra = {"loss_kind": "explained_variance", "truth": {k: v for k, v in checked.items() if k != "rows"}}
+        from compute.ml.measures import seed_claims
+
+        extra = {
+            "loss_kind": "explained_variance",
+            "truth": {**{k: v for k, v in checked.items() if k != "rows"}, "claims": seed_claims(rows)},
+        }
     results = json_safe(
         {
             **extra,

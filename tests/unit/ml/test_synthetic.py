@@ -119,3 +119,25 @@ def test_ssae_recovers_domain_features_the_gsae_misses_and_raw_training_does_not
     # GSAE-finetune at a low learning rate stays close to the GSAE: its encoder columns keep cosine >= 0.95.
     enc = torch.nn.functional.cosine_similarity(saes["finetune"].W_enc.detach(), gsae.W_enc.detach(), dim=0)
     assert float(enc.median()) >= 0.95
+
+
+def test_seed_claims_compare_each_ssae_with_the_nearest_l0_of_each_method():
+    from compute.ml.measures import seed_claims
+
+    def row(name, method, l0, freq, cos, missed):
+        return {"name": name, "method": method, "l0": l0, "median_log10_freq_general": freq,
+                "median_max_cos_decoder": cos, "gsae_missed_recovered": missed}  # fmt: skip
+
+    rows = [
+        row("ssae", "ssae", 10.0, -5.0, 0.3, 20),
+        row("ft-near", "finetune", 9.0, -3.0, 0.9, 2),
+        row("ft-far", "finetune", 100.0, -6.0, 0.1, 30),  # would beat the SSAE, but is far in L0
+        row("direct", "direct", 12.0, -4.0, 0.2, 25),  # newer and covers more than the SSAE
+    ]
+    claims = seed_claims(rows)
+    assert [(c["other"], c["rarer"], c["newer"], c["covers_missed"]) for c in claims["comparisons"]] == [
+        ("ft-near", True, True, True),
+        ("direct", True, False, False),
+    ]
+    assert (claims["rarer"], claims["newer"], claims["covers_missed"]) == (True, False, False)
+    assert seed_claims([row("ssae", "ssae", 10.0, -5.0, 0.3, 20)])["rarer"] is False  # nothing compared
