@@ -117,6 +117,14 @@ def test_training_study_and_export_run_on_a_world(world, admin_client):
     missed = results["truth"]["gsae_missed"]
     assert missed == 16 - gsae_row["recovered_domain"]
     assert gsae_row["gsae_missed_recovered"] == 0
+    claims = results["truth"]["claims"]
+    ssae_rows = [r for r in rows.values() if r["method"] == "ssae"]
+    assert len(claims["comparisons"]) == 2 * len(ssae_rows)  # each SSAE against a finetune and a Direct SAE
+    for comparison in claims["comparisons"]:
+        ssae = next(r for r in ssae_rows if r["name"] == comparison["ssae"])
+        other = next(r for r in rows.values() if r["name"] == comparison["other"])
+        assert comparison["covers_missed"] == (ssae["gsae_missed_recovered"] > other["gsae_missed_recovered"])
+    assert claims["covers_missed"] == all(c["covers_missed"] for c in claims["comparisons"])
 
     exported = evaluation_export(evaluation)
     assert exported["truth"]["threshold"] == 0.9 and "mcc_domain" in exported["rows"][0]
@@ -128,6 +136,7 @@ def test_training_study_and_export_run_on_a_world(world, admin_client):
     body = page.content.decode()
     assert page.status_code == 200
     assert "explained variance" in body and "Domain features recovered against L0" in body
+    assert f"the GSAE misses {missed} of 16 domain features" in body
     svg = admin_client.get(reverse("compute:study-figure", args=[study.pk, evaluation.pk, "recovery", "svg"]))
     assert svg.status_code == 200 and b"<svg" in svg.content
     json.loads(admin_client.get(reverse("compute:study-export", args=[study.pk, evaluation.pk, "json"])).content)
