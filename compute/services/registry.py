@@ -362,6 +362,10 @@ def corpus_stamp(*, corpus: Corpus) -> str:
             paths = corpus_files(corpus.location)
         elif corpus.source == Corpus.Source.UPLOAD and corpus.upload:
             paths = [Path(artifact_storage().path(corpus.upload.name))]
+        elif corpus.source == Corpus.Source.SYNTHETIC:  # a world rebuilt under its name draws other samples
+            world = LanguageModel.objects.filter(name=corpus.location).first()
+            fields.append(str(world.info.get("options") if world else None))
+            paths = []
         else:
             paths = []
     except NotImplementedError:

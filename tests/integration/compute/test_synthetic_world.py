@@ -59,6 +59,10 @@ def test_a_world_refuses_what_would_clash_or_cannot_work(world):
         call_command("world", "add", "real")
     with pytest.raises(registry.RegistryError, match="world add"):
         registry.corpus_register(name="x", kind="general", source="synthetic", location="toy")
+    # Rebuilding the world under its name (other samples) changes its corpora's stamp, so studies re-evaluate.
+    stamp = registry.corpus_stamp(corpus=Corpus.objects.get(name="toy-domain"))
+    call_command("world", "add", "toy", *WORLD[:-1], "4", stdout=io.StringIO())
+    assert registry.corpus_stamp(corpus=Corpus.objects.get(name="toy-domain")) != stamp
 
 
 def test_training_study_and_export_run_on_a_world(world, admin_client):
