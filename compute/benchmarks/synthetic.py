@@ -19,6 +19,7 @@ import tempfile
 import time
 from typing import Any
 
+from compute.ml.choices import MATRYOSHKA_FRACTIONS
 from compute.ml.config import SyntheticWorldConfig
 
 DEFAULTS: dict[str, Any] = {
@@ -88,14 +89,24 @@ def _ours(world, loaded, architecture: str, options: dict[str, Any]):
 def _saelens(world, architecture: str, options: dict[str, Any]):
     from sae_lens import LoggingConfig
     from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAEConfig
+    from sae_lens.saes.matryoshka_batchtopk_sae import MatryoshkaBatchTopKTrainingSAEConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
     from sae_lens.synthetic import SyntheticSAERunner, SyntheticSAERunnerConfig
 
-    config_class = {"topk": TopKTrainingSAEConfig, "batchtopk": BatchTopKTrainingSAEConfig}[architecture]
     d_in = world.config.hidden_dim
+    d_sae = int(options["expansion"]) * d_in
+    extra: dict[str, Any] = {}
+    if architecture == "matryoshka_batchtopk":  # the same nested widths as ours
+        widths = sorted({max(1, int(d_sae * f)) for f in MATRYOSHKA_FRACTIONS} - {d_sae})
+        extra["matryoshka_widths"] = [*widths, d_sae]
+    config_class = {
+        "topk": TopKTrainingSAEConfig,
+        "batchtopk": BatchTopKTrainingSAEConfig,
+        "matryoshka_batchtopk": MatryoshkaBatchTopKTrainingSAEConfig,
+    }[architecture]
     sae_config = config_class(
-        d_in=d_in, d_sae=int(options["expansion"]) * d_in, k=int(options["k"]), device=options["device"],
-        rescale_acts_by_decoder_norm=False,
+        d_in=d_in, d_sae=d_sae, k=int(options["k"]), device=options["device"], rescale_acts_by_decoder_norm=False,
+        **extra,
     )  # fmt: skip
     samples = int(options["samples"])
     runner = SyntheticSAERunner(

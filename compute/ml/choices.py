@@ -13,16 +13,26 @@ METHOD_LABELS = {
     "direct": "Direct SAE",
     "ssae": "Specialized SAE (SSAE)",
 }
-ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk")
 ARCHITECTURE_LABELS = {
     "standard": "Standard (L1)",
     "topk": "TopK",
     "batchtopk": "BatchTopK (saved as JumpReLU)",
     "jumprelu": "JumpReLU (L0)",
+    "matryoshka_batchtopk": "Matryoshka BatchTopK (saved as JumpReLU)",
 }
-K_ARCHITECTURES = ("topk", "batchtopk")  # sparsity set by k; the others by a loss coefficient
+K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk")  # sparsity set by k; the others by a coefficient
+BATCHTOPK_ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk")  # saved as JumpReLU with the learnt threshold
 # The training-config field holding each architecture's sparsity sweep.
-SWEEP_FIELDS = {"standard": "l1_coefficients", "topk": "ks", "batchtopk": "ks", "jumprelu": "l0_coefficients"}
+SWEEP_FIELDS = {
+    "standard": "l1_coefficients",
+    "topk": "ks",
+    "batchtopk": "ks",
+    "jumprelu": "l0_coefficients",
+    "matryoshka_batchtopk": "ks",
+}
+# The nested prefixes of a Matryoshka SAE, as fractions of its width (the last level is the whole SAE).
+MATRYOSHKA_FRACTIONS = (1 / 8, 1 / 4, 1 / 2)
 PRECISIONS = ("auto", "float32", "bfloat16")  # of SAE training matmuls; see compute.ml.training.autocast_dtype
 
 # Corpus file kinds, by file name suffix in any case (`notes.TXT` is a .txt file).

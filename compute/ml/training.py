@@ -29,13 +29,25 @@ import torch
 from sae_lens import SAE
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
+from sae_lens.saes.matryoshka_batchtopk_sae import (
+    MatryoshkaBatchTopKTrainingSAE,
+    MatryoshkaBatchTopKTrainingSAEConfig,
+)
 from sae_lens.saes.sae import SAEMetadata, TrainingSAE, TrainStepInput
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from torch import Tensor
 
 from compute.ml.activations import ActivationBatch, OutlierCount
-from compute.ml.choices import ARCHITECTURES, DOMAIN_METHODS, K_ARCHITECTURES, PRECISIONS, SWEEP_FIELDS
+from compute.ml.choices import (
+    ARCHITECTURES,
+    BATCHTOPK_ARCHITECTURES,
+    DOMAIN_METHODS,
+    K_ARCHITECTURES,
+    MATRYOSHKA_FRACTIONS,
+    PRECISIONS,
+    SWEEP_FIELDS,
+)
 from compute.ml.config import TrainingConfig
 from compute.ml.saes import save_sparsity
 
@@ -192,6 +204,13 @@ def make_training_sae(
             # k per token on average over the minibatch; saved for inference as JumpReLU with the learnt threshold.
             cfg = BatchTopKTrainingSAEConfig(k=spec.k, rescale_acts_by_decoder_norm=False, **common)
             sae = BatchTopKTrainingSAE(cfg)
+        elif spec.architecture == "matryoshka_batchtopk":
+            # Nested prefixes each trained to reconstruct alone (sae-lens's Matryoshka BatchTopK).
+            widths = sorted({max(1, int(spec.d_sae * f)) for f in MATRYOSHKA_FRACTIONS} - {spec.d_sae})
+            cfg = MatryoshkaBatchTopKTrainingSAEConfig(
+                k=spec.k, rescale_acts_by_decoder_norm=False, matryoshka_widths=[*widths, spec.d_sae], **common
+            )
+            sae = MatryoshkaBatchTopKTrainingSAE(cfg)
         elif spec.architecture == "jumprelu":
             sae = JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(l0_coefficient=spec.l0_coefficient, **common))
         else:
@@ -205,7 +224,9 @@ def training_sae_from(sae: SAE, spec: SAESpec, *, device: str, metadata: dict[st
     """A training SAE with the weights of an existing (inference) SAE, for fine-tuning."""
     architecture = sae.cfg.architecture()
     # A BatchTopK SAE is saved for inference as JumpReLU (its learnt threshold): it fine-tunes as BatchTopK.
-    if architecture != spec.architecture and not (architecture == "jumprelu" and spec.architecture == "batchtopk"):
+    if architecture != spec.architecture and not (
+        architecture == "jumprelu" and spec.architecture in BATCHTOPK_ARCHITECTURES
+    ):
         raise TrainingInputError(
             f"The GSAE is a {architecture} SAE: fine-tune it with architecture {architecture!r}, or train it anew."
         )
@@ -375,6 +396,10 @@ class SAETrainer:
             )
             aux_total = sum(aux.values()) if isinstance(aux, dict) else aux
             loss = mse + aux_total
+            if isinstance(sae, MatryoshkaBatchTopKTrainingSAE):
+                # Each inner prefix's reconstruction error, as sae-lens's training_forward_pass adds it.
+                for _, inner in sae._iterable_decode(feature_acts):  # [n, d_in] per inner level
+                    loss = loss + (inner.float() - target).pow(2).sum(dim=-1).mean()
         if isinstance(sae, BatchTopKTrainingSAE):
             sae.update_topk_threshold(feature_acts.detach())  # what sae-lens's training_forward_pass does
         self.optimizer.zero_grad(set_to_none=True)

@@ -11,7 +11,7 @@ from sae_lens import SAE
 from compute.ml.training import gsae_spec, run_training, save_trained_sae, sweep_specs
 from tests.unit.ml.test_training import batches, tiny  # noqa: F401 - the shared tiny model fixture
 
-ARCHITECTURES = ("batchtopk", "jumprelu")
+ARCHITECTURES = ("batchtopk", "jumprelu", "matryoshka_batchtopk")
 
 
 def _train(tiny, specs, *, gsae=None):  # noqa: F811
@@ -55,7 +55,7 @@ def test_saved_sae_loads_with_stock_sae_lens_and_matches_the_trained_weights(tra
     architecture, trainers, loaded = trained
     trainer, sae = trainers[method], loaded[method]
     assert sae.cfg.architecture() == "jumprelu"  # BatchTopK is saved for inference as JumpReLU
-    if architecture == "batchtopk":
+    if architecture != "jumprelu":
         threshold = trainer.sae.topk_threshold
         assert float(threshold) > 0  # learnt from the minimum positive activations seen
         torch.testing.assert_close(sae.threshold, torch.full_like(sae.threshold, float(threshold)))
@@ -76,7 +76,7 @@ def test_training_lowers_the_error_and_keeps_codes_sparse(trained, tiny):  # noq
         else:
             assert trainer.stats.fvu < 0.8 * trainer.stats.fvu_initial, trainer.spec.key
         assert trainer.stats.l0 < trainer.spec.d_sae / 2, trainer.spec.key
-    if architecture == "batchtopk":
+    if architecture != "jumprelu":
         # On average k active features per token over a minibatch.
         assert trainers["direct"].stats.l0 == pytest.approx(4, abs=0.01)
 
@@ -86,3 +86,21 @@ def test_sweep_keys_name_the_architecture_and_its_sparsity():
     assert keys == ["direct-jumprelu-l0=0.5", "direct-jumprelu-l0=2"]
     keys = [s.key for s in sweep_specs(methods=["ssae"], architecture="batchtopk", d_in=16, ks=[3])]
     assert keys == ["ssae-batchtopk-k=3"]
+
+
+def test_matryoshka_loss_adds_each_inner_prefix_reconstruction_error(tiny):  # noqa: F811
+    from compute.ml.training import SAESpec, build_trainer
+
+    spec = SAESpec("m", "direct", "matryoshka_batchtopk", 64, 0.0, k=4)  # lr 0: the step leaves the weights
+    trainer = build_trainer(spec, d_in=16, scale=1.0, device="cpu", seed=1)
+    assert trainer.sae.cfg.matryoshka_widths == [8, 16, 32, 64]
+    x = next(batches(tiny, "train")).flat()[:256].float()
+    with torch.no_grad():
+        sae = trainer.sae
+        acts = sae.encode(x)  # batch top-k over these 256 tokens
+        by_hand = (acts @ sae.W_dec + sae.b_dec - x).pow(2).sum(dim=-1).mean()  # the whole SAE
+        for width in (8, 16, 32):  # each prefix alone, decoded by hand
+            prefix = acts[:, :width] @ sae.W_dec[:width] + sae.b_dec
+            by_hand += (prefix - x).pow(2).sum(dim=-1).mean()
+    trainer.step(x, x)  # no feature is dead at the first step: no auxiliary loss
+    assert trainer.stats.loss == pytest.approx(float(by_hand), rel=1e-4)
