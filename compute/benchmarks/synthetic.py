@@ -7,7 +7,8 @@ learning rate, batch size and sample budget are trained on the world's general s
 (b) by sae-lens's `SyntheticSAERunner` (its public API) on the same world's `SyntheticModel`, whose generator draws
     from the same general distribution (independent samples of it);
 interleaved and repeated `repeats` times. Both are scored by sae-lens's `eval_sae_on_synthetic_data` on the same
-fresh samples: MCC and F1 (the medians of the repeats), and throughput in samples per second (the best repeat).
+fresh samples, each as saved for inference (BatchTopK kinds as JumpReLU with the learnt threshold): MCC, F1 and L0
+(the medians of the repeats), and throughput in samples per second (the best repeat).
 Then the study once with our trainer: a GSAE on the general stream and GSAE-finetune, Direct SAE and SSAE on D, each
 scored by its recall of the domain features (decoder cosine >= RECOVERY_THRESHOLD).
 """
@@ -121,7 +122,17 @@ def _saelens(world, architecture: str, options: dict[str, Any]):
     start = time.perf_counter()
     result = runner.run()
     seconds = time.perf_counter() - start
-    return result.sae, samples / seconds
+    return _as_saved(result.sae, options), samples / seconds
+
+
+def _as_saved(training_sae, options: dict[str, Any]):
+    """The runner's training SAE as sae-lens saves it for inference (BatchTopK kinds become JumpReLU with their
+    learnt threshold), so both trainers are scored on what a user loads."""
+    from sae_lens import SAE
+
+    with tempfile.TemporaryDirectory() as folder:
+        training_sae.save_inference_model(folder)
+        return SAE.load_from_disk(folder, device=options["device"])
 
 
 def _score(sae, world, options: dict[str, Any]) -> dict[str, float]:

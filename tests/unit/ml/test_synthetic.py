@@ -82,7 +82,7 @@ def test_ssae_recovers_domain_features_the_gsae_misses_and_raw_training_does_not
     tokens = 40_000
     (gsae_trainer,), _ = run_training(
         batches=batches("general", tokens),
-        specs=[gsae_spec(architecture="topk", d_in=64, expansion=8, k=6, lr=3e-3)],
+        specs=[gsae_spec(architecture="topk", d_in=64, expansion=4, k=6, lr=3e-3)],
         d_in=64,
         total_tokens=tokens,
         device="cpu",
@@ -93,7 +93,6 @@ def test_ssae_recovers_domain_features_the_gsae_misses_and_raw_training_does_not
         SAESpec("ssae", "ssae", "topk", 64, 3e-3, k=2),
         # The control: the same SAE trained on the raw activations of D instead of the GSAE's residual.
         SAESpec("raw", "direct", "topk", 64, 3e-3, k=2),
-        SAESpec("finetune", "finetune", "topk", 512, 1e-4, k=6),
     ]
     trainers, _ = run_training(
         batches=batches("domain", tokens),
@@ -104,7 +103,16 @@ def test_ssae_recovers_domain_features_the_gsae_misses_and_raw_training_does_not
         gsae=gsae,
         minibatch_tokens=128,
     )
-    saes = {t.spec.key: t.inference_sae() for t in trainers}
+    (finetune,), _ = run_training(
+        batches=batches("domain", tokens // 4),
+        specs=[SAESpec("finetune", "finetune", "topk", 256, 1e-4, k=6)],
+        d_in=64,
+        total_tokens=tokens // 4,
+        device="cpu",
+        gsae=gsae,
+        minibatch_tokens=128,
+    )
+    saes = {t.spec.key: t.inference_sae() for t in [*trainers, finetune]}
     domain = torch.arange(224, 256)
 
     def domain_recall(decoder: torch.Tensor) -> float:
