@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import Any
 
-from compute.ml.choices import MATRYOSHKA_FRACTIONS
+from compute.ml.choices import matryoshka_widths
 from compute.ml.config import SyntheticWorldConfig
 
 DEFAULTS: dict[str, Any] = {
@@ -98,8 +98,7 @@ def _saelens(world, architecture: str, options: dict[str, Any]):
     d_sae = int(options["expansion"]) * d_in
     extra: dict[str, Any] = {}
     if architecture == "matryoshka_batchtopk":  # the same nested widths as ours
-        widths = sorted({max(1, int(d_sae * f)) for f in MATRYOSHKA_FRACTIONS} - {d_sae})
-        extra["matryoshka_widths"] = [*widths, d_sae]
+        extra["matryoshka_widths"] = matryoshka_widths(d_sae)
     config_class = {
         "topk": TopKTrainingSAEConfig,
         "batchtopk": BatchTopKTrainingSAEConfig,

@@ -33,6 +33,13 @@ SWEEP_FIELDS = {
 }
 # The nested prefixes of a Matryoshka SAE, as fractions of its width (the last level is the whole SAE).
 MATRYOSHKA_FRACTIONS = (1 / 8, 1 / 4, 1 / 2)
+
+
+def matryoshka_widths(d_sae: int) -> list[int]:
+    """A Matryoshka SAE's nested widths, increasing, ending at `d_sae` (sae-lens's `matryoshka_widths`)."""
+    return [*sorted({max(1, int(d_sae * f)) for f in MATRYOSHKA_FRACTIONS} - {d_sae}), d_sae]
+
+
 PRECISIONS = ("auto", "float32", "bfloat16")  # of SAE training matmuls; see compute.ml.training.autocast_dtype
 
 # Corpus file kinds, by file name suffix in any case (`notes.TXT` is a .txt file).

@@ -44,9 +44,9 @@ from compute.ml.choices import (
     BATCHTOPK_ARCHITECTURES,
     DOMAIN_METHODS,
     K_ARCHITECTURES,
-    MATRYOSHKA_FRACTIONS,
     PRECISIONS,
     SWEEP_FIELDS,
+    matryoshka_widths,
 )
 from compute.ml.config import TrainingConfig
 from compute.ml.saes import save_sparsity
@@ -206,9 +206,8 @@ def make_training_sae(
             sae = BatchTopKTrainingSAE(cfg)
         elif spec.architecture == "matryoshka_batchtopk":
             # Nested prefixes each trained to reconstruct alone (sae-lens's Matryoshka BatchTopK).
-            widths = sorted({max(1, int(spec.d_sae * f)) for f in MATRYOSHKA_FRACTIONS} - {spec.d_sae})
             cfg = MatryoshkaBatchTopKTrainingSAEConfig(
-                k=spec.k, rescale_acts_by_decoder_norm=False, matryoshka_widths=[*widths, spec.d_sae], **common
+                k=spec.k, rescale_acts_by_decoder_norm=False, matryoshka_widths=matryoshka_widths(spec.d_sae), **common
             )
             sae = MatryoshkaBatchTopKTrainingSAE(cfg)
         elif spec.architecture == "jumprelu":
