@@ -122,8 +122,9 @@ class DemoError(LabelError):
 def _failed(jobs: Iterable[Job]) -> None:
     for job in jobs:
         if job.status in FAILED:
+            first = (job.error or job.message).split("\n\n")[0]  # its traceback stays on the job's page
             raise DemoError(
-                f"Job {job.pk} ({job.kind}) {job.status}: {job.error or job.message}".strip()[:400],
+                f"Job {job.pk} ({job.kind}) {job.status}: {first}".strip()[:400],
                 path=f"/compute/jobs/{job.pk}/",
                 fix="read the job's error on its page, fix what it names, then press Retry there "
                 "(or run `make demo` again)",
