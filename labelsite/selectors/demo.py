@@ -33,14 +33,14 @@ def demo_study(prefix: str) -> Study | None:
 
 def demo_status(*, prefix: str, campaign_name: str) -> dict[str, Any]:
     """The study and the campaign as a JSON-able dict; `ready` when both can be used."""
-    from compute.services.study_figures import FIGURES, study_figure
+    from compute.services.study_figures import study_figure, study_figures_of
     from config.figures import svg_text
 
     study = demo_study(prefix)
     evaluation = study.evaluations.order_by("-created_at", "-pk").first() if study else None
     figures = {}
     if evaluation is not None:
-        for name in FIGURES:
+        for name in study_figures_of(evaluation):
             try:
                 figures[name] = "<svg" in svg_text(study_figure(evaluation, name))
             except Exception as exc:  # noqa: BLE001 - reported as what it is, not raised
