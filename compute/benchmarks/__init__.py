@@ -1,6 +1,6 @@
 """Compute benchmarks behind `python manage.py bench NAME`: each module's `run(**options) -> dict` prints as JSON.
 
-A benchmark measures ratios within one run (machines are noisy) and never asserts; the README
+A benchmark measures ratios within one run (machines are noisy) and never asserts; docs/benchmarks.md
 quotes its figures with the machine they came from.
 """
 

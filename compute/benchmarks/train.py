@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "rss_tokens": 2048,
     "context_size": _JOB.context_size,
     "batch_size": _JOB.batch_size,
-    # Larger than the job's default: the figures in the README were measured with 1024-token steps.
+    # Larger than the job's default: the figures in docs/benchmarks.md were measured with 1024-token steps.
     "minibatch_tokens": 1024,
     "gsae_expansion": _JOB.gsae_expansion,
     "domain_expansion": _JOB.domain_expansion,

@@ -28,7 +28,7 @@ from labelsite.services import LabelError
 
 DEMO_CAMPAIGN = "Demo: domain features, blind"
 DEMO_PREFIX = "demo"
-# CPU budgets: see the README's "Demo" section for what they take on 2 cores and the figures they give.
+# CPU budgets: docs/benchmarks.md says what they take on 2 cores and the figures they give.
 DEMO_TRAINING: dict[str, Any] = {
     "methods": ["gsae", "finetune", "direct", "ssae"],
     "gsae_tokens": 40_000,
