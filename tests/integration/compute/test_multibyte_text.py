@@ -17,7 +17,7 @@ from compute.models import SAE, Corpus, DashboardSet
 from compute.selectors.dashboard_exports import dashboard_export
 from compute.selectors.dashboard_html import dashboard_context
 from compute.services.dashboard_build import TokenStrings, pack_feature
-from labelsite.services.panels import FillerPool, panel_html
+from labelsite.services.panels import FillerPool, PanelContent, panel_html
 from tests.ml_factories import trained_byte_level_tokenizer
 
 TEXTS = ["আমি বাংলায় গান গাই।", "日本語のテキスト、東京。", "Emoji 😀👍🏽 and more 🎉"]
@@ -75,7 +75,7 @@ def test_highlighting_covers_the_whole_character(stored):
 def test_blind_panel_shows_whole_characters(stored):
     _, row = stored
     html = panel_html(
-        data=row.data, n_firing=30, n_tokens=1000, max_activation=2.0, extras=["logits"],
+        content=PanelContent(data=row.data, n_firing=30, n_tokens=1000, max_activation=2.0), extras=["logits"],
         filler=FillerPool(), rng=random.Random(0),
     )  # fmt: skip
     assert "\ufffd" not in html

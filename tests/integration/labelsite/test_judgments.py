@@ -74,7 +74,8 @@ def test_disabled_questions_are_not_stored(registry, bob):
     judgment, _ = judgment_submit(
         item_code=code, labeller=bob, answers=dict(domain_score=1, general_score=3, nice=True, comment="x")
     )
-    assert judgment.answers == {"domain_explanation": "", "domain_score": 1}
+    # The optional guess of the source (asked with two sources) is stored unanswered; nothing of the other groups.
+    assert judgment.answers == {"domain_explanation": "", "domain_score": 1, "source_guess": None}
 
 
 def test_late_submit_after_expiry_is_kept_when_a_slot_is_free(open_campaign, bob):

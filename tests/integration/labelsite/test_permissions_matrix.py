@@ -23,6 +23,8 @@ MATRIX = [
     ("get", "label:item", "item", None, {"anon": LOGIN, "outsider": 404, "member": 200, "admin": 404}),
     ("post", "label:item", "item", JUDGMENT, {"anon": LOGIN, "outsider": 404, "member": 302, "admin": 404}),
     ("post", "label:skip", "item", {"reason": "x"}, {"anon": LOGIN, "outsider": 404, "member": 302, "admin": 404}),
+    # Undoing a skip one has not made says so on the item's page (which then answers 404 to anyone else).
+    ("post", "label:unskip", "item", None, {"anon": LOGIN, "outsider": 302, "member": 302, "admin": 302}),
     # The live probe is off unless the campaign switches it on (panel extra "probe"): 404 for everyone here.
     ("post", "label:probe", "item", {"text": "x"}, {"anon": LOGIN, "outsider": 404, "member": 404, "admin": 404}),
     ("get", "manage:campaign-list", None, None, {"anon": LOGIN, "outsider": 403, "member": 403, "admin": 200}),
