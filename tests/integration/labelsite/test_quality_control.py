@@ -386,7 +386,10 @@ def test_bad_gold_lines_are_explained_at_their_field(admin_client, registry, bob
     assert response.status_code == 200 and not Campaign.objects.exists()
     field = html.index('name="gold"')
     assert html.find(message.replace('"', "&quot;"), field) > field, message  # shown at the gold field
-    assert 'role="alert"' not in html  # and only there
+    # The summary at the top lists this one problem and links to the field; no other alert.
+    summary = html[html.index('id="error-summary"') : field]
+    assert summary.count("<li>") == 1 and 'href="#field-gold"' in summary
+    assert html.count('role="alert"') == 1
     if "look like" in message or "question=answer" in message or "chosen SAEs" in message:
         assert "Gold line 2" in html  # the line is named (the first line is empty)
 
