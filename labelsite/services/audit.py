@@ -378,7 +378,10 @@ class BlindingAudit:
         return "fail" if self.leak else "pass"
 
     def separating(self) -> list[dict]:
-        """The content observables that separate the sources most (AUC above 0.6), in plain words."""
+        """The content observables that separate the sources most (AUC above 0.6), in plain words; none when the
+        content as a whole does not tell the sources apart (one observable's AUC alone can pass 0.6 by chance)."""
+        if not self.content.leak:
+            return []
         return [
             {**o, "words": observable_words(o["observable"])}
             for o in self.content.observables[:SEPARATING_SHOWN]
