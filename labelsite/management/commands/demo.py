@@ -155,8 +155,8 @@ class Command(BaseCommand):
         except CommandError:
             raise
         except Exception as exc:  # a bug of ours: the traceback goes to the log, the user gets the way on
-            logging.getLogger("labelsite.demo").exception("demo stage %s", STAGES[min(current, len(STAGES) - 1)])
             stage = STAGES[min(current, len(STAGES) - 1)]
+            logging.getLogger("labelsite.demo").exception("demo stage %s", stage)
             self._line(stage, "did not finish", end=True)
             self._stopped(
                 base,
